@@ -1,0 +1,1 @@
+"""Data containers, transforms and seeded splits."""

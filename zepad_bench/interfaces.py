@@ -1,0 +1,160 @@
+"""The public plugin contract: base classes of attacks, defenses, encoders, datasets and tasks.
+
+Kept free of a module-level ``torch`` import so that ``zepad-bench --help`` starts fast.
+See ``docs/plugins.md`` for the contract in prose.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from zepad_bench.context import RunContext
+
+if TYPE_CHECKING:
+    import torch
+    from torch import Tensor, nn
+
+    from zepad_bench.data.images import LabeledImages
+    from zepad_bench.nn.encoder import Encoder
+
+
+class Plugin:
+    """Common base: ``name`` is the key in suites; ``__init__`` takes the suite's params.
+
+    ``__init__`` must be cheap (no tensors, no I/O): the suite validator instantiates every
+    plugin to check its params before any work starts; raise ``ValueError`` for a bad value.
+    The runner sets ``self.ctx`` (device, seed, progress) before the plugin does work.
+    """
+
+    name: ClassVar[str]
+    ctx: RunContext
+
+    def __init__(self, **params: Any):
+        if params:
+            raise TypeError(f"unexpected parameters: {', '.join(sorted(params))}")
+        self.ctx = RunContext()
+
+
+class Attack(Plugin):
+    """A downstream-agnostic attack: fitted on public encoders and unlabeled images only."""
+
+    def __init__(self, eps: float, **params: Any):
+        super().__init__(**params)
+        if not 0 < float(eps) <= 1:
+            raise ValueError(f"eps must be in (0, 1] pixel units, got {eps}")
+        self.eps = float(eps)
+        self.encoders: list[Encoder] = []
+
+    def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
+        """Learn the attack from public ``encoders`` (1 semi-black-box, ≥2 white-box) and unlabeled batches."""
+        self.encoders = list(encoders)
+
+    def perturb(self, x: Tensor) -> Tensor:
+        """Return ``x_adv`` in [0, 1] with ``‖x_adv − x‖∞ ≤ eps``."""
+        raise NotImplementedError
+
+    def state_dict(self) -> dict[str, Any]:
+        """Fitted state to cache; by default every tensor attribute (e.g. a universal ``delta``)."""
+        import torch
+
+        return {k: v.detach().cpu() for k, v in vars(self).items() if isinstance(v, torch.Tensor)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        """Restore :meth:`state_dict`; the runner has set ``self.encoders`` and ``self.ctx`` first."""
+        for key, value in state.items():
+            setattr(self, key, value.to(self.ctx.device) if hasattr(value, "to") else value)
+
+
+@dataclass
+class Branch:
+    """One branch of a defended model: an encoder (image → features) and optionally its tuned head."""
+
+    name: str
+    role: str  # "victim", "mpae", "bmp", "tuned", ...
+    encoder: Encoder
+    head: nn.Module | None = None
+    head_data: str | None = None  # dataset id the joint head was tuned on
+
+
+@dataclass
+class DefendedModel:
+    """What a defense returns: branches plus the defense's fusion rule and optional detector."""
+
+    branches: list[Branch]
+    defense: Defense
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def fuse(self, logits: list[Tensor]) -> Tensor:
+        return self.defense.fuse(logits)
+
+    def detection_score(self, probabilities: list[Tensor]) -> Tensor | None:
+        return self.defense.detection_score(probabilities)
+
+    @property
+    def detection_threshold(self) -> float | None:
+        return self.defense.detection_threshold
+
+
+class Defense(Plugin):
+    """A defense: tuned once on the defender's labeled data D_f, reused by every task."""
+
+    detection_threshold: float | None = None
+
+    def fit(self, victim: Encoder, auxiliaries: list[Encoder], data: LabeledImages) -> DefendedModel:
+        raise NotImplementedError
+
+    def fuse(self, logits: list[Tensor]) -> Tensor:
+        """Fuse per-branch class logits (N×C each); default: the mean (identity for one branch)."""
+        import torch
+
+        return torch.stack(logits).mean(0)
+
+    def detection_score(self, probabilities: list[Tensor]) -> Tensor | None:
+        """Per-sample DAE score from per-branch softmax outputs; ``None`` if the defense has no detector."""
+        return None
+
+
+class EncoderSource(Plugin):
+    """Builds a public pre-trained encoder (e.g. loads a checkpoint or pretrains one)."""
+
+    def build(self, data: LabeledImages | None) -> Encoder:
+        """Return the encoder; ``data`` is the suite's ``data`` dataset (train split) when given."""
+        raise NotImplementedError
+
+
+class DatasetSource(Plugin):
+    """Loads a labeled image dataset as uint8 NCHW tensors at a given size."""
+
+    def load(self, split: str, image_size: int, seed: int) -> LabeledImages:
+        """``split`` is ``"train"`` or ``"test"``; splits made here are deterministic in ``seed``."""
+        raise NotImplementedError
+
+
+@dataclass
+class TaskData:
+    """Inputs of one task run: labeled splits and the attacked test images (same order as ``test``)."""
+
+    train: LabeledImages
+    test: LabeledImages
+    test_adv: Tensor
+    attack: Attack
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Task(Plugin):
+    """A downstream task evaluated on a defended model, clean and attacked."""
+
+    def run(self, model: DefendedModel, data: TaskData) -> dict[str, float | str]:
+        """Return metrics (percentages for accuracies/rates)."""
+        raise NotImplementedError
+
+
+def device_of(module: torch.nn.Module) -> torch.device:
+    """The device of a module's first parameter (CPU if it has none)."""
+    import torch
+
+    for p in module.parameters():
+        return p.device
+    return torch.device("cpu")

@@ -1,0 +1,1 @@
+"""Neural-network building blocks: backbones, encoders, heads, PGD, tuning, SSL, checkpoints."""
