@@ -6,7 +6,7 @@ See ``docs/plugins.md`` for the contract in prose.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -35,6 +35,9 @@ class Plugin:
         if params:
             raise TypeError(f"unexpected parameters: {', '.join(sorted(params))}")
         self.ctx = RunContext()
+
+    def check(self) -> None:
+        """Cheap pre-flight checks run at suite validation (paths exist, …); raise ``UserError``."""
 
 
 class Attack(Plugin):
@@ -140,7 +143,22 @@ class TaskData:
     test: LabeledImages
     test_adv: Tensor
     attack: Attack
+    feature_fn: Callable[[int, str], Tensor] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def features(self, model: DefendedModel, branch: int, which: str) -> Tensor:
+        """Features (CPU) of branch ``branch`` on ``which`` ∈ {"train", "test", "test_adv"}.
+
+        Served from the runner's feature cache when available, so the encoder never runs twice
+        on the same images across tasks.
+        """
+        if self.feature_fn is not None:
+            return self.feature_fn(branch, which)
+        from zepad_bench.nn.encoder import extract_features
+
+        images = {"train": self.train.images, "test": self.test.images, "test_adv": self.test_adv}[which]
+        encoder = model.branches[branch].encoder
+        return extract_features(encoder, images, device=str(device_of(encoder)))
 
 
 class Task(Plugin):

@@ -1,0 +1,1 @@
+"""Built-in zepad-bench plugins (import name ``zepad_bench_plugins``), registered via entry points."""

@@ -1,0 +1,64 @@
+"""Downstream classification: the paper's MLP head per frozen branch, fused by the defense."""
+
+from __future__ import annotations
+
+import torch
+
+from zepad_bench import DefendedModel, Task, TaskData
+from zepad_bench.metrics import accuracy, attack_success_rate, max_confidence
+from zepad_bench.nn.heads import predict_logits, train_head
+
+
+def branch_logits(task: Task, model: DefendedModel, data: TaskData, which: tuple[str, ...], head: str,
+                  epochs: int, lr: float, batch_size: int) -> tuple[list[dict[str, torch.Tensor]], list[str]]:
+    """Per branch: logits on each split in ``which``; a jointly tuned head is used when it was tuned
+    on this task's dataset (``head="auto"``), else a new head is trained on frozen train features."""
+    outputs, head_kinds = [], []
+    for i, branch in enumerate(model.branches):
+        joint = (head == "auto" and branch.head is not None and branch.head_data == data.train.name
+                 and branch.head.num_classes == data.train.num_classes)
+        if joint:
+            branch_head = branch.head
+        else:
+            branch_head = train_head(data.features(model, i, "train"), data.train.labels, data.train.num_classes,
+                                     epochs=epochs, lr=lr, batch_size=batch_size, seed=task.ctx.seed + i,
+                                     device=task.ctx.device, track=task.ctx.track)
+        head_kinds.append("joint" if joint else "retrained")
+        outputs.append({w: predict_logits(branch_head, data.features(model, i, w), device=task.ctx.device)
+                        for w in which})
+    return outputs, head_kinds
+
+
+class Classification(Task):
+    """BA, RA and ASR (design §1) of the fused per-branch MLP heads (ZePAD Eq. 1 / Table 7 protocol)."""
+
+    name = "classification"
+
+    def __init__(self, epochs: int = 20, lr: float = 5e-3, batch_size: int = 256, head: str = "auto"):
+        super().__init__()
+        if epochs < 1 or lr <= 0 or batch_size < 1:
+            raise ValueError("epochs, lr and batch_size must be positive")
+        if head not in ("auto", "retrained"):
+            raise ValueError(f"head must be 'auto' or 'retrained', got {head!r}")
+        self.epochs, self.lr, self.batch_size, self.head = epochs, lr, batch_size, head
+
+    def run(self, model: DefendedModel, data: TaskData) -> dict[str, float | str]:
+        outputs, head_kinds = branch_logits(self, model, data, ("test", "test_adv"), self.head, self.epochs,
+                                            self.lr, self.batch_size)
+        clean = model.fuse([o["test"] for o in outputs]).argmax(1)
+        adv = model.fuse([o["test_adv"] for o in outputs]).argmax(1)
+        labels = data.test.labels
+        metrics: dict[str, float | str] = {
+            "BA": accuracy(clean, labels),
+            "RA": accuracy(adv, labels),
+            "ASR": attack_success_rate(clean, adv),
+            "head": "joint" if "joint" in head_kinds else "retrained",
+        }
+        for branch, out, kind in zip(model.branches, outputs, head_kinds):
+            conf_clean, conf_adv = max_confidence(out["test"]), max_confidence(out["test_adv"])
+            metrics[f"conf_clean:{branch.name}"] = conf_clean.mean().item()
+            metrics[f"conf_adv:{branch.name}"] = conf_adv.mean().item()
+            metrics[f"head:{branch.name}"] = kind
+            self.ctx.record(f"confidence_clean:{branch.role}:{branch.name}", conf_clean)
+            self.ctx.record(f"confidence_adv:{branch.role}:{branch.name}", conf_adv)
+        return metrics
