@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import re
 import tomllib
@@ -189,7 +190,10 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
     if plugins:
         from zepad_bench.registry import load_registry
 
-        registry = load_registry(tuple(plugins))
+        try:
+            registry = load_registry(tuple(plugins))
+        except UserError as exc:
+            raise SuiteError(path, "suite.plugins", str(exc)) from None
 
     tables: dict[str, dict[str, PluginSpec]] = {}
     for section in RESERVED:
@@ -275,5 +279,9 @@ def instantiate(suite: Suite, registry: Registry, section: str, id_: str, eps: f
     cls = registry.get(KIND_OF[section], spec.plugin)
     try:
         return cls(eps, **spec.params) if section == "attacks" else cls(**spec.params)
-    except (TypeError, ValueError) as exc:
+    except TypeError as exc:
+        accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "eps", "params")]
+        raise SuiteError(suite.path, f"{section}.{id_}", f"bad parameters for plugin {spec.plugin!r}: {exc}; "
+                         f"accepted: {', '.join(accepted) or 'none'}") from None
+    except ValueError as exc:
         raise SuiteError(suite.path, f"{section}.{id_}", f"bad parameters for plugin {spec.plugin!r}: {exc}") from None

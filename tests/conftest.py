@@ -1,0 +1,68 @@
+"""Shared fixtures: a tiny suite built on the test-only outside plugin (tests/outside)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+OUTSIDE = Path(__file__).parent / "outside"
+sys.path.insert(0, str(OUTSIDE))
+
+SMOKE_SUITE = """
+[suite]
+name = "smoke"
+seed = 0
+image_size = 16
+eps = "16/255"
+attacker_data = "stripes"
+plugins = ["zb_outside_plugin"]
+
+[datasets.stripes]
+plugin = "outside-stripes"
+
+[datasets.stripes2]
+plugin = "outside-stripes"
+n = 48
+
+[encoders.rand]
+plugin = "outside-random"
+auxiliaries = ["rand2"]
+
+[encoders.rand2]
+plugin = "outside-random"
+width = 4
+
+[attacks.sign]
+plugin = "outside-sign"
+
+[defenses.none]
+plugin = "none"
+
+[defenses.none2]
+plugin = "none"
+
+[tasks.cls]
+plugin = "classification"
+data = "stripes"
+epochs = 2
+
+[tasks.cls2]
+plugin = "classification"
+data = "stripes2"
+epochs = 2
+
+[grid]
+victims = ["rand"]
+defenses = ["none", "none2"]
+tuning = ["stripes"]
+tasks = ["cls", "cls2"]
+"""
+
+
+@pytest.fixture
+def smoke_suite(tmp_path: Path) -> Path:
+    path = tmp_path / "smoke.toml"
+    path.write_text(SMOKE_SUITE)
+    return path

@@ -1,0 +1,66 @@
+"""CLI: help without torch, clear one-line errors (no traceback, no result changed), run + leaderboard."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+from click.testing import CliRunner
+
+from conftest import OUTSIDE, SMOKE_SUITE
+from zepad_bench.cli import cli, main
+
+
+def invoke(args, monkeypatch):
+    """Run ``main`` (the console script's entry) and capture its exit code and output."""
+    monkeypatch.setattr(sys, "argv", ["zepad-bench", *args])
+    with pytest.raises(SystemExit) as info:
+        main()
+    return info.value.code
+
+
+def test_help_does_not_import_torch():
+    code = "import sys; from zepad_bench.cli import cli; cli.main(['--help'], standalone_mode=False); " \
+           "print('torch' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    assert "zepad-bench run suites/quickstart.toml" in out.stdout
+    assert out.stdout.strip().endswith("False")
+
+
+@pytest.mark.parametrize("bad", ['eps = "lots"', "[grid\n", 'plugin = "no-such-attack"'])
+def test_bad_suite_exits_nonzero_with_one_line(tmp_path, bad):
+    suite = tmp_path / "bad.toml"
+    text = SMOKE_SUITE.replace('eps = "16/255"', bad) if "eps" in bad else SMOKE_SUITE + bad if bad.startswith("[") \
+        else SMOKE_SUITE.replace('plugin = "outside-sign"', bad)
+    suite.write_text(text)
+    workdir = tmp_path / "wd"
+    env = {**os.environ, "PYTHONPATH": str(OUTSIDE)}
+    out = subprocess.run([sys.executable, "-m", "zepad_bench.cli", "run", str(suite), "--workdir", str(workdir)],
+                         capture_output=True, text=True, timeout=120, env=env)
+    assert out.returncode == 2
+    assert "Traceback" not in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1 and str(suite) in out.stderr
+    assert not (workdir / "results.sqlite").exists()
+
+
+def test_run_validate_leaderboard_and_list(smoke_suite, tmp_path):
+    runner = CliRunner()
+    wd, lb = str(tmp_path / "wd"), str(tmp_path / "lb")
+    result = runner.invoke(cli, ["validate", str(smoke_suite)])
+    assert result.exit_code == 0 and "4 cells" in result.output
+    result = runner.invoke(cli, ["run", str(smoke_suite), "--workdir", wd, "--out", lb, "--quiet",
+                                 "--defenses", "none", "--tasks", "cls"])
+    assert result.exit_code == 0, result.output
+    assert "RA sign" in result.output
+    result = runner.invoke(cli, ["leaderboard", str(smoke_suite), "--workdir", wd, "--out", lb])
+    assert result.exit_code == 0 and "3 of 4 cells have no result yet" in result.output
+    result = runner.invoke(cli, ["list", "defenses"])
+    assert result.exit_code == 0 and "none" in result.output and "zepad-bench" in result.output
+
+
+def test_leaderboard_without_results_is_a_user_error(smoke_suite, tmp_path, monkeypatch):
+    code = invoke(["leaderboard", str(smoke_suite), "--workdir", str(tmp_path / "empty")], monkeypatch)
+    assert code == 2

@@ -1,0 +1,77 @@
+"""Runner: stage cache (fit once, reuse), resume, determinism, results store, leaderboard files."""
+
+from __future__ import annotations
+
+from zepad_bench import load_registry
+from zepad_bench.leaderboard import main_table, publish, results_frame
+from zepad_bench.runner import Runner
+from zepad_bench.suite import load_suite
+
+
+def run_all(suite, workdir, force=False):
+    runner = Runner(suite, suite.registry, workdir, device="cpu", force=force)
+    rows = [runner.run_cell(c) for c in runner.pending(suite.cells())]
+    return runner, rows
+
+
+def load(path):
+    return load_suite(path, load_registry(["zb_outside_plugin"]))
+
+
+def test_each_stage_is_computed_once_and_reused(smoke_suite, tmp_path):
+    suite = load(smoke_suite)
+    runner, rows = run_all(suite, tmp_path / "wd")
+    assert len(rows) == 4  # 2 defenses × 2 tasks
+    assert runner.computed["attack"] == 1  # one surrogate → one fit, shared by every defense and task
+    # tuned once, reused by both tasks (persistent); none and none2 have the same resolved config, so
+    # content addressing gives them one artifact
+    assert runner.computed["defense"] == 1
+    assert runner.computed["adversarial"] == 2  # attacked test images once per task dataset
+    assert runner.computed["encoder"] == 2  # victim + its auxiliary (handed to every defense)
+
+    again, rows_again = run_all(suite, tmp_path / "wd")
+    assert rows_again == [] and sum(again.computed.values()) == 0
+    assert {r["key"] for r in again.store.rows(suite="smoke")} == {r["key"] for r in rows}
+
+
+def test_interrupted_run_resumes_from_cached_stages(smoke_suite, tmp_path):
+    suite = load(smoke_suite)
+    first = Runner(suite, suite.registry, tmp_path / "wd", device="cpu")
+    first.run_cell(suite.cells()[0])  # then the process "dies"
+    resumed, rows = run_all(suite, tmp_path / "wd")
+    assert len(rows) == 3
+    assert resumed.computed["attack"] == 0 and resumed.reused["attack"] == 1
+    assert resumed.computed["defense"] == 0 and resumed.reused["defense"] == 1
+
+
+def test_white_box_fits_on_victim_and_auxiliaries(smoke_suite, tmp_path):
+    suite = load(smoke_suite).with_axes(scenarios=["white-box"], defenses=["none"], tasks=["cls"])
+    runner, rows = run_all(suite, tmp_path / "wd")
+    attack, _ = runner.attack(suite.cells()[0])
+    assert [e.arch_params["width"] for e in attack.encoders] == [8, 4]
+    assert rows[0]["scenario"] == "white-box"
+
+
+def test_same_suite_and_seed_give_identical_numbers(smoke_suite, tmp_path):
+    suite = load(smoke_suite)
+    _, a = run_all(suite, tmp_path / "a")
+    _, b = run_all(suite, tmp_path / "b")
+    assert [r["metrics"] for r in a] == [r["metrics"] for r in b]
+    _, forced = run_all(suite, tmp_path / "a", force=True)
+    assert [r["metrics"] for r in forced] == [r["metrics"] for r in a]
+
+
+def test_rows_record_config_versions_timings_and_publish(smoke_suite, tmp_path):
+    suite = load(smoke_suite)
+    _, rows = run_all(suite, tmp_path / "wd")
+    row = rows[0]
+    assert row["versions"]["defense:none"].startswith("zepad-bench")
+    assert row["versions"]["attack:outside-sign"] == "zb_outside_plugin"
+    assert set(row["timings"]) >= {"attack_fit", "defense_fit", "task", "cell"}
+    assert 0 <= row["metrics"]["BA"] <= 100 and 0 <= row["metrics"]["ASR"] <= 100
+    table = main_table(results_frame(rows))
+    assert list(table.columns[:3]) == ["task", "defense", "BA"] or "BA" in table.columns
+    paths = publish("smoke", rows, tmp_path / "lb", source="smoke.toml")
+    assert [p.suffix for p in paths] == [".md", ".csv", ".json"]
+    text = paths[0].read_text()
+    assert "machine:" in text and "versions:" in text and "RA sign" in text

@@ -1,0 +1,76 @@
+"""Suite validation: every bad input is a one-line error naming file, key and expectation."""
+
+from __future__ import annotations
+
+import pytest
+
+from conftest import SMOKE_SUITE
+from zepad_bench import load_registry
+from zepad_bench.errors import SuiteError, UserError
+from zepad_bench.suite import load_suite, parse_eps
+
+
+@pytest.fixture(scope="module")
+def registry():
+    return load_registry(["zb_outside_plugin"])
+
+
+def write(tmp_path, text):
+    path = tmp_path / "s.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("value, expected", [("10/255", 10 / 255), ("8 / 255", 8 / 255), (0.03, 0.03), (1, 1.0)])
+def test_parse_eps_accepts_fractions_and_floats(value, expected):
+    assert parse_eps(value) == pytest.approx(expected, abs=0)
+
+
+@pytest.mark.parametrize("value", ["ten", "1/0", 0, -0.1, 1.5, True, "2/1"])
+def test_parse_eps_rejects_bad_budgets(value):
+    with pytest.raises(ValueError):
+        parse_eps(value)
+
+
+def test_grid_expands_to_cells(tmp_path, registry):
+    suite = load_suite(write(tmp_path, SMOKE_SUITE), registry)
+    cells = suite.cells()
+    assert len(cells) == 1 * 1 * 1 * 1 * 2 * 1 * 2 * 1
+    assert {c.defense for c in cells} == {"none", "none2"}
+    assert suite.surrogates("rand", "white-box") == ["rand", "rand2"]
+    assert suite.surrogates("rand", "semi-black-box") == ["rand"]
+    narrowed = suite.with_axes(defenses=["none2"], tasks=["cls"])
+    assert [(c.defense, c.task) for c in narrowed.cells()] == [("none2", "cls")]
+    with pytest.raises(UserError, match="unknown defense id 'nope'.*known: none, none2"):
+        suite.with_axes(defenses=["nope"])
+
+
+@pytest.mark.parametrize(
+    "old, new, key, message",
+    [
+        ('eps = "16/255"', "eps = [", "", "TOML syntax error"),
+        ('plugin = "outside-sign"', 'plugin = "nope"', "attacks.sign.plugin", "known: .*outside-sign"),
+        ('eps = "16/255"', 'eps = "sixteen"', "suite.eps", "fraction string"),
+        ("seed = 0", 'seed = "zero"', "suite.seed", "an integer"),
+        ('data = "stripes"\nepochs = 2', 'data = "stripez"\nepochs = 2', "tasks.cls.data", "unknown dataset id"),
+        ('tuning = ["stripes"]', 'tuning = ["x"]', r"grid.tuning\[0\]", "unknown dataset id 'x'"),
+        ('tuning = ["stripes"]', 'tuning = ["stripes"]\nfoo = [1]', "grid.foo", "unknown axis"),
+        ("epochs = 2\n\n[tasks.cls2]", "epochs = -1\n\n[tasks.cls2]", "tasks.cls", "bad parameters"),
+        ("width = 4", "widht = 4", "encoders.rand2", "unexpected keyword argument 'widht'.*accepted: width"),
+        ('victims = ["rand"]', 'victims = "rand"', "grid.victims", "expected a list"),
+        ('victims = ["rand"]', 'victims = ["rand"]\nscenarios = ["grey-box"]', r"grid.scenarios\[0\]", "white-box"),
+    ],
+)
+def test_bad_suites_name_file_key_and_expectation(tmp_path, registry, old, new, key, message):
+    assert old in SMOKE_SUITE
+    path = write(tmp_path, SMOKE_SUITE.replace(old, new, 1))
+    with pytest.raises(SuiteError, match=message) as info:
+        load_suite(path, registry)
+    assert str(path) in str(info.value)
+    assert info.value.key.startswith(key.replace("\\", "")) or key == ""
+    assert "\n" not in str(info.value).strip() or key == ""
+
+
+def test_missing_suite_file(tmp_path, registry):
+    with pytest.raises(UserError, match="no such suite file"):
+        load_suite(tmp_path / "absent.toml", registry)
