@@ -89,6 +89,7 @@ def _publish(suite, workdir: str, out_dir: str, rows_of_run=None, reference: boo
     from rich.console import Console
 
     from zepad_bench.leaderboard import main_table, publish, results_frame
+    from zepad_bench.plots import confidence_figure
     from zepad_bench.runner import Runner
 
     runner = Runner(suite, suite.registry, workdir, device="cpu")
@@ -103,6 +104,8 @@ def _publish(suite, workdir: str, out_dir: str, rows_of_run=None, reference: boo
 
         extra = reference_section(suite, rows)
     paths = publish(suite.name, rows, out_dir, source=str(suite.path), extra_sections=extra)
+    figure = confidence_figure(rows, runner.cache, Path(out_dir) / f"{suite.name}-confidence.png")
+    paths += [figure] if figure else []
     console = Console()
     console.print(main_table(results_frame(rows)).to_markdown(index=False))
     for section in extra:
