@@ -8,8 +8,8 @@ import sys
 
 import pytest
 from click.testing import CliRunner
-
 from conftest import OUTSIDE, SMOKE_SUITE
+
 from zepad_bench.cli import cli, main
 
 
@@ -22,8 +22,10 @@ def invoke(args, monkeypatch):
 
 
 def test_help_does_not_import_torch():
-    code = "import sys; from zepad_bench.cli import cli; cli.main(['--help'], standalone_mode=False); " \
-           "print('torch' in sys.modules)"
+    code = (
+        "import sys; from zepad_bench.cli import cli; cli.main(['--help'], standalone_mode=False); "
+        "print('torch' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert "zepad-bench run suites/quickstart.toml" in out.stdout
@@ -33,13 +35,23 @@ def test_help_does_not_import_torch():
 @pytest.mark.parametrize("bad", ['eps = "lots"', "[grid\n", 'plugin = "no-such-attack"'])
 def test_bad_suite_exits_nonzero_with_one_line(tmp_path, bad):
     suite = tmp_path / "bad.toml"
-    text = SMOKE_SUITE.replace('eps = "16/255"', bad) if "eps" in bad else SMOKE_SUITE + bad if bad.startswith("[") \
+    text = (
+        SMOKE_SUITE.replace('eps = "16/255"', bad)
+        if "eps" in bad
+        else SMOKE_SUITE + bad
+        if bad.startswith("[")
         else SMOKE_SUITE.replace('plugin = "outside-sign"', bad)
+    )
     suite.write_text(text)
     workdir = tmp_path / "wd"
     env = {**os.environ, "PYTHONPATH": str(OUTSIDE)}
-    out = subprocess.run([sys.executable, "-m", "zepad_bench.cli", "run", str(suite), "--workdir", str(workdir)],
-                         capture_output=True, text=True, timeout=120, env=env)
+    out = subprocess.run(
+        [sys.executable, "-m", "zepad_bench.cli", "run", str(suite), "--workdir", str(workdir)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
     assert out.returncode == 2
     assert "Traceback" not in out.stderr
     assert len(out.stderr.strip().splitlines()) == 1 and str(suite) in out.stderr
@@ -51,8 +63,22 @@ def test_run_validate_leaderboard_and_list(smoke_suite, tmp_path):
     wd, lb = str(tmp_path / "wd"), str(tmp_path / "lb")
     result = runner.invoke(cli, ["validate", str(smoke_suite)])
     assert result.exit_code == 0 and "4 cells" in result.output
-    result = runner.invoke(cli, ["run", str(smoke_suite), "--workdir", wd, "--out", lb, "--quiet",
-                                 "--defenses", "none", "--tasks", "cls"])
+    result = runner.invoke(
+        cli,
+        [
+            "run",
+            str(smoke_suite),
+            "--workdir",
+            wd,
+            "--out",
+            lb,
+            "--quiet",
+            "--defenses",
+            "none",
+            "--tasks",
+            "cls",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "RA sign" in result.output
     result = runner.invoke(cli, ["leaderboard", str(smoke_suite), "--workdir", wd, "--out", lb])

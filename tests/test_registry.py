@@ -16,7 +16,7 @@ OUTSIDE = Path(__file__).parent / "outside" / "zb_outside_plugin.py"
 
 
 def make_distribution(root: Path) -> None:
-    """Lay out an installed outside distribution: module + dist-info with an entry point in group zepad_bench."""
+    """Lay out an installed outside distribution: module + dist-info with a `zepad_bench` entry point."""
     (root / "zb_outside_plugin.py").write_text(OUTSIDE.read_text())
     info = root / "zb_outside_plugin-0.3.dist-info"
     info.mkdir()
@@ -26,8 +26,14 @@ def make_distribution(root: Path) -> None:
 
 def cli(args: list[str], cwd: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
     env = {**os.environ, **env_extra}
-    return subprocess.run([sys.executable, "-m", "zepad_bench.cli", *args], cwd=cwd, env=env, capture_output=True,
-                          text=True, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "zepad_bench.cli", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
 
 
 def test_builtins_are_registered_through_entry_points():
@@ -71,10 +77,16 @@ def test_outside_distribution_shows_in_list_and_runs_in_a_suite(tmp_path):
     from conftest import SMOKE_SUITE
 
     suite = tmp_path / "s.toml"
-    suite.write_text(SMOKE_SUITE.replace('plugins = ["zb_outside_plugin"]', "")
-                     .replace('tasks = ["cls", "cls2"]', 'tasks = ["cls"]').replace('"none", "none2"', '"none"'))
-    run = cli(["run", str(suite), "--workdir", str(tmp_path / "wd"), "--out", str(tmp_path / "lb"), "--quiet"],
-              tmp_path, env)
+    suite.write_text(
+        SMOKE_SUITE.replace('plugins = ["zb_outside_plugin"]', "")
+        .replace('tasks = ["cls", "cls2"]', 'tasks = ["cls"]')
+        .replace('"none", "none2"', '"none"')
+    )
+    run = cli(
+        ["run", str(suite), "--workdir", str(tmp_path / "wd"), "--out", str(tmp_path / "lb"), "--quiet"],
+        tmp_path,
+        env,
+    )
     assert run.returncode == 0, run.stderr
     assert "RA sign" in (tmp_path / "lb" / "smoke.md").read_text()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 
 from conftest import OUTSIDE
+
 from zepad_bench import load_registry
 from zepad_bench.executors import run_slurm
 from zepad_bench.runner import Runner

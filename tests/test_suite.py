@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import SMOKE_SUITE
+
 from zepad_bench import load_registry
 from zepad_bench.errors import SuiteError, UserError
 from zepad_bench.suite import load_suite, parse_eps
@@ -21,7 +21,9 @@ def write(tmp_path, text):
     return path
 
 
-@pytest.mark.parametrize("value, expected", [("10/255", 10 / 255), ("8 / 255", 8 / 255), (0.03, 0.03), (1, 1.0)])
+@pytest.mark.parametrize(
+    "value, expected", [("10/255", 10 / 255), ("8 / 255", 8 / 255), (0.03, 0.03), (1, 1.0)]
+)
 def test_parse_eps_accepts_fractions_and_floats(value, expected):
     assert parse_eps(value) == pytest.approx(expected, abs=0)
 
@@ -52,13 +54,23 @@ def test_grid_expands_to_cells(tmp_path, registry):
         ('plugin = "outside-sign"', 'plugin = "nope"', "attacks.sign.plugin", "known: .*outside-sign"),
         ('eps = "16/255"', 'eps = "sixteen"', "suite.eps", "fraction string"),
         ("seed = 0", 'seed = "zero"', "suite.seed", "an integer"),
-        ('data = "stripes"\nepochs = 2', 'data = "stripez"\nepochs = 2', "tasks.cls.data", "unknown dataset id"),
+        (
+            'data = "stripes"\nepochs = 2',
+            'data = "stripez"\nepochs = 2',
+            "tasks.cls.data",
+            "unknown dataset id",
+        ),
         ('tuning = ["stripes"]', 'tuning = ["x"]', r"grid.tuning\[0\]", "unknown dataset id 'x'"),
         ('tuning = ["stripes"]', 'tuning = ["stripes"]\nfoo = [1]', "grid.foo", "unknown axis"),
         ("epochs = 2\n\n[tasks.cls2]", "epochs = -1\n\n[tasks.cls2]", "tasks.cls", "bad parameters"),
         ("width = 4", "widht = 4", "encoders.rand2", "unexpected keyword argument 'widht'.*accepted: width"),
         ('victims = ["rand"]', 'victims = "rand"', "grid.victims", "expected a list"),
-        ('victims = ["rand"]', 'victims = ["rand"]\nscenarios = ["grey-box"]', r"grid.scenarios\[0\]", "white-box"),
+        (
+            'victims = ["rand"]',
+            'victims = ["rand"]\nscenarios = ["grey-box"]',
+            r"grid.scenarios\[0\]",
+            "white-box",
+        ),
     ],
 )
 def test_bad_suites_name_file_key_and_expectation(tmp_path, registry, old, new, key, message):

@@ -60,6 +60,8 @@ class ArtifactCache:
         torch.save(value, buffer)
         path = self.path(stage, key)
         if material is not None:
-            atomic_write_bytes(path.with_suffix(".json"), json.dumps(material, sort_keys=True, indent=1,
-                                                                     default=repr).encode())
+            atomic_write_bytes(
+                path.with_suffix(".json"),
+                json.dumps(material, sort_keys=True, indent=1, default=repr).encode(),
+            )
         atomic_write_bytes(path, buffer.getvalue())

@@ -9,9 +9,14 @@ import click
 
 from zepad_bench.errors import UserError
 
-AXIS_OPTIONS = (("victims", "encoder ids"), ("scenarios", "semi-black-box / white-box"),
-                ("attacks", "attack ids"), ("defenses", "defense ids"), ("tuning", "tuning dataset ids (D_f)"),
-                ("tasks", "task ids"))
+AXIS_OPTIONS = (
+    ("victims", "encoder ids"),
+    ("scenarios", "semi-black-box / white-box"),
+    ("attacks", "attack ids"),
+    ("defenses", "defense ids"),
+    ("tuning", "tuning dataset ids (D_f)"),
+    ("tasks", "task ids"),
+)
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -20,7 +25,9 @@ def _split(value: str | None) -> list[str] | None:
 
 def _axis_options(func):
     for axis, what in reversed(AXIS_OPTIONS):
-        func = click.option(f"--{axis}", metavar="ID,…", help=f"Replace the grid's {axis} axis by these {what}.")(func)
+        func = click.option(
+            f"--{axis}", metavar="ID,…", help=f"Replace the grid's {axis} axis by these {what}."
+        )(func)
     return func
 
 
@@ -50,22 +57,54 @@ def cli() -> None:
 @cli.command()
 @click.argument("suite_path", metavar="SUITE", type=click.Path(dir_okay=False))
 @_axis_options
-@click.option("--workdir", default=".zepad-bench", show_default=True, type=click.Path(file_okay=False),
-              help="Artifact cache and results store.")
-@click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default=None,
-              help="Override the suite's device (default: the suite's, usually auto).")
+@click.option(
+    "--workdir",
+    default=".zepad-bench",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Artifact cache and results store.",
+)
+@click.option(
+    "--device",
+    type=click.Choice(["auto", "cpu", "cuda"]),
+    default=None,
+    help="Override the suite's device (default: the suite's, usually auto).",
+)
 @click.option("--force", is_flag=True, help="Recompute every stage and cell, ignoring cached results.")
-@click.option("--out", "out_dir", default="leaderboard", show_default=True, type=click.Path(file_okay=False),
-              help="Where the leaderboard (.md/.csv/.json) is published.")
-@click.option("--executor", type=click.Choice(["local", "slurm"]), default="local", show_default=True,
-              help="Run cells here, or fan out to a Slurm cluster through submitit.")
+@click.option(
+    "--out",
+    "out_dir",
+    default="leaderboard",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the leaderboard (.md/.csv/.json) is published.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "slurm"]),
+    default="local",
+    show_default=True,
+    help="Run cells here, or fan out to a Slurm cluster through submitit.",
+)
 @click.option("--slurm-partition", default=None, help="Slurm partition (with --executor slurm).")
 @click.option("--slurm-gpus", default=0, show_default=True, type=int, help="GPUs per Slurm job.")
 @click.option("--slurm-timeout", default=240, show_default=True, type=int, help="Minutes per Slurm job.")
 @click.option("--slurm-jobs", default=8, show_default=True, type=int, help="Most Slurm jobs running at once.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
-def run(suite_path, workdir, device, force, out_dir, executor, slurm_partition, slurm_gpus, slurm_timeout,
-        slurm_jobs, quiet, **axes):
+def run(
+    suite_path,
+    workdir,
+    device,
+    force,
+    out_dir,
+    executor,
+    slurm_partition,
+    slurm_gpus,
+    slurm_timeout,
+    slurm_jobs,
+    quiet,
+    **axes,
+):
     """Run SUITE's grid of cells (cached, resumable) and publish its leaderboard.
 
     Every stage (encoder, attack fit, defense tuning, attacked images, features) is cached in
@@ -77,8 +116,12 @@ def run(suite_path, workdir, device, force, out_dir, executor, slurm_partition, 
 
     suite = _load(suite_path, axes)
     if executor == "slurm":
-        options = {"slurm_partition": slurm_partition, "gpus_per_node": slurm_gpus or None,
-                   "timeout_min": slurm_timeout, "slurm_array_parallelism": slurm_jobs}
+        options = {
+            "slurm_partition": slurm_partition,
+            "gpus_per_node": slurm_gpus or None,
+            "timeout_min": slurm_timeout,
+            "slurm_array_parallelism": slurm_jobs,
+        }
         rows = run_slurm(suite_path, axes, workdir, device, force, {k: v for k, v in options.items() if v})
     else:
         rows = run_local(suite, workdir, device, force, quiet)
@@ -137,7 +180,9 @@ def leaderboard(suite_path, workdir, out_dir, reference, **axes):
 
 
 @cli.command("list")
-@click.argument("kind", required=False, type=click.Choice(["attacks", "defenses", "encoders", "datasets", "tasks"]))
+@click.argument(
+    "kind", required=False, type=click.Choice(["attacks", "defenses", "encoders", "datasets", "tasks"])
+)
 def list_plugins(kind):
     """Show registered plugins (KIND: attacks, defenses, encoders, datasets, tasks) with their provider."""
     from zepad_bench.registry import KINDS, load_registry
@@ -178,8 +223,9 @@ def main() -> None:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
     except KeyboardInterrupt:
-        click.echo("interrupted: finished cells and stages are saved; run the same command again to resume",
-                   err=True)
+        click.echo(
+            "interrupted: finished cells and stages are saved; run the same command again to resume", err=True
+        )
         sys.exit(130)
 
 

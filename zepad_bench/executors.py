@@ -6,7 +6,9 @@ from pathlib import Path
 from typing import Any
 
 
-def run_local(suite, workdir: str, device: str | None, force: bool, quiet: bool = False) -> list[dict[str, Any]]:
+def run_local(
+    suite, workdir: str, device: str | None, force: bool, quiet: bool = False
+) -> list[dict[str, Any]]:
     """Run the suite's pending cells in this process with progress bars; returns their rows."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -14,30 +16,57 @@ def run_local(suite, workdir: str, device: str | None, force: bool, quiet: bool 
     from zepad_bench.runner import Runner
 
     console = Console(stderr=True, quiet=quiet, log_path=False)
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                        console=console, transient=True, disable=quiet)
-    runner = Runner(suite, suite.registry, workdir, device, force, progress=progress,
-                    log=lambda message: console.log(message))
+    progress = Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=quiet,
+    )
+    runner = Runner(
+        suite,
+        suite.registry,
+        workdir,
+        device,
+        force,
+        progress=progress,
+        log=lambda message: console.log(message),
+    )
     cells = suite.cells()
     pending = runner.pending(cells)
-    console.print(f"suite [bold]{suite.name}[/bold]: {len(cells)} cells, {len(cells) - len(pending)} already done, "
-                  f"device {runner.device}, workdir {workdir}")
-    rows = []
+    console.print(
+        f"suite [bold]{suite.name}[/bold]: {len(cells)} cells, {len(cells) - len(pending)} already done, "
+        f"device {runner.device}, workdir {workdir}"
+    )
+    rows, nan = [], float("nan")
     with progress:
         overall = progress.add_task("cells", total=len(pending))
         for cell in pending:
             rows.append(runner.run_cell(cell))
             m = rows[-1]["metrics"]
-            console.log(f"cell      {cell.label()}  BA {m.get('BA', float('nan')):.2f}  RA {m.get('RA', float('nan')):.2f}")
+            console.log(
+                f"cell      {cell.label()}  BA {m.get('BA', nan):.2f}  RA {m.get('RA', nan):.2f}"
+            )
             progress.advance(overall)
-    summary = ", ".join(f"{stage} {runner.computed[stage]} computed / {runner.reused[stage]} reused"
-                        for stage in ("dataset", "encoder", "attack", "defense", "adversarial", "features"))
+    summary = ", ".join(
+        f"{stage} {runner.computed[stage]} computed / {runner.reused[stage]} reused"
+        for stage in ("dataset", "encoder", "attack", "defense", "adversarial", "features")
+    )
     console.print(f"stages: {summary}")
     return rows
 
 
-def _job_run_cells(suite_path: str, axes: dict[str, str | None], workdir: str, device: str | None, force: bool,
-                   indices: list[int], stage: str) -> int:
+def _job_run_cells(
+    suite_path: str,
+    axes: dict[str, str | None],
+    workdir: str,
+    device: str | None,
+    force: bool,
+    indices: list[int],
+    stage: str,
+) -> int:
     """Slurm job body: load the suite anew and run ``stage`` (attack, defense or cell) for ``indices``."""
     from zepad_bench.cli import _load
     from zepad_bench.runner import Runner
@@ -50,8 +79,15 @@ def _job_run_cells(suite_path: str, axes: dict[str, str | None], workdir: str, d
     return len(indices)
 
 
-def run_slurm(suite_path: str, axes: dict[str, str | None], workdir: str, device: str | None, force: bool,
-              options: dict[str, Any], cluster: str | None = None) -> list[dict[str, Any]]:
+def run_slurm(
+    suite_path: str,
+    axes: dict[str, str | None],
+    workdir: str,
+    device: str | None,
+    force: bool,
+    options: dict[str, Any],
+    cluster: str | None = None,
+) -> list[dict[str, Any]]:
     """Fan out through submitit: first one job per distinct attack fit and defense tuning, then the cells.
 
     The workdir must be on a filesystem shared by the nodes; stages meet in its content-addressed
@@ -77,14 +113,18 @@ def run_slurm(suite_path: str, axes: dict[str, str | None], workdir: str, device
         first["attack"].setdefault((c.attack, c.eps, c.victim, c.scenario, c.seed), i)
         first["defense"].setdefault((c.defense, c.victim, c.tuning, c.seed), i)
     for stage in ("attack", "defense"):
-        jobs = [executor.submit(_job_run_cells, str(suite_path), axes, workdir, device, force, [i], stage)
-                for i in first[stage].values()]
+        jobs = [
+            executor.submit(_job_run_cells, str(suite_path), axes, workdir, device, force, [i], stage)
+            for i in first[stage].values()
+        ]
         console.print(f"submitted {len(jobs)} {stage} jobs")
         for job in jobs:
             job.result()
     chunks = [pending[k : k + 4] for k in range(0, len(pending), 4)]
-    jobs = [executor.submit(_job_run_cells, str(suite_path), axes, workdir, device, False, chunk, "cell")
-            for chunk in chunks]
+    jobs = [
+        executor.submit(_job_run_cells, str(suite_path), axes, workdir, device, False, chunk, "cell")
+        for chunk in chunks
+    ]
     console.print(f"submitted {len(jobs)} cell jobs")
     for job in jobs:
         job.result()

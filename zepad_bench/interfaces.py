@@ -51,7 +51,7 @@ class Attack(Plugin):
         self.encoders: list[Encoder] = []
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
-        """Learn the attack from public ``encoders`` (1 semi-black-box, ≥2 white-box) and unlabeled batches."""
+        """Learn from public ``encoders`` (1 semi-black-box, ≥2 white-box) and unlabeled batches."""
         self.encoders = list(encoders)
 
     def perturb(self, x: Tensor) -> Tensor:

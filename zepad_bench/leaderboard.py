@@ -39,11 +39,15 @@ def _mean_std(values: pd.Series) -> str:
 def main_table(frame: pd.DataFrame) -> pd.DataFrame:
     """Paper Table 7 layout: one row per defense, BA then RA/ASR per attack (mean ± std over seeds)."""
     blocks = []
-    group_cols = [c for c in ("victim", "scenario", "eps", "tuning", "task", "task_data")
-                  if frame[c].nunique() > 1]
+    group_cols = [
+        c for c in ("victim", "scenario", "eps", "tuning", "task", "task_data") if frame[c].nunique() > 1
+    ]
     attacks = list(dict.fromkeys(frame["attack"]))
-    for keys, part in frame.groupby(group_cols + ["defense"], sort=False) if group_cols else \
-            frame.groupby(["defense"], sort=False):
+    for keys, part in (
+        frame.groupby(group_cols + ["defense"], sort=False)
+        if group_cols
+        else frame.groupby(["defense"], sort=False)
+    ):
         keys = keys if isinstance(keys, tuple) else (keys,)
         row = dict(zip(group_cols + ["defense"], keys))
         row["BA"] = _mean_std(part["BA"])
@@ -61,13 +65,18 @@ def extra_table(frame: pd.DataFrame) -> pd.DataFrame | None:
     numeric = [c for c in frame.columns if c not in skip and pd.api.types.is_numeric_dtype(frame[c])]
     if not numeric:
         return None
-    group = [c for c in ("victim", "scenario", "eps", "task", "defense", "attack") if c == "defense" or
-             c == "attack" or frame[c].nunique() > 1]
+    group = [
+        c
+        for c in ("victim", "scenario", "eps", "task", "defense", "attack")
+        if c == "defense" or c == "attack" or frame[c].nunique() > 1
+    ]
     table = frame.groupby(group, sort=False)[numeric].agg(lambda s: _mean_std(s)).reset_index()
     return table.loc[:, (table != "n/a").any(axis=0)]
 
 
-def render(suite: str, rows: list[dict[str, Any]], source: str = "", extra_sections: list[str] | None = None) -> str:
+def render(
+    suite: str, rows: list[dict[str, Any]], source: str = "", extra_sections: list[str] | None = None
+) -> str:
     """The markdown leaderboard of ``rows``, with a provenance header."""
     frame = results_frame(rows)
     machine = rows[-1]["machine"] if rows else {}
@@ -102,8 +111,13 @@ def render(suite: str, rows: list[dict[str, Any]], source: str = "", extra_secti
     return "\n".join(lines) + "\n"
 
 
-def publish(suite: str, rows: list[dict[str, Any]], out_dir: str | Path, source: str = "",
-            extra_sections: list[str] | None = None) -> list[Path]:
+def publish(
+    suite: str,
+    rows: list[dict[str, Any]],
+    out_dir: str | Path,
+    source: str = "",
+    extra_sections: list[str] | None = None,
+) -> list[Path]:
     """Write ``<suite>.md``, ``.csv`` and ``.json`` into ``out_dir``; returns the paths."""
     out = Path(out_dir)
     frame = results_frame(rows)

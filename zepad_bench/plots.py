@@ -29,8 +29,13 @@ def confidence_figure(rows: list[dict[str, Any]], cache: ArtifactCache, out: Pat
     import matplotlib.pyplot as plt
 
     branches = [b["name"] for b in rows[0]["config"]["branches"]]
-    fig, axes = plt.subplots(len(by_attack), len(branches), figsize=(3.2 * len(branches), 2.4 * len(by_attack)),
-                             squeeze=False, sharex=True)
+    fig, axes = plt.subplots(
+        len(by_attack),
+        len(branches),
+        figsize=(3.2 * len(branches), 2.4 * len(by_attack)),
+        squeeze=False,
+        sharex=True,
+    )
     for i, (attack, row) in enumerate(by_attack.items()):
         records = cache.load("records", row["key"])
         for j, branch in enumerate(row["config"]["branches"]):
@@ -38,8 +43,14 @@ def confidence_figure(rows: list[dict[str, Any]], cache: ArtifactCache, out: Pat
             for kind, colour in (("clean", "tab:blue"), ("adv", "tab:red")):
                 values = records.get(f"confidence_{kind}:{branch['role']}:{branch['name']}")
                 if values is not None:
-                    ax.hist(values.numpy(), bins=20, range=(0, 1), alpha=0.55, color=colour,
-                            label="benign" if kind == "clean" else "adversarial")
+                    ax.hist(
+                        values.numpy(),
+                        bins=20,
+                        range=(0, 1),
+                        alpha=0.55,
+                        color=colour,
+                        label="benign" if kind == "clean" else "adversarial",
+                    )
             ax.set_title(f"{branch['name']} · {attack}", fontsize=8)
             if i == len(by_attack) - 1:
                 ax.set_xlabel("max softmax confidence", fontsize=8)

@@ -45,8 +45,12 @@ def seed_everything(seed: int) -> None:
 
 
 def machine_info(device: str) -> dict[str, Any]:
-    info = {"platform": platform.platform(), "python": platform.python_version(), "cpus": _cpu_count(),
-            "device": device}
+    info = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": _cpu_count(),
+        "device": device,
+    }
     if device.startswith("cuda"):
         info["gpu"] = torch.cuda.get_device_name(torch.device(device))
     return info
@@ -63,8 +67,11 @@ def _head_state(head: torch.nn.Module | None) -> dict[str, Any] | None:
         return None
     if not isinstance(head, MLPHead):
         raise TypeError(f"branch heads must be MLPHead to be cached, got {type(head).__name__}")
-    return {"in_dim": head.in_dim, "num_classes": head.num_classes,
-            "state_dict": {k: v.detach().cpu() for k, v in head.state_dict().items()}}
+    return {
+        "in_dim": head.in_dim,
+        "num_classes": head.num_classes,
+        "state_dict": {k: v.detach().cpu() for k, v in head.state_dict().items()},
+    }
 
 
 def _head_from_state(state: dict[str, Any] | None) -> MLPHead | None:
@@ -78,9 +85,16 @@ def _head_from_state(state: dict[str, Any] | None) -> MLPHead | None:
 class Runner:
     """Executes cells; every stage's output is cached under the hash of its resolved config and inputs."""
 
-    def __init__(self, suite: Suite, registry: Registry, workdir: str | Path = ".zepad-bench",
-                 device: str | None = None, force: bool = False, progress: Any = None,
-                 log: Callable[[str], None] | None = None):
+    def __init__(
+        self,
+        suite: Suite,
+        registry: Registry,
+        workdir: str | Path = ".zepad-bench",
+        device: str | None = None,
+        force: bool = False,
+        progress: Any = None,
+        log: Callable[[str], None] | None = None,
+    ):
         self.suite, self.registry = suite, registry
         self.workdir = Path(workdir)
         self.cache, self.store = ArtifactCache(self.workdir), ResultStore(self.workdir)
@@ -94,10 +108,20 @@ class Runner:
 
     # ------------------------------------------------------------------ stage machinery
     def _ctx(self, seed: int) -> RunContext:
-        return RunContext(device=self.device, seed=seed, image_size=self.suite.image_size, progress=self.progress)
+        return RunContext(
+            device=self.device, seed=seed, image_size=self.suite.image_size, progress=self.progress
+        )
 
-    def _stage(self, stage: str, material: dict[str, Any], label: str, seed: int,
-               compute: Callable[[], Any], encode: Callable[[Any], Any], decode: Callable[[Any], Any]) -> tuple[Any, str]:
+    def _stage(
+        self,
+        stage: str,
+        material: dict[str, Any],
+        label: str,
+        seed: int,
+        compute: Callable[[], Any],
+        encode: Callable[[Any], Any],
+        decode: Callable[[Any], Any],
+    ) -> tuple[Any, str]:
         key = content_key({"stage": stage, **material})
         if (stage, key) in self._memo:
             return self._memo[(stage, key)], key
@@ -120,8 +144,12 @@ class Runner:
     # ------------------------------------------------------------------ stages
     def dataset(self, id_: str, split: str) -> tuple[LabeledImages, str]:
         spec = self.suite.spec("datasets", id_)
-        material = {"table": spec.resolved(), "split": split, "image_size": self.suite.image_size,
-                    "seed": self.suite.seed}
+        material = {
+            "table": spec.resolved(),
+            "split": split,
+            "image_size": self.suite.image_size,
+            "seed": self.suite.seed,
+        }
 
         def compute() -> LabeledImages:
             source = instantiate(self.suite, self.registry, "datasets", id_)
@@ -142,8 +170,12 @@ class Runner:
         spec = self.suite.spec("encoders", id_)
         data_id = spec.reserved.get("data")
         data, data_key = self.dataset(data_id, "train") if data_id else (None, None)
-        material = {"table": {"plugin": spec.plugin, "params": spec.params}, "data": data_key,
-                    "image_size": self.suite.image_size, "seed": self.suite.seed}
+        material = {
+            "table": {"plugin": spec.plugin, "params": spec.params},
+            "data": data_key,
+            "image_size": self.suite.image_size,
+            "seed": self.suite.seed,
+        }
 
         def compute() -> Encoder:
             source = instantiate(self.suite, self.registry, "encoders", id_)
@@ -154,7 +186,9 @@ class Runner:
             encoder = Encoder.from_state(state).to(self.device).eval()
             return encoder
 
-        encoder, key = self._stage("encoder", material, id_, self.suite.seed, compute, lambda e: e.to_state(), decode)
+        encoder, key = self._stage(
+            "encoder", material, id_, self.suite.seed, compute, lambda e: e.to_state(), decode
+        )
         return encoder.to(self.device).eval(), key
 
     def attack(self, cell: Cell):
@@ -164,8 +198,13 @@ class Runner:
         encoders = [e for e, _ in surrogates]
         data_id = spec.reserved.get("data", self.suite.attacker_data)
         data, data_key = self.dataset(data_id, "train")
-        material = {"table": {"plugin": spec.plugin, "params": spec.params}, "eps": cell.eps,
-                    "surrogates": [k for _, k in surrogates], "data": data_key, "seed": cell.seed}
+        material = {
+            "table": {"plugin": spec.plugin, "params": spec.params},
+            "eps": cell.eps,
+            "surrogates": [k for _, k in surrogates],
+            "data": data_key,
+            "seed": cell.seed,
+        }
 
         def new_attack():
             attack = instantiate(self.suite, self.registry, "attacks", cell.attack, eps=cell.eps)
@@ -192,8 +231,13 @@ class Runner:
         victim, victim_key = self.encoder(cell.victim)
         auxiliaries = [self.encoder(i) for i in self.suite.auxiliaries(cell.victim)]
         data, data_key = self.dataset(cell.tuning, "train")
-        material = {"table": {"plugin": spec.plugin, "params": spec.params}, "victim": victim_key,
-                    "auxiliaries": [k for _, k in auxiliaries], "data": data_key, "seed": cell.seed}
+        material = {
+            "table": {"plugin": spec.plugin, "params": spec.params},
+            "victim": victim_key,
+            "auxiliaries": [k for _, k in auxiliaries],
+            "data": data_key,
+            "seed": cell.seed,
+        }
 
         def new_defense():
             defense = instantiate(self.suite, self.registry, "defenses", cell.defense)
@@ -204,13 +248,31 @@ class Runner:
             return new_defense().fit(victim.copy(), [a.copy() for a, _ in auxiliaries], data)
 
         def encode(model: DefendedModel) -> dict[str, Any]:
-            return {"info": model.info, "branches": [
-                {"name": b.name, "role": b.role, "encoder": b.encoder.to_state(), "head": _head_state(b.head),
-                 "head_data": b.head_data} for b in model.branches]}
+            return {
+                "info": model.info,
+                "branches": [
+                    {
+                        "name": b.name,
+                        "role": b.role,
+                        "encoder": b.encoder.to_state(),
+                        "head": _head_state(b.head),
+                        "head_data": b.head_data,
+                    }
+                    for b in model.branches
+                ],
+            }
 
         def decode(state: dict[str, Any]) -> DefendedModel:
-            branches = [Branch(b["name"], b["role"], Encoder.from_state(b["encoder"]), _head_from_state(b["head"]),
-                               b["head_data"]) for b in state["branches"]]
+            branches = [
+                Branch(
+                    b["name"],
+                    b["role"],
+                    Encoder.from_state(b["encoder"]),
+                    _head_from_state(b["head"]),
+                    b["head_data"],
+                )
+                for b in state["branches"]
+            ]
             return DefendedModel(branches, new_defense(), state["info"])
 
         label = f"{cell.defense} for {cell.victim} on D_f={cell.tuning} (seed {cell.seed})"
@@ -221,7 +283,9 @@ class Runner:
                 branch.head.to(self.device).eval()
         return model, key
 
-    def adversarial(self, attack, attack_key: str, data: LabeledImages, data_key: str, seed: int) -> torch.Tensor:
+    def adversarial(
+        self, attack, attack_key: str, data: LabeledImages, data_key: str, seed: int
+    ) -> torch.Tensor:
         """The attacked test images (float, CPU), computed once per (fitted attack, dataset split)."""
         material = {"attack": attack_key, "data": data_key}
 
@@ -233,21 +297,39 @@ class Runner:
                 out.append(attack.perturb(x).detach().float().cpu())
             return torch.cat(out)
 
-        adv, _ = self._stage("adversarial", material, f"{attack.name} on {data.name}:test", seed, compute,
-                             lambda t: t, lambda t: t)
+        adv, _ = self._stage(
+            "adversarial",
+            material,
+            f"{attack.name} on {data.name}:test",
+            seed,
+            compute,
+            lambda t: t,
+            lambda t: t,
+        )
         return adv
 
-    def _feature_fn(self, model: DefendedModel, defense_key: str, images: dict[str, tuple[Any, str]], seed: int):
+    def _feature_fn(
+        self, model: DefendedModel, defense_key: str, images: dict[str, tuple[Any, str]], seed: int
+    ):
         def features(branch: int, which: str) -> torch.Tensor:
             source, source_key = images[which]
             material = {"defense": defense_key, "branch": model.branches[branch].name, "images": source_key}
             tensor = source.images if isinstance(source, LabeledImages) else source
 
             def compute() -> torch.Tensor:
-                return extract_features(model.branches[branch].encoder, tensor, self.suite.batch_size, self.device)
+                return extract_features(
+                    model.branches[branch].encoder, tensor, self.suite.batch_size, self.device
+                )
 
-            value, _ = self._stage("features", material, f"{model.branches[branch].name} on {which}", seed,
-                                   compute, lambda t: t, lambda t: t)
+            value, _ = self._stage(
+                "features",
+                material,
+                f"{model.branches[branch].name} on {which}",
+                seed,
+                compute,
+                lambda t: t,
+                lambda t: t,
+            )
             return value
 
         return features
@@ -255,16 +337,27 @@ class Runner:
     # ------------------------------------------------------------------ cells
     def cell_key(self, cell: Cell) -> str:
         task = self.suite.spec("tasks", cell.task)
-        return content_key({"suite": self.suite.name, "cell": cell.__dict__, "tables": {
-            "victim": self.suite.spec("encoders", cell.victim).resolved(),
-            "auxiliaries": [self.suite.spec("encoders", a).resolved() for a in self.suite.auxiliaries(cell.victim)],
-            "attack": self.suite.spec("attacks", cell.attack).resolved(),
-            "defense": self.suite.spec("defenses", cell.defense).resolved(),
-            "tuning": self.suite.spec("datasets", cell.tuning).resolved(),
-            "task": task.resolved(),
-            "task_data": self.suite.spec("datasets", task.reserved["data"]).resolved(),
-            "attacker_data": self.suite.raw.get("datasets", {}).get(self.suite.attacker_data),
-            "image_size": self.suite.image_size, "batch_size": self.suite.batch_size, "seed": self.suite.seed}})
+        return content_key(
+            {
+                "suite": self.suite.name,
+                "cell": cell.__dict__,
+                "tables": {
+                    "victim": self.suite.spec("encoders", cell.victim).resolved(),
+                    "auxiliaries": [
+                        self.suite.spec("encoders", a).resolved() for a in self.suite.auxiliaries(cell.victim)
+                    ],
+                    "attack": self.suite.spec("attacks", cell.attack).resolved(),
+                    "defense": self.suite.spec("defenses", cell.defense).resolved(),
+                    "tuning": self.suite.spec("datasets", cell.tuning).resolved(),
+                    "task": task.resolved(),
+                    "task_data": self.suite.spec("datasets", task.reserved["data"]).resolved(),
+                    "attacker_data": self.suite.raw.get("datasets", {}).get(self.suite.attacker_data),
+                    "image_size": self.suite.image_size,
+                    "batch_size": self.suite.batch_size,
+                    "seed": self.suite.seed,
+                },
+            }
+        )
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         start = time.perf_counter()
@@ -279,23 +372,40 @@ class Runner:
         ctx = self._ctx(cell.seed)
         task.ctx = ctx
         images = {"train": (train, train_key), "test": (test, test_key), "test_adv": (test_adv, adv_key)}
-        data = TaskData(train, test, test_adv, attack, self._feature_fn(model, defense_key, images, cell.seed))
+        data = TaskData(
+            train, test, test_adv, attack, self._feature_fn(model, defense_key, images, cell.seed)
+        )
         seed_everything(cell.seed)
         task_start = time.perf_counter()
         metrics = task.run(model, data)
         task_seconds = time.perf_counter() - task_start
         key = self.cell_key(cell)
         if ctx.records:
-            self.cache.save("records", key, {k: v.cpu() if hasattr(v, "cpu") else v for k, v in ctx.records.items()})
+            self.cache.save(
+                "records", key, {k: v.cpu() if hasattr(v, "cpu") else v for k, v in ctx.records.items()}
+            )
         row = {
-            "key": key, "suite": self.suite.name, **cell.__dict__, "task_data": task_spec.reserved["data"],
+            "key": key,
+            "suite": self.suite.name,
+            **cell.__dict__,
+            "task_data": task_spec.reserved["data"],
             "metrics": metrics,
-            "config": {"cell": cell.__dict__, "attack_plugin": attack.name, "attack_key": attack_key, "defense_key": defense_key,
-                       "branches": [{"name": b.name, "role": b.role} for b in model.branches]},
+            "config": {
+                "cell": cell.__dict__,
+                "attack_plugin": attack.name,
+                "attack_key": attack_key,
+                "defense_key": defense_key,
+                "branches": [{"name": b.name, "role": b.role} for b in model.branches],
+            },
             "versions": self.versions(cell),
-            "timings": {"attack_fit": self.seconds.get(attack_key, 0.0), "defense_fit": self.seconds.get(defense_key, 0.0),
-                        "task": task_seconds, "cell": time.perf_counter() - start},
-            "machine": machine_info(self.device), "created": _now(),
+            "timings": {
+                "attack_fit": self.seconds.get(attack_key, 0.0),
+                "defense_fit": self.seconds.get(defense_key, 0.0),
+                "task": task_seconds,
+                "cell": time.perf_counter() - start,
+            },
+            "machine": machine_info(self.device),
+            "created": _now(),
         }
         self.store.put(row)
         return row
@@ -303,10 +413,16 @@ class Runner:
     def versions(self, cell: Cell) -> dict[str, str]:
         import zepad_bench
 
-        used = {("attacks", self.suite.spec("attacks", cell.attack).plugin),
-                ("defenses", self.suite.spec("defenses", cell.defense).plugin),
-                ("tasks", self.suite.spec("tasks", cell.task).plugin)}
-        out = {"zepad-bench": zepad_bench.__version__, "torch": torch.__version__, "python": platform.python_version()}
+        used = {
+            ("attacks", self.suite.spec("attacks", cell.attack).plugin),
+            ("defenses", self.suite.spec("defenses", cell.defense).plugin),
+            ("tasks", self.suite.spec("tasks", cell.task).plugin),
+        }
+        out = {
+            "zepad-bench": zepad_bench.__version__,
+            "torch": torch.__version__,
+            "python": platform.python_version(),
+        }
         for kind, name in sorted(used):
             out[f"{kind[:-1]}:{name}"] = str(self.registry.provider(kind, name))
         return out

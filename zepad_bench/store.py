@@ -17,8 +17,25 @@ CREATE TABLE IF NOT EXISTS stage_runs (
     stage TEXT, key TEXT, label TEXT, seconds REAL, suite TEXT, created TEXT
 );
 """
-COLUMNS = ("key", "suite", "victim", "scenario", "attack", "eps", "defense", "tuning", "task", "task_data",
-           "seed", "metrics", "config", "versions", "timings", "machine", "created")
+COLUMNS = (
+    "key",
+    "suite",
+    "victim",
+    "scenario",
+    "attack",
+    "eps",
+    "defense",
+    "tuning",
+    "task",
+    "task_data",
+    "seed",
+    "metrics",
+    "config",
+    "versions",
+    "timings",
+    "machine",
+    "created",
+)
 JSON_COLUMNS = ("metrics", "config", "versions", "timings", "machine")
 
 
@@ -60,7 +77,10 @@ class ResultStore:
 
     def log_stage(self, stage: str, key: str, label: str, seconds: float, suite: str, created: str) -> None:
         with self._connect() as db:
-            db.execute("INSERT INTO stage_runs VALUES (?, ?, ?, ?, ?, ?)", (stage, key, label, seconds, suite, created))
+            db.execute(
+                "INSERT INTO stage_runs VALUES (?, ?, ?, ?, ?, ?)",
+                (stage, key, label, seconds, suite, created),
+            )
 
     def stage_runs(self, suite: str | None = None) -> list[dict[str, Any]]:
         with self._connect() as db:

@@ -5,11 +5,12 @@ from __future__ import annotations
 import inspect
 import itertools
 import re
-import tomllib
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
+
+import tomllib
 
 from zepad_bench.errors import SuiteError, UserError
 from zepad_bench.registry import Registry
@@ -23,8 +24,13 @@ RESERVED = {  # keys of plugin tables that the runner consumes (not passed to th
     "defenses": ("plugin",),
     "tasks": ("plugin", "data"),
 }
-KIND_OF = {"datasets": "datasets", "encoders": "encoders", "attacks": "attacks", "defenses": "defenses",
-           "tasks": "tasks"}
+KIND_OF = {
+    "datasets": "datasets",
+    "encoders": "encoders",
+    "attacks": "attacks",
+    "defenses": "defenses",
+    "tasks": "tasks",
+}
 GRID_AXES = {  # axis → (table its values refer to, or None)
     "victims": "encoders",
     "scenarios": None,
@@ -41,7 +47,7 @@ CLI_AXES = ("victims", "scenarios", "attacks", "defenses", "tuning", "tasks")
 def parse_eps(value: Any) -> float:
     """``"10/255"`` → 10/255; a number in (0, 1] → itself. Raises ``ValueError`` otherwise."""
     if isinstance(value, bool):
-        raise ValueError("a number or a fraction string like \"10/255\"")
+        raise ValueError('a number or a fraction string like "10/255"')
     if isinstance(value, (int, float)):
         eps = float(value)
     elif isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*(/\s*\d+(\.\d+)?\s*)?", value):
@@ -50,7 +56,7 @@ def parse_eps(value: Any) -> float:
         except ZeroDivisionError:
             raise ValueError("a fraction with a non-zero denominator") from None
     else:
-        raise ValueError(f"a number or a fraction string like \"10/255\", got {value!r}")
+        raise ValueError(f'a number or a fraction string like "10/255", got {value!r}')
     if not 0 < eps <= 1:
         raise ValueError(f"a budget in (0, 1] pixel units, got {value!r}")
     return eps
@@ -83,8 +89,10 @@ class Cell:
     seed: int
 
     def label(self) -> str:
-        return (f"{self.victim}/{self.scenario}/{self.attack}@{self.eps:.4f}/{self.defense}"
-                f"/Df={self.tuning}/{self.task}/seed={self.seed}")
+        return (
+            f"{self.victim}/{self.scenario}/{self.attack}@{self.eps:.4f}/{self.defense}"
+            f"/Df={self.tuning}/{self.task}/seed={self.seed}"
+        )
 
 
 @dataclass
@@ -111,7 +119,13 @@ class Suite:
         return [
             Cell(*values)
             for values in itertools.product(
-                g["victims"], g["scenarios"], g["attacks"], g["eps"], g["defenses"], g["tuning"], g["tasks"],
+                g["victims"],
+                g["scenarios"],
+                g["attacks"],
+                g["eps"],
+                g["defenses"],
+                g["tuning"],
+                g["tasks"],
                 g["seeds"],
             )
         ]
@@ -133,7 +147,9 @@ class Suite:
             for id_ in ids:
                 if table and id_ not in self.tables[table]:
                     known = ", ".join(sorted(self.tables[table]))
-                    raise UserError(f"--{axis}: unknown {table[:-1]} id {id_!r} in {self.path}; known: {known}")
+                    raise UserError(
+                        f"--{axis}: unknown {table[:-1]} id {id_!r} in {self.path}; known: {known}"
+                    )
                 if axis == "scenarios" and id_ not in SCENARIOS:
                     raise UserError(f"--scenarios: unknown scenario {id_!r}; known: {', '.join(SCENARIOS)}")
             grid[axis] = list(ids)
@@ -168,11 +184,22 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         if section not in SECTIONS:
             raise SuiteError(path, section, f"unknown section; expected one of {', '.join(SECTIONS)}")
     head = _expect(path, "suite", raw.get("suite", {}), dict, "a [suite] table")
-    known_suite_keys = {"name", "seed", "device", "image_size", "eps", "attacker_data", "batch_size", "plugins",
-                        "description"}
+    known_suite_keys = {
+        "name",
+        "seed",
+        "device",
+        "image_size",
+        "eps",
+        "attacker_data",
+        "batch_size",
+        "plugins",
+        "description",
+    }
     for key in head:
         if key not in known_suite_keys:
-            raise SuiteError(path, f"suite.{key}", f"unknown key; expected one of {', '.join(sorted(known_suite_keys))}")
+            raise SuiteError(
+                path, f"suite.{key}", f"unknown key; expected one of {', '.join(sorted(known_suite_keys))}"
+            )
     name = _expect(path, "suite.name", head.get("name", path.stem), str, "a string")
     seed = _expect(path, "suite.seed", head.get("seed", 0), int, "an integer")
     device = _expect(path, "suite.device", head.get("device", "auto"), str, "a string")
@@ -205,8 +232,11 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
             plugin = _expect(path, f"{key}.plugin", table.get("plugin"), str, "a plugin name (string)")
             known = registry.kind(KIND_OF[section])
             if plugin not in known:
-                raise SuiteError(path, f"{key}.plugin",
-                                 f"unknown {section[:-1]} plugin {plugin!r}; known: {', '.join(sorted(known)) or 'none'}")
+                raise SuiteError(
+                    path,
+                    f"{key}.plugin",
+                    f"unknown {section[:-1]} plugin {plugin!r}; known: {', '.join(sorted(known)) or 'none'}",
+                )
             reserved = {k: table[k] for k in RESERVED[section] if k in table and k != "plugin"}
             params = {k: v for k, v in table.items() if k not in RESERVED[section]}
             tables[section][id_] = PluginSpec(id_, plugin, reserved, params)
@@ -214,7 +244,11 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
     def ref(key: str, value: Any, table: str) -> str:
         _expect(path, key, value, str, f"a {table[:-1]} id")
         if value not in tables[table]:
-            raise SuiteError(path, key, f"unknown {table[:-1]} id {value!r}; known: {', '.join(sorted(tables[table])) or 'none'}")
+            raise SuiteError(
+                path,
+                key,
+                f"unknown {table[:-1]} id {value!r}; known: {', '.join(sorted(tables[table])) or 'none'}",
+            )
         return value
 
     for section in ("encoders", "attacks", "tasks"):
@@ -222,15 +256,24 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
             if "data" in spec.reserved:
                 ref(f"{section}.{id_}.data", spec.reserved["data"], "datasets")
     for id_, spec in tables["encoders"].items():
-        for i, aux in enumerate(_expect(path, f"encoders.{id_}.auxiliaries", spec.reserved.get("auxiliaries", []),
-                                        list, "a list of encoder ids")):
+        for i, aux in enumerate(
+            _expect(
+                path,
+                f"encoders.{id_}.auxiliaries",
+                spec.reserved.get("auxiliaries", []),
+                list,
+                "a list of encoder ids",
+            )
+        ):
             ref(f"encoders.{id_}.auxiliaries[{i}]", aux, "encoders")
     for id_, spec in tables["tasks"].items():
         if "data" not in spec.reserved:
             raise SuiteError(path, f"tasks.{id_}.data", "missing: the downstream dataset id of this task")
     attacker_data = head.get("attacker_data")
     if attacker_data is None and any("data" not in s.reserved for s in tables["attacks"].values()):
-        raise SuiteError(path, "suite.attacker_data", "missing: the dataset id of the attacker's unlabeled data")
+        raise SuiteError(
+            path, "suite.attacker_data", "missing: the dataset id of the attacker's unlabeled data"
+        )
     if attacker_data is not None:
         ref("suite.attacker_data", attacker_data, "datasets")
 
@@ -255,7 +298,9 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         elif axis == "scenarios":
             for i, v in enumerate(values):
                 if v not in SCENARIOS:
-                    raise SuiteError(path, f"{key}[{i}]", f"expected one of {', '.join(SCENARIOS)}, got {v!r}")
+                    raise SuiteError(
+                        path, f"{key}[{i}]", f"expected one of {', '.join(SCENARIOS)}, got {v!r}"
+                    )
         elif axis == "eps":
             try:
                 values = [parse_eps(v) for v in values]
@@ -265,10 +310,23 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
             values = [_expect(path, f"{key}[{i}]", v, int, "an integer") for i, v in enumerate(values)]
         grid[axis] = values
 
-    suite = Suite(path, name, seed, device, image_size, eps, attacker_data, batch_size, list(plugins), tables, grid,
-                  raw, registry)
+    suite = Suite(
+        path,
+        name,
+        seed,
+        device,
+        image_size,
+        eps,
+        attacker_data,
+        batch_size,
+        list(plugins),
+        tables,
+        grid,
+        raw,
+        registry,
+    )
     for section, entries in tables.items():
-        for id_, spec in entries.items():
+        for id_ in entries:
             instantiate(suite, registry, section, id_, eps=grid["eps"][0]).check()
     return suite
 
@@ -280,8 +338,15 @@ def instantiate(suite: Suite, registry: Registry, section: str, id_: str, eps: f
     try:
         return cls(eps, **spec.params) if section == "attacks" else cls(**spec.params)
     except TypeError as exc:
-        accepted = [p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "eps", "params")]
-        raise SuiteError(suite.path, f"{section}.{id_}", f"bad parameters for plugin {spec.plugin!r}: {exc}; "
-                         f"accepted: {', '.join(accepted) or 'none'}") from None
+        accepted = [
+            p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "eps", "params")
+        ]
+        raise SuiteError(
+            suite.path,
+            f"{section}.{id_}",
+            f"bad parameters for plugin {spec.plugin!r}: {exc}; accepted: {', '.join(accepted) or 'none'}",
+        ) from None
     except ValueError as exc:
-        raise SuiteError(suite.path, f"{section}.{id_}", f"bad parameters for plugin {spec.plugin!r}: {exc}") from None
+        raise SuiteError(
+            suite.path, f"{section}.{id_}", f"bad parameters for plugin {spec.plugin!r}: {exc}"
+        ) from None

@@ -1,7 +1,8 @@
 """Built-in downstream tasks."""
 
-from zepad_bench import hookimpl
 from zepad_bench_plugins.tasks.classification import Classification
+
+from zepad_bench import hookimpl
 
 
 @hookimpl

@@ -9,23 +9,47 @@ from zepad_bench.metrics import accuracy, attack_success_rate, max_confidence
 from zepad_bench.nn.heads import predict_logits, train_head
 
 
-def branch_logits(task: Task, model: DefendedModel, data: TaskData, which: tuple[str, ...], head: str,
-                  epochs: int, lr: float, batch_size: int) -> tuple[list[dict[str, torch.Tensor]], list[str]]:
+def branch_logits(
+    task: Task,
+    model: DefendedModel,
+    data: TaskData,
+    which: tuple[str, ...],
+    head: str,
+    epochs: int,
+    lr: float,
+    batch_size: int,
+) -> tuple[list[dict[str, torch.Tensor]], list[str]]:
     """Per branch: logits on each split in ``which``; a jointly tuned head is used when it was tuned
     on this task's dataset (``head="auto"``), else a new head is trained on frozen train features."""
     outputs, head_kinds = [], []
     for i, branch in enumerate(model.branches):
-        joint = (head == "auto" and branch.head is not None and branch.head_data == data.train.name
-                 and branch.head.num_classes == data.train.num_classes)
+        joint = (
+            head == "auto"
+            and branch.head is not None
+            and branch.head_data == data.train.name
+            and branch.head.num_classes == data.train.num_classes
+        )
         if joint:
             branch_head = branch.head
         else:
-            branch_head = train_head(data.features(model, i, "train"), data.train.labels, data.train.num_classes,
-                                     epochs=epochs, lr=lr, batch_size=batch_size, seed=task.ctx.seed + i,
-                                     device=task.ctx.device, track=task.ctx.track)
+            branch_head = train_head(
+                data.features(model, i, "train"),
+                data.train.labels,
+                data.train.num_classes,
+                epochs=epochs,
+                lr=lr,
+                batch_size=batch_size,
+                seed=task.ctx.seed + i,
+                device=task.ctx.device,
+                track=task.ctx.track,
+            )
         head_kinds.append("joint" if joint else "retrained")
-        outputs.append({w: predict_logits(branch_head, data.features(model, i, w), device=task.ctx.device)
-                        for w in which})
+        outputs.append(
+            {
+                w: predict_logits(branch_head, data.features(model, i, w), device=task.ctx.device)
+                for w in which
+            }
+        )
     return outputs, head_kinds
 
 
@@ -43,8 +67,9 @@ class Classification(Task):
         self.epochs, self.lr, self.batch_size, self.head = epochs, lr, batch_size, head
 
     def run(self, model: DefendedModel, data: TaskData) -> dict[str, float | str]:
-        outputs, head_kinds = branch_logits(self, model, data, ("test", "test_adv"), self.head, self.epochs,
-                                            self.lr, self.batch_size)
+        outputs, head_kinds = branch_logits(
+            self, model, data, ("test", "test_adv"), self.head, self.epochs, self.lr, self.batch_size
+        )
         clean = model.fuse([o["test"] for o in outputs]).argmax(1)
         adv = model.fuse([o["test_adv"] for o in outputs]).argmax(1)
         labels = data.test.labels

@@ -36,8 +36,9 @@ class Stripes(DatasetSource):
         labels = torch.arange(self.n) % 2
         ramp = (torch.arange(image_size) % 4 < 2).float()
         base = torch.where(labels[:, None, None].bool(), ramp[None, :, None], ramp[None, None, :])
-        images = (base[:, None].expand(-1, 3, -1, -1) * 0.6 + 0.4 * torch.rand(self.n, 3, image_size, image_size,
-                                                                                generator=g))
+        images = base[:, None].expand(-1, 3, -1, -1) * 0.6 + 0.4 * torch.rand(
+            self.n, 3, image_size, image_size, generator=g
+        )
         return LabeledImages((images * 255).round().to(torch.uint8), labels, ["h", "v"])
 
 

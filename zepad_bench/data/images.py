@@ -24,7 +24,9 @@ class LabeledImages:
 
     def __post_init__(self) -> None:
         if self.images.dtype != torch.uint8 or self.images.ndim != 4 or self.images.shape[1] != 3:
-            raise ValueError(f"images must be uint8 N×3×H×W, got {self.images.dtype} {tuple(self.images.shape)}")
+            raise ValueError(
+                f"images must be uint8 N×3×H×W, got {self.images.dtype} {tuple(self.images.shape)}"
+            )
         if len(self.images) != len(self.labels):
             raise ValueError("images and labels differ in length")
 
@@ -68,4 +70,8 @@ class UnlabeledBatches:
         order = torch.randperm(len(self._images), generator=self._generator)
         for start in range(0, len(order), self.batch_size):
             batch = self._images[order[start : start + self.batch_size]]
-            yield batch.to(self.device).float().div_(255) if batch.dtype == torch.uint8 else batch.to(self.device)
+            yield (
+                batch.to(self.device).float().div_(255)
+                if batch.dtype == torch.uint8
+                else batch.to(self.device)
+            )

@@ -83,10 +83,12 @@ def adversarial_finetune(
     device: str = "cpu",
     track: Callable | None = None,
     description: str = "adversarial tuning",
+    on_epoch_end: Callable[[int, EncoderWithHead], None] | None = None,
 ) -> list[float]:
     """Fine-tune encoder and head jointly on ``data`` (labeled) with ``loss_fn``; returns per-epoch mean loss.
 
     Two Adam groups (encoder lr, head lr), shared weight decay, per-epoch ExponentialLR.
+    ``on_epoch_end(epoch, model)`` runs after each epoch (e.g. model selection on a validation split).
     """
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
@@ -99,7 +101,7 @@ def adversarial_finetune(
     batches_per_epoch = (len(data) + config.batch_size - 1) // config.batch_size
     steps = range(config.epochs * batches_per_epoch)
     steps_iter = iter(steps if track is None else track(steps, description))
-    for _ in range(config.epochs):
+    for epoch in range(config.epochs):
         total, count = 0.0, 0
         for x, y in data.batches(config.batch_size, shuffle=True, generator=generator):
             next(steps_iter, None)
@@ -112,6 +114,8 @@ def adversarial_finetune(
             total, count = total + loss.item() * len(y), count + len(y)
         scheduler.step()
         history.append(total / max(count, 1))
+        if on_epoch_end is not None:
+            on_epoch_end(epoch, model)
     next(steps_iter, None)
     model.eval()
     return history

@@ -34,14 +34,18 @@ class Encoder(nn.Module):
         super().__init__()
         self.arch, self.arch_params = arch, dict(arch_params or {})
         self.backbone, self.feature_dim = build_backbone(arch, **self.arch_params)
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer(
+            "mean", torch.tensor(mean, dtype=torch.float32).view(1, 3, 1, 1), persistent=False
+        )
         self.register_buffer("std", torch.tensor(std, dtype=torch.float32).view(1, 3, 1, 1), persistent=False)
         self.input_size = input_size
         self.meta = dict(meta or {})
 
     def forward(self, x: Tensor) -> Tensor:
         if self.input_size is not None and x.shape[-1] != self.input_size:
-            x = F.interpolate(x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False)
+            x = F.interpolate(
+                x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False
+            )
         return self.backbone((x - self.mean) / self.std)
 
     def spec(self) -> dict[str, Any]:
@@ -56,7 +60,10 @@ class Encoder(nn.Module):
 
     def to_state(self) -> dict[str, Any]:
         """Plain data (no pickled code): spec + CPU state dict; see :meth:`from_state`."""
-        return {"spec": self.spec(), "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()}}
+        return {
+            "spec": self.spec(),
+            "state_dict": {k: v.detach().cpu() for k, v in self.state_dict().items()},
+        }
 
     @classmethod
     def from_state(cls, state: dict[str, Any]) -> Encoder:
@@ -71,7 +78,9 @@ class Encoder(nn.Module):
 
 
 @torch.no_grad()
-def extract_features(encoder: nn.Module, images: Tensor, batch_size: int = 256, device: str = "cpu") -> Tensor:
+def extract_features(
+    encoder: nn.Module, images: Tensor, batch_size: int = 256, device: str = "cpu"
+) -> Tensor:
     """Features of ``images`` (uint8 or float [0,1]) with the encoder in eval mode; returned on CPU."""
     was_training = encoder.training
     encoder.eval()

@@ -31,7 +31,9 @@ class MLPHead(nn.Module):
 
     def set_standardization(self, features: Tensor) -> None:
         self.mu.copy_(features.mean(0))
-        self.sigma.copy_(features.std(0).clamp_min(1e-3) if len(features) > 1 else torch.ones_like(self.sigma))
+        self.sigma.copy_(
+            features.std(0).clamp_min(1e-3) if len(features) > 1 else torch.ones_like(self.sigma)
+        )
 
     def forward(self, features: Tensor) -> Tensor:
         return self.net((features - self.mu) / self.sigma)
@@ -41,7 +43,9 @@ def make_optimizer(
     groups: Iterable[tuple[Iterable[nn.Parameter], float]], weight_decay: float = 8e-4, gamma: float = 0.96
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.ExponentialLR]:
     """Adam over ``(params, lr)`` groups with the papers' weight decay, and a per-epoch ExponentialLR."""
-    optimizer = torch.optim.Adam([{"params": list(p), "lr": lr} for p, lr in groups], weight_decay=weight_decay)
+    optimizer = torch.optim.Adam(
+        [{"params": list(p), "lr": lr} for p, lr in groups], weight_decay=weight_decay
+    )
     return optimizer, torch.optim.lr_scheduler.ExponentialLR(optimizer, gamma=gamma)
 
 
@@ -83,4 +87,6 @@ def train_head(
 @torch.no_grad()
 def predict_logits(head: nn.Module, features: Tensor, batch_size: int = 4096, device: str = "cpu") -> Tensor:
     head.eval()
-    return torch.cat([head(features[i : i + batch_size].to(device)).cpu() for i in range(0, len(features), batch_size)])
+    return torch.cat(
+        [head(features[i : i + batch_size].to(device)).cpu() for i in range(0, len(features), batch_size)]
+    )
