@@ -213,16 +213,13 @@ def main() -> None:
     """Entry point: user errors print one line (no traceback) and exit 2."""
     try:
         cli.main(standalone_mode=False)
-    except click.exceptions.Abort:
-        click.echo("interrupted", err=True)
-        sys.exit(130)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo(
             "interrupted: finished cells and stages are saved; run the same command again to resume", err=True
         )
