@@ -338,9 +338,13 @@ def instantiate(suite: Suite, registry: Registry, section: str, id_: str, eps: f
     try:
         return cls(eps, **spec.params) if section == "attacks" else cls(**spec.params)
     except TypeError as exc:
-        accepted = [
-            p for p in inspect.signature(cls.__init__).parameters if p not in ("self", "eps", "params")
-        ]
+        accepted = dict.fromkeys(
+            p
+            for klass in cls.__mro__
+            if "__init__" in vars(klass) and klass.__module__ != "zepad_bench.interfaces"
+            for p in inspect.signature(klass.__init__).parameters
+            if p not in ("self", "eps", "params", "args", "kwargs")
+        )
         raise SuiteError(
             suite.path,
             f"{section}.{id_}",
