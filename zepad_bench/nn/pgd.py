@@ -25,13 +25,18 @@ def pgd(
     steps: int,
     random_start: bool = False,
     generator: torch.Generator | None = None,
+    start: Tensor | None = None,
 ) -> Tensor:
     """Maximise ``loss_fn(x_adv)`` (a scalar) by signed-gradient steps; returns detached ``x_adv``.
 
+    The ascent starts at ``x``, at uniform noise in the ε-ball (``random_start``), or at ``start``
+    (projected; e.g. TRADES' ``x + 0.001·N(0, I)``), which overrides ``random_start``.
     Guarantees ``‖x_adv − x‖∞ ≤ eps`` and ``x_adv ∈ [0, 1]``.
     """
     x = x.detach()
-    if random_start:
+    if start is not None:
+        x_adv = project(start.detach(), x, eps)
+    elif random_start:
         noise = torch.rand(x.shape, generator=generator).to(x.device) * 2 - 1
         x_adv = project(x + eps * noise, x, eps)
     else:

@@ -1,0 +1,257 @@
+"""Gen-AF (Zhou et al., IEEE S&P 2024): two-stage adversarial fine-tuning of a public encoder.
+
+Stage I (genetic-driven dual-track adversarial fine-tuning): encoder and a new head are tuned
+jointly on PGD examples with CE + λ·L_f (the authors' ``genetic_regularization``, which is
+ZePAD's label-aware ``distribution_loss``). Stage II (evolutionary adaptability fine-tuning): the
+encoder's Conv2d/Linear layers are ranked by robust sensitivity (RiFT's module robust
+criticality, Zhu et al., ICCV 2023, Eq. 3) and the least critical 20 % are fine-tuned on clean
+data while everything else stays frozen.
+
+Differences from the authors' code (github.com/CGCL-codes/Gen-AF), all deliberate:
+- PGD runs on the [0, 1] input the model trains on, through the encoder's own normalisation
+  (the code attacked un-normalised input), and never leaks parameter gradients into the step.
+- Stage I trains for 20 epochs (ZePAD's protocol for every adversarial tuning; the script's
+  default is 50); BatchNorm statistics stay frozen in both stages (``freeze_bn``).
+- The sensitivity set is PGD (ε 8/255, step 2/255 — the code's 2/225 is a typo —, 10 steps,
+  uniform start) on up to ``sensitivity_samples`` images of D_f (the code hard-coded STL10's
+  5,000 training images, whatever the tuning data).
+- Candidates are the encoder's layers only (the code also ranked the head's three Linear
+  layers); ``ceil(20 %)`` of them are chosen (the code: ``int``), and a layer is selected by its
+  exact module name (the code's substring match also unfroze e.g. ``layer1.0.conv10`` for
+  ``layer1.0.conv1``). The sensitivity starts from the unperturbed loss, so it is never negative.
+- Stage II keeps one Adam for all epochs (the code re-created it every epoch) and keeps the last
+  epoch (the code selected the epoch on test accuracy).
+- Auxiliary encoders are ignored.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from zepad_bench import DefendedModel
+from zepad_bench.data.images import LabeledImages
+from zepad_bench.nn.adversarial_tuning import EncoderWithHead, TuningConfig, adversarial_finetune, eval_mode
+from zepad_bench.nn.encoder import Encoder
+from zepad_bench.nn.pgd import pgd
+from zepad_bench_plugins.defenses.adversarial_training import AdversarialTraining
+from zepad_bench_plugins.defenses.zepad import distribution_loss
+
+LAYER_TYPES = (nn.Conv2d, nn.Linear)
+
+
+def gen_af_loss(logits: Tensor, adv_logits: Tensor, y: Tensor, lambda_f: float) -> Tensor:
+    """Gen-AF stage I (authors' code): CE(f(x'), y) + λ·L_f(f(x), f(x'); y, w) on logits.
+
+    ``w`` is the clean per-sample CE, not detached, as in the authors' code.
+    """
+    weights = F.cross_entropy(logits, y, reduction="none")
+    return F.cross_entropy(adv_logits, y) + lambda_f * distribution_loss(logits, adv_logits, y, weights)
+
+
+def candidate_layers(module: nn.Module) -> dict[str, nn.Module]:
+    """The Conv2d and Linear modules of ``module`` by their full names (RiFT's candidates)."""
+    return {name: m for name, m in module.named_modules() if isinstance(m, LAYER_TYPES)}
+
+
+def least_critical(sensitivity: dict[str, float], fraction: float) -> list[str]:
+    """The ``ceil(fraction·n)`` names of lowest sensitivity, lowest first (ties keep the given order)."""
+    count = math.ceil(fraction * len(sensitivity) - 1e-9)
+    return sorted(sensitivity, key=sensitivity.__getitem__)[:count]
+
+
+def layer_parameters(module: nn.Module, names: list[str]) -> dict[str, nn.Parameter]:
+    """The parameters of exactly the modules called ``names`` in ``module`` (full names, no substrings)."""
+    modules = dict(module.named_modules())
+    return {f"{name}.{key}": p for name in names for key, p in modules[name].named_parameters()}
+
+
+def project_weight_ball(weight: Tensor, initial: Tensor, radius: float) -> None:
+    """In place: scale ``weight − initial`` down so that ``‖weight − initial‖_F ≤ radius·‖initial‖_F``."""
+    delta = weight - initial
+    bound = radius * initial.norm()
+    if delta.norm() > bound:
+        weight.copy_(initial + delta * (bound / delta.norm()))
+
+
+@torch.no_grad()
+def _mean_ce(model: nn.Module, x: Tensor, y: Tensor, batch_size: int) -> float:
+    total = sum(
+        F.cross_entropy(model(x[i : i + batch_size]), y[i : i + batch_size], reduction="sum").item()
+        for i in range(0, len(x), batch_size)
+    )
+    return total / len(x)
+
+
+def robust_sensitivity(
+    model: nn.Module,
+    layers: dict[str, nn.Module],
+    x_adv: Tensor,
+    y: Tensor,
+    *,
+    radius: float = 0.1,
+    epochs: int = 10,
+    lr: float = 1.0,
+    batch_size: int = 512,
+    generator: torch.Generator | None = None,
+) -> dict[str, float]:
+    """RiFT's module robust criticality (Zhu et al., ICCV 2023, Eq. 3) of each layer, model in eval mode.
+
+    Per layer: gradient ascent (SGD, ``lr``) on the mean CE over the fixed adversarial set, its
+    weight alone moving; after each epoch the change is projected into ‖ΔW‖_F ≤ radius·‖W‖_F and the
+    loss measured. Sensitivity = the highest measured loss − the unperturbed loss (≥ 0). Weights are
+    restored afterwards.
+    """
+    sensitivity = {}
+    with eval_mode(model):
+        base = _mean_ce(model, x_adv, y, batch_size)
+        for name, layer in layers.items():
+            weight = layer.weight
+            initial = weight.detach().clone()
+            highest = base
+            for _ in range(epochs):
+                order = torch.randperm(len(x_adv), generator=generator).to(x_adv.device)
+                for i in range(0, len(order), batch_size):
+                    idx = order[i : i + batch_size]
+                    (grad,) = torch.autograd.grad(F.cross_entropy(model(x_adv[idx]), y[idx]), weight)
+                    with torch.no_grad():
+                        weight.add_(lr * grad)
+                with torch.no_grad():
+                    project_weight_ball(weight, initial, radius)
+                highest = max(highest, _mean_ce(model, x_adv, y, batch_size))
+            with torch.no_grad():
+                weight.copy_(initial)
+            sensitivity[name] = highest - base
+    return sensitivity
+
+
+class GenAF(AdversarialTraining):
+    """Gen-AF (Zhou et al., IEEE S&P 2024): CE + λ·L_f adversarial tuning, then RiFT-ranked clean tuning.
+
+    Stage I defaults are the authors' code: PGD-10 with CE, ε 0.03, step 0.007, no random start;
+    λ = 20; Adam lr 1e-4 (encoder) and 5e-3 (head), weight decay 8e-4, ExponentialLR 0.96.
+    Stage II: radius 0.1, 10 ascent epochs with SGD lr 1 on batches of 512 for the sensitivity;
+    the ``finetune_fraction`` (20 %) least critical encoder layers are then tuned with clean CE,
+    Adam lr 1e-3, weight decay 8e-4, for ``finetune_epochs`` (50, the authors' default).
+    """
+
+    name = "gen-af"
+    defaults = {"eps": 0.03, "step_size": 0.007, "steps": 10, "start": "none"}
+
+    def __init__(
+        self,
+        *,
+        lambda_f: float = 20.0,
+        sensitivity_eps: float = 8 / 255,
+        sensitivity_step_size: float = 2 / 255,
+        sensitivity_steps: int = 10,
+        sensitivity_samples: int = 5000,
+        sensitivity_epochs: int = 10,
+        sensitivity_lr: float = 1.0,
+        sensitivity_batch_size: int = 512,
+        radius: float = 0.1,
+        finetune_fraction: float = 0.2,
+        finetune_epochs: int = 50,
+        finetune_lr: float = 1e-3,
+        **params: Any,
+    ):
+        super().__init__(**params)
+        if lambda_f < 0 or radius < 0:
+            raise ValueError("lambda_f and radius must be ≥ 0")
+        if not 0 < sensitivity_eps <= 1 or sensitivity_step_size <= 0 or sensitivity_lr <= 0:
+            raise ValueError("sensitivity_eps in (0, 1], sensitivity_step_size > 0 and sensitivity_lr > 0")
+        if min(sensitivity_steps, sensitivity_samples, sensitivity_epochs, sensitivity_batch_size) < 1:
+            raise ValueError("sensitivity steps, samples, epochs and batch size must be ≥ 1")
+        if not 0 < finetune_fraction <= 1 or finetune_epochs < 0 or finetune_lr <= 0:
+            raise ValueError("finetune_fraction in (0, 1], finetune_epochs ≥ 0 and finetune_lr > 0 required")
+        self.lambda_f, self.radius = float(lambda_f), float(radius)
+        self.sensitivity_eps = float(sensitivity_eps)
+        self.sensitivity_step_size = float(sensitivity_step_size)
+        self.sensitivity_steps, self.sensitivity_samples = int(sensitivity_steps), int(sensitivity_samples)
+        self.sensitivity_epochs, self.sensitivity_lr = int(sensitivity_epochs), float(sensitivity_lr)
+        self.sensitivity_batch_size = int(sensitivity_batch_size)
+        self.finetune_fraction, self.finetune_epochs = float(finetune_fraction), int(finetune_epochs)
+        self.finetune_lr = float(finetune_lr)
+
+    def loss(self, model: EncoderWithHead, x: Tensor, x_adv: Tensor, y: Tensor) -> Tensor:
+        return gen_af_loss(model(x), model(x_adv), y, self.lambda_f)
+
+    def fit(self, victim: Encoder, auxiliaries: list[Encoder], data: LabeledImages) -> DefendedModel:
+        model, history = self.tune(victim, data)
+        x_adv, y = self.sensitivity_set(model, data)
+        sensitivity = robust_sensitivity(
+            model,
+            {f"encoder.{k}": m for k, m in candidate_layers(model.encoder).items()},
+            x_adv,
+            y,
+            radius=self.radius,
+            epochs=self.sensitivity_epochs,
+            lr=self.sensitivity_lr,
+            batch_size=self.sensitivity_batch_size,
+            generator=self.ctx.generator(3),
+        )
+        chosen = least_critical(sensitivity, self.finetune_fraction)
+        finetune_history = self.finetune(model, chosen, data) if chosen else []
+        info = {
+            "history": history,
+            "sensitivity": sensitivity,
+            "finetuned_layers": chosen,
+            "finetune_history": finetune_history,
+        }
+        return self.defended(model, data, info)
+
+    def sensitivity_set(self, model: EncoderWithHead, data: LabeledImages) -> tuple[Tensor, Tensor]:
+        """PGD examples (CE, uniform start) of the stage-I model on a seeded subset of D_f, with labels."""
+        generator = self.ctx.generator(2)
+        subset = torch.randperm(len(data), generator=generator)[: self.sensitivity_samples].sort().values
+        device, xs, ys = self.ctx.device, [], []
+        with eval_mode(model):
+            for x, y in data.subset(subset).batches(self.config.batch_size):
+                x, y = x.to(device), y.to(device)
+                xs.append(
+                    pgd(
+                        self.inner_objective(model, x, y),
+                        x,
+                        self.sensitivity_eps,
+                        self.sensitivity_step_size,
+                        self.sensitivity_steps,
+                        True,
+                        generator,
+                    )
+                )
+                ys.append(y)
+        return torch.cat(xs), torch.cat(ys)
+
+    def finetune(self, model: EncoderWithHead, layers: list[str], data: LabeledImages) -> list[float]:
+        """Stage II: clean CE on ``data`` with only the parameters of ``layers`` (full names) trainable."""
+        trainable = {id(p) for p in layer_parameters(model, layers).values()}
+        flags = [(p, p.requires_grad) for p in model.parameters()]
+        config = TuningConfig(
+            epochs=self.finetune_epochs,
+            batch_size=self.config.batch_size,
+            encoder_lr=self.finetune_lr,
+            head_lr=self.finetune_lr,
+            weight_decay=self.config.weight_decay,
+            gamma=1.0,
+            freeze_bn=self.config.freeze_bn,
+        )
+        try:
+            for p, _ in flags:
+                p.requires_grad_(id(p) in trainable)
+            return adversarial_finetune(
+                model,
+                data,
+                lambda m, x, y: F.cross_entropy(m(x), y),
+                config,
+                seed=self.ctx.seed + 1,
+                device=self.ctx.device,
+                track=self.ctx.track,
+                description="gen-af: stage II",
+            )
+        finally:
+            for p, flag in flags:
+                p.requires_grad_(flag)
