@@ -1,8 +1,18 @@
-"""Built-in attacks."""
+"""Built-in attacks: the paper's five DAEs, an ART adapter and the equal-budget random-noise control."""
 
 from zepad_bench import hookimpl
+from zepad_bench_plugins.attacks.advencoder import AdvEncoder
+from zepad_bench_plugins.attacks.art_adapter import ARTAttack
+from zepad_bench_plugins.attacks.pap import PAP
+from zepad_bench_plugins.attacks.random_noise import RandomNoise
+from zepad_bench_plugins.attacks.ssp import SSP
+from zepad_bench_plugins.attacks.uap import UAP
+from zepad_bench_plugins.attacks.uapgd import UAPGD
+
+ATTACKS = (AdvEncoder, PAP, UAP, UAPGD, SSP, ARTAttack, RandomNoise)
 
 
 @hookimpl
 def register_attacks(register):
-    pass
+    for cls in ATTACKS:
+        register(cls)

@@ -1,0 +1,74 @@
+"""SSP (Naseer et al., CVPR 2020): per-sample self-supervised feature-distortion perturbation."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from zepad_bench.interfaces import Attack
+from zepad_bench.nn.encoder import Encoder
+from zepad_bench.nn.pgd import pgd
+from zepad_bench_plugins.attacks.common import (
+    check_float,
+    check_int,
+    check_layer,
+    frozen,
+    layer_output,
+    resolve_layer,
+)
+
+SSP_LAYERS = {
+    "resnet18": "backbone.layer2",
+    "resnet18-imagenet": "backbone.layer2",
+    "resnet50": "backbone.layer2",
+    "small-cnn": "backbone.features.5",
+}
+"""Default distorted layer per arch: the output of ResNet stage 2 (as PAP's SSP baseline; the authors
+used VGG-16 relu3_3, a mid-level layer); for ``small-cnn``, the ReLU of its second of four blocks."""
+
+
+class SSP(Attack):
+    """Self-supervised perturbation (Naseer et al., "A Self-supervised Approach for …", CVPR 2020).
+
+    As the authors' ``ssp.py``: per image, maximise MSE(h(x'), h(x)) of an intermediate layer h by
+    100 signed steps of 0.01, each projected to the ε-ball and [0, 1].
+
+    Label-free by design; adapted by taking h from the public encoder itself (summed over encoders
+    in white-box) instead of an ImageNet VGG-16. Not universal: ``fit`` only checks the layers and
+    :meth:`perturb` optimises each batch (a pure function of the batch and the run seed).
+    As the authors, the ascent starts from an N(0, 1) image clipped to the ε-ball (a ±ε corner).
+    ``layer`` names a module of the encoder (``named_modules()``); default: :data:`SSP_LAYERS`.
+    """
+
+    name = "ssp"
+
+    def __init__(self, eps: float, *, layer: str | None = None, steps: int = 100, step_size: float = 0.01):
+        super().__init__(eps)
+        self.layer = check_layer(layer)
+        self.steps = check_int("steps", steps)
+        self.step_size = check_float("step_size", step_size, 0.0, 1.0)
+
+    def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
+        super().fit(encoders, images)
+        self._taps()
+
+    def _taps(self) -> list[torch.nn.Module]:
+        if not self.encoders:
+            raise RuntimeError(f"{self.name}: call fit() (or set encoders) before perturb()")
+        return [resolve_layer(encoder, self.layer, SSP_LAYERS) for encoder in self.encoders]
+
+    def perturb(self, x: Tensor) -> Tensor:
+        taps = self._taps()
+        pairs = list(zip(self.encoders, taps))
+        with frozen(self.encoders):
+            with torch.no_grad():
+                clean = [layer_output(encoder, tap, x) for encoder, tap in pairs]
+
+            def distortion(x_adv: Tensor) -> Tensor:
+                return sum(F.mse_loss(layer_output(e, t, x_adv), c) for (e, t), c in zip(pairs, clean))
+
+            start = torch.randn(x.shape, generator=self.ctx.generator()).to(x)  # the authors' N(0, 1) start
+            return pgd(distortion, x, self.eps, self.step_size, self.steps, start=start)
