@@ -6,6 +6,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
+
+torch.set_num_threads(1)  # tiny models: one thread is as fast and far steadier on a shared 2-core box
 
 OUTSIDE = Path(__file__).parent / "outside"
 sys.path.insert(0, str(OUTSIDE))

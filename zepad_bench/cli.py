@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from zepad_bench.errors import UserError
+from zepad_bench.zoo import pretrain_command
 
 AXIS_OPTIONS = (
     ("victims", "encoder ids"),
@@ -198,15 +199,7 @@ def list_plugins(kind):
                 click.echo(f"  {'':<16} methods: {', '.join(extra)}")
 
 
-def _register_optional_commands() -> None:
-    try:
-        from zepad_bench.zoo import pretrain_command
-    except ImportError:  # the zoo module is optional at import time only while it is being developed
-        return
-    cli.add_command(pretrain_command)
-
-
-_register_optional_commands()
+cli.add_command(pretrain_command)
 
 
 def main() -> None:

@@ -342,8 +342,8 @@ def instantiate(suite: Suite, registry: Registry, section: str, id_: str, eps: f
             p
             for klass in cls.__mro__
             if "__init__" in vars(klass) and klass.__module__ != "zepad_bench.interfaces"
-            for p in inspect.signature(klass.__init__).parameters
-            if p not in ("self", "eps", "params", "args", "kwargs")
+            for p, kind in inspect.signature(klass.__init__).parameters.items()
+            if p not in ("self", "eps") and kind.kind not in (kind.VAR_KEYWORD, kind.VAR_POSITIONAL)
         )
         raise SuiteError(
             suite.path,

@@ -50,6 +50,8 @@ PRESETS: dict[str, tuple[ViewAugment, ...]] = {
     "vibcreg": (ViewAugment(crop_scale=(0.2, 1.0), solarize_p=0.1),),
     # W-MSE (HEAD jitter)
     "wmse": (ViewAugment(crop_scale=(0.2, 1.0), jitter=(0.8, 0.8, 0.8, 0.2)),),
+    # not a training recipe: the views of the view-matching check (crops large enough to overlap)
+    "view_matching": (ViewAugment(crop_scale=(0.35, 1.0), jitter=(0.4, 0.4, 0.4, 0.1)),),
 }
 
 
@@ -125,7 +127,9 @@ def _rgb_to_hsv(x: Tensor) -> Tensor:
     hb = (r - g) / safe + 4
     hue = torch.where(maxc == r, hr, torch.where(maxc == g, hg, hb)) / 6
     hue = torch.where(delta > 0, hue, torch.zeros_like(hue))
-    sat = torch.where(maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc))
+    sat = torch.where(
+        maxc > 0, delta / torch.where(maxc > 0, maxc, torch.ones_like(maxc)), torch.zeros_like(maxc)
+    )
     return torch.stack([hue, sat, maxc], 1)
 
 
@@ -142,7 +146,9 @@ def adjust_hue(x: Tensor, shift: Tensor) -> Tensor:
     return _hsv_to_rgb(hsv).clamp_(0, 1)
 
 
-def color_jitter(x: Tensor, strength: tuple[float, float, float, float], generator: torch.Generator) -> Tensor:
+def color_jitter(
+    x: Tensor, strength: tuple[float, float, float, float], generator: torch.Generator
+) -> Tensor:
     """torchvision ``ColorJitter``: brightness, contrast, saturation, hue in a random order per image."""
     n = len(x)
     b, c, s, h = strength

@@ -1,0 +1,68 @@
+"""Encoder source ``solo-learn``: a pretrained backbone from a solo-learn-layout checkpoint file."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from zepad_bench import EncoderSource
+from zepad_bench.errors import UserError
+from zepad_bench.zoo import NORMALISATIONS, normalisation
+
+if TYPE_CHECKING:
+    from zepad_bench.data.images import LabeledImages
+    from zepad_bench.nn.encoder import Encoder
+
+
+class SoloLearnEncoder(EncoderSource):
+    """Loads the backbone of a solo-learn ``.ckpt`` (or ``zepad-bench pretrain`` output) safely.
+
+    Params: ``path``, ``arch`` (default "resnet18", solo-learn's CIFAR stem), ``arch_params``,
+    ``sha256`` (pins the file), ``normalisation`` ("cifar" | "imagenet"), ``input_size`` (resize
+    inside the encoder, e.g. 32 for a CIFAR checkpoint fed 64×64 images).
+    """
+
+    name = "solo-learn"
+
+    def __init__(
+        self,
+        path: str,
+        arch: str = "resnet18",
+        arch_params: dict[str, Any] | None = None,
+        sha256: str | None = None,
+        normalisation: str = "cifar",
+        input_size: int | None = None,
+    ):
+        super().__init__()
+        if normalisation not in NORMALISATIONS:
+            raise ValueError(
+                f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
+            )
+        if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
+            raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
+        if input_size is not None and (
+            isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1
+        ):
+            raise ValueError(f"input_size must be a positive integer, got {input_size!r}")
+        self.path, self.arch, self.arch_params = Path(path).expanduser(), arch, arch_params
+        self.sha256, self.normalisation, self.input_size = sha256, normalisation, input_size
+
+    def check(self) -> None:
+        if not self.path.is_file():
+            raise UserError(f"{self.path}: checkpoint not found (encoder plugin 'solo-learn')")
+
+    def build(self, data: LabeledImages | None) -> Encoder:
+        from zepad_bench.nn.checkpoints import load_solo_learn
+
+        mean, std = normalisation(self.normalisation)
+        encoder = load_solo_learn(
+            self.path,
+            self.arch,
+            sha256=self.sha256,
+            mean=mean,
+            std=std,
+            input_size=self.input_size,
+            arch_params=self.arch_params,
+        )
+        return encoder.to(self.ctx.device).eval()
