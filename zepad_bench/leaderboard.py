@@ -74,6 +74,57 @@ def extra_table(frame: pd.DataFrame) -> pd.DataFrame | None:
     return table.loc[:, (table != "n/a").any(axis=0)]
 
 
+DATASET_METRICS = ("BA", "RA", "ASR", "detection_accuracy", "AUROC")
+
+
+def per_dataset_section(frame: pd.DataFrame, baseline: str = "none") -> list[str]:
+    """Paper Tables 3–4 layout: a block of rows per (D_f, D_d), a row per defense, a column per victim.
+
+    One table per metric (and per attack, scenario and ε where they vary; BA, measured on clean
+    images only, is averaged over attacks). Cells are means over seeds; AVG is the mean over
+    victims; a ``Δ <defense>`` row gives that defense minus the ``baseline`` defense id of its block.
+    A task is named too when one downstream dataset serves several tasks; "n/a" values are left out.
+    """
+    victims = list(dict.fromkeys(frame["victim"]))
+    shared = frame.groupby("task_data")["task"].nunique().max() > 1
+    row_keys = ["tuning", "task_data"] + (["task"] if shared else [])
+    headers = {"tuning": "D_f", "task_data": "D_d", "task": "task"}
+    lines: list[str] = []
+    for metric in DATASET_METRICS:
+        if metric not in frame:
+            continue
+        data = frame.assign(value=pd.to_numeric(frame[metric], errors="coerce")).dropna(subset=["value"])
+        split = [c for c in ("scenario", "eps") if data[c].nunique() > 1]
+        split += [] if metric == "BA" else ["attack"]
+        if data.empty:
+            continue
+        for split_values, part in data.groupby(split, sort=False) if split else [((), data)]:
+            rows = []
+            for block_values, block in part.groupby(row_keys, sort=False):
+                labels = dict(zip([headers[k] for k in row_keys], block_values))
+                means = block.groupby(["defense", "victim"], sort=False)["value"].mean()
+                defenses = list(dict.fromkeys(block["defense"]))
+                table = {d: [means.get((d, v), float("nan")) for v in victims] for d in defenses}
+                if baseline in table:
+                    base = table[baseline]
+                    table.update(
+                        {f"Δ {d}": [a - b for a, b in zip(table[d], base)] for d in defenses if d != baseline}
+                    )
+                for name, values in table.items():
+                    present = [v for v in values if v == v]
+                    average = sum(present) / len(present) if present else float("nan")
+                    signed = "+" if name.startswith("Δ ") else ""
+                    cells = [f"{v:{signed}.2f}" if v == v else "n/a" for v in [*values, average]]
+                    rows.append({**labels, "defense": name, **dict(zip([*victims, "AVG"], cells))})
+            where = ", ".join(
+                f"ε {round(v * 255, 2):g}/255" if k == "eps" else f"{k} {v}"
+                for k, v in zip(split, split_values)
+            )
+            title = f"### {metric}" + (f" ({where})" if where else "")
+            lines += [title, "", pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True), ""]
+    return lines
+
+
 def render(
     suite: str, rows: list[dict[str, Any]], source: str = "", extra_sections: list[str] | None = None
 ) -> str:
@@ -107,6 +158,9 @@ def render(
         extra = extra_table(frame)
         if extra is not None and len(extra.columns) > 2:
             lines += ["", "## Other metrics", "", extra.to_markdown(index=False)]
+        if frame["task_data"].nunique() > 1 or frame["task"].nunique() > 1:
+            lines += ["", "## Per downstream dataset and task (paper Tables 3–4 layout)", ""]
+            lines += per_dataset_section(frame)
     lines += extra_sections or []
     return "\n".join(lines) + "\n"
 
