@@ -11,7 +11,18 @@ import time
 def timed_run(suite: str, workdir: str, out: str) -> float:
     start = time.perf_counter()
     subprocess.run(
-        [sys.executable, "-m", "zepad_bench.cli", "run", suite, "--workdir", workdir, "--out", out, "--quiet"],
+        [
+            sys.executable,
+            "-m",
+            "zepad_bench.cli",
+            "run",
+            suite,
+            "--workdir",
+            workdir,
+            "--out",
+            out,
+            "--quiet",
+        ],
         check=True,
         stdout=subprocess.DEVNULL,
     )

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
-from zepad_bench_plugins.datasets.folders import ANIMALS10_ENGLISH, Animals10, ImageNet20
-from zepad_bench_plugins.datasets.offline import PHOTOS, Digits, LFWSubset, Photos, load_photo
-from zepad_bench_plugins.datasets.torchvision_sets import CIFAR10, GTSRB, STL10, SVHN
 
 from zepad_bench import load_registry
 from zepad_bench.data.transforms import resize_to_uint8
 from zepad_bench.errors import UserError
+from zepad_bench_plugins.datasets.folders import ANIMALS10_ENGLISH, Animals10, ImageNet20
+from zepad_bench_plugins.datasets.offline import PHOTOS, Digits, LFWSubset, Photos, load_photo
+from zepad_bench_plugins.datasets.torchvision_sets import CIFAR10, GTSRB, STL10, SVHN
 
 NAMES = {"digits", "lfw", "photos", "cifar10", "stl10", "svhn", "gtsrb", "animals10", "imagenet20"}
 

@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 import torch.optim.optimizer as optim_hooks
-from zepad_bench_plugins.defenses.zepad import ZePAD, distribution_loss, ensemble_weights, rfdm_weights
 
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages
 from zepad_bench.nn.adversarial_tuning import EncoderWithHead
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.heads import MLPHead
+from zepad_bench_plugins.defenses.zepad import ZePAD, distribution_loss, ensemble_weights, rfdm_weights
 
 TINY = dict(epochs=1, batch_size=16, steps=2, bmp_epochs=1, bmp_batch_size=16)
 

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from zepad_bench_plugins.datasets.base import DiskDataset, RandomSplitDataset, Table
 
 from zepad_bench.errors import UserError
+from zepad_bench_plugins.datasets.base import DiskDataset, RandomSplitDataset, Table
 
 ANIMALS10_ENGLISH = {
     "cane": "dog", "cavallo": "horse", "elefante": "elephant", "farfalla": "butterfly", "gallina": "chicken",

@@ -9,6 +9,8 @@ from typing import Any
 import numpy as np
 import torch
 from torch import Tensor
+
+from zepad_bench.data.transforms import resize_to_uint8, to_nchw_rgb
 from zepad_bench_plugins.datasets.base import (
     CHUNK,
     SPLITS,
@@ -19,8 +21,6 @@ from zepad_bench_plugins.datasets.base import (
     positive_int,
     seeded_generator,
 )
-
-from zepad_bench.data.transforms import resize_to_uint8, to_nchw_rgb
 
 
 class Digits(RandomSplitDataset):

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import torch
-from zepad_bench_plugins.datasets.base import DiskDataset, Table
 
 from zepad_bench.data.transforms import to_nchw_rgb
+from zepad_bench_plugins.datasets.base import DiskDataset, Table
 
 
 def _how_to(cls: str, holds: str, splits: bool = False) -> str:
