@@ -75,3 +75,29 @@ def test_rows_record_config_versions_timings_and_publish(smoke_suite, tmp_path):
     assert [p.suffix for p in paths] == [".md", ".csv", ".json"]
     text = paths[0].read_text()
     assert "machine:" in text and "versions:" in text and "RA sign" in text
+
+
+def test_inference_only_params_share_one_tuning(smoke_suite, tmp_path, monkeypatch):
+    (tmp_path / "zb_fusing_plugin.py").write_text(
+        "from zepad_bench import hookimpl\n"
+        "from zepad_bench_plugins.defenses.none import NoDefense\n\n"
+        "class FusingNone(NoDefense):\n"
+        "    name = 'fusing-none'\n"
+        "    inference_params = ('fuse',)\n\n"
+        "    def __init__(self, fuse='mean'):\n"
+        "        super().__init__()\n"
+        "        self.fuse_name = fuse\n\n"
+        "@hookimpl\n"
+        "def register_defenses(register):\n"
+        "    register(FusingNone)\n"
+    )
+    monkeypatch.syspath_prepend(str(tmp_path))
+    text = smoke_suite.read_text().replace('"zb_outside_plugin"]', '"zb_outside_plugin", "zb_fusing_plugin"]')
+    text = text.replace('[defenses.none]\nplugin = "none"', '[defenses.none]\nplugin = "fusing-none"')
+    text = text.replace('[defenses.none2]\nplugin = "none"', '[defenses.none2]\nplugin = "fusing-none"\nfuse = "x"')
+    smoke_suite.write_text(text)
+    suite = load_suite(smoke_suite, load_registry()).with_axes(tasks=["cls"])
+    runner, rows = run_all(suite, tmp_path / "wd")
+    assert runner.computed["defense"] == 1 and len(rows) == 2  # one tuning serves both tables
+    model, _ = runner.defense(suite.with_axes(defenses=["none2"]).cells()[0])
+    assert model.defense.fuse_name == "x"  # … each fused with its own settings

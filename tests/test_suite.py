@@ -86,3 +86,12 @@ def test_bad_suites_name_file_key_and_expectation(tmp_path, registry, old, new, 
 def test_missing_suite_file(tmp_path, registry):
     with pytest.raises(UserError, match="no such suite file"):
         load_suite(tmp_path / "absent.toml", registry)
+
+
+def test_tuning_on_task_data_pairs_each_task_with_its_dataset(tmp_path, registry):
+    suite = load_suite(write(tmp_path, SMOKE_SUITE.replace('tuning = ["stripes"]', 'tuning = "task"')), registry)
+    assert sorted((c.task, c.tuning) for c in suite.cells() if c.defense == "none") == [
+        ("cls", "stripes"),
+        ("cls2", "stripes2"),
+    ]
+    assert {c.tuning for c in suite.with_axes(tuning=["stripes2"]).cells()} == {"stripes2"}

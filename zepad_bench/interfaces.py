@@ -104,6 +104,8 @@ class Defense(Plugin):
     """A defense: tuned once on the defender's labeled data D_f, reused by every task."""
 
     detection_threshold: float | None = None
+    inference_params: ClassVar[tuple[str, ...]] = ()
+    """Params that act only at inference (fusion, detection): left out of the tuning's cache key."""
 
     def fit(self, victim: Encoder, auxiliaries: list[Encoder], data: LabeledImages) -> DefendedModel:
         raise NotImplementedError

@@ -59,10 +59,16 @@ def main_table(frame: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(blocks)
 
 
+def _is_numeric(values: pd.Series) -> bool:
+    """Numbers, possibly with "n/a" (or missing) where a metric does not apply."""
+    present = values[values.notna() & (values != "n/a")]
+    return len(present) > 0 and pd.to_numeric(present, errors="coerce").notna().all()
+
+
 def extra_table(frame: pd.DataFrame) -> pd.DataFrame | None:
     """Every other numeric metric (per-branch confidences, detection, retrieval …), per defense × attack."""
     skip = set(ID_COLUMNS) | set(MAIN_METRICS) | {"attack_plugin"}
-    numeric = [c for c in frame.columns if c not in skip and pd.api.types.is_numeric_dtype(frame[c])]
+    numeric = [c for c in frame.columns if c not in skip and _is_numeric(frame[c])]
     if not numeric:
         return None
     group = [
@@ -158,7 +164,7 @@ def render(
         extra = extra_table(frame)
         if extra is not None and len(extra.columns) > 2:
             lines += ["", "## Other metrics", "", extra.to_markdown(index=False)]
-        if frame["task_data"].nunique() > 1 or frame["task"].nunique() > 1:
+        if frame["task_data"].nunique() > 1:
             lines += ["", "## Per downstream dataset and task (paper Tables 3–4 layout)", ""]
             lines += per_dataset_section(frame)
     lines += extra_sections or []

@@ -231,8 +231,10 @@ class Runner:
         victim, victim_key = self.encoder(cell.victim)
         auxiliaries = [self.encoder(i) for i in self.suite.auxiliaries(cell.victim)]
         data, data_key = self.dataset(cell.tuning, "train")
+        defense_cls = self.registry.get("defenses", spec.plugin)
+        tuning_params = {k: v for k, v in spec.params.items() if k not in defense_cls.inference_params}
         material = {
-            "table": {"plugin": spec.plugin, "params": spec.params},
+            "table": {"plugin": spec.plugin, "params": tuning_params},
             "victim": victim_key,
             "auxiliaries": [k for _, k in auxiliaries],
             "data": data_key,
@@ -276,7 +278,10 @@ class Runner:
             return DefendedModel(branches, new_defense(), state["info"])
 
         label = f"{cell.defense} for {cell.victim} on D_f={cell.tuning} (seed {cell.seed})"
-        model, key = self._stage("defense", material, label, cell.seed, compute, encode, decode)
+        tuned, key = self._stage("defense", material, label, cell.seed, compute, encode, decode)
+        # the tuning may be shared by defense tables that differ only in inference params: fuse and
+        # detect with this cell's own settings
+        model = DefendedModel(tuned.branches, new_defense(), tuned.info)
         for branch in model.branches:
             branch.encoder.to(self.device).eval()
             if branch.head is not None:

@@ -41,6 +41,7 @@ GRID_AXES = {  # axis → (table its values refer to, or None)
     "tasks": "tasks",
     "seeds": None,
 }
+TUNE_ON_TASK = "task"  # `[grid] tuning = "task"`: each cell tunes on its own task's dataset (D_f = D_d)
 CLI_AXES = ("victims", "scenarios", "attacks", "defenses", "tuning", "tasks")
 
 
@@ -115,20 +116,16 @@ class Suite:
         return self.tables[kind][id_]
 
     def cells(self) -> list[Cell]:
+        """The grid's product; with ``tuning = "task"`` each cell tunes on its task's dataset (D_f = D_d)."""
         g = self.grid
-        return [
-            Cell(*values)
-            for values in itertools.product(
-                g["victims"],
-                g["scenarios"],
-                g["attacks"],
-                g["eps"],
-                g["defenses"],
-                g["tuning"],
-                g["tasks"],
-                g["seeds"],
-            )
-        ]
+        cells = []
+        for victim, scenario, attack, eps, defense, tune, task, seed in itertools.product(
+            g["victims"], g["scenarios"], g["attacks"], g["eps"], g["defenses"], g["tuning"], g["tasks"], g["seeds"]
+        ):
+            if tune == TUNE_ON_TASK:
+                tune = self.spec("tasks", task).reserved["data"]
+            cells.append(Cell(victim, scenario, attack, eps, defense, tune, task, seed))
+        return cells
 
     def auxiliaries(self, victim: str) -> list[str]:
         return list(self.spec("encoders", victim).reserved.get("auxiliaries", []))
@@ -285,6 +282,9 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
     grid: dict[str, list[Any]] = {}
     for axis, table in GRID_AXES.items():
         key = f"grid.{axis}"
+        if axis == "tuning" and grid_raw.get(axis) == TUNE_ON_TASK:
+            grid[axis] = [TUNE_ON_TASK]
+            continue
         if axis in grid_raw:
             values = _id_list(path, key, grid_raw[axis])
         elif axis in defaults:

@@ -109,6 +109,7 @@ class ZePAD(Defense):
     """
 
     name = "zepad"
+    inference_params = ("ensemble", "fuse_on", "detection_threshold", "mpae_confidence")
 
     def __init__(
         self,
