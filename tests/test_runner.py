@@ -94,7 +94,9 @@ def test_inference_only_params_share_one_tuning(smoke_suite, tmp_path, monkeypat
     monkeypatch.syspath_prepend(str(tmp_path))
     text = smoke_suite.read_text().replace('"zb_outside_plugin"]', '"zb_outside_plugin", "zb_fusing_plugin"]')
     text = text.replace('[defenses.none]\nplugin = "none"', '[defenses.none]\nplugin = "fusing-none"')
-    text = text.replace('[defenses.none2]\nplugin = "none"', '[defenses.none2]\nplugin = "fusing-none"\nfuse = "x"')
+    text = text.replace(
+        '[defenses.none2]\nplugin = "none"', '[defenses.none2]\nplugin = "fusing-none"\nfuse = "x"'
+    )
     smoke_suite.write_text(text)
     suite = load_suite(smoke_suite, load_registry()).with_axes(tasks=["cls"])
     runner, rows = run_all(suite, tmp_path / "wd")

@@ -89,7 +89,9 @@ def test_missing_suite_file(tmp_path, registry):
 
 
 def test_tuning_on_task_data_pairs_each_task_with_its_dataset(tmp_path, registry):
-    suite = load_suite(write(tmp_path, SMOKE_SUITE.replace('tuning = ["stripes"]', 'tuning = "task"')), registry)
+    suite = load_suite(
+        write(tmp_path, SMOKE_SUITE.replace('tuning = ["stripes"]', 'tuning = "task"')), registry
+    )
     assert sorted((c.task, c.tuning) for c in suite.cells() if c.defense == "none") == [
         ("cls", "stripes"),
         ("cls2", "stripes2"),

@@ -120,7 +120,14 @@ class Suite:
         g = self.grid
         cells = []
         for victim, scenario, attack, eps, defense, tune, task, seed in itertools.product(
-            g["victims"], g["scenarios"], g["attacks"], g["eps"], g["defenses"], g["tuning"], g["tasks"], g["seeds"]
+            g["victims"],
+            g["scenarios"],
+            g["attacks"],
+            g["eps"],
+            g["defenses"],
+            g["tuning"],
+            g["tasks"],
+            g["seeds"],
         ):
             if tune == TUNE_ON_TASK:
                 tune = self.spec("tasks", task).reserved["data"]
