@@ -65,19 +65,22 @@ def _is_numeric(values: pd.Series) -> bool:
     return len(present) > 0 and pd.to_numeric(present, errors="coerce").notna().all()
 
 
-def extra_table(frame: pd.DataFrame) -> pd.DataFrame | None:
-    """Every other numeric metric (per-branch confidences, detection, retrieval …), per defense × attack."""
+def extra_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Per task: every other numeric metric (branch confidences, detection, retrieval …) by defense × attack."""
     skip = set(ID_COLUMNS) | set(MAIN_METRICS) | {"attack_plugin"}
-    numeric = [c for c in frame.columns if c not in skip and _is_numeric(frame[c])]
-    if not numeric:
-        return None
-    group = [
-        c
-        for c in ("victim", "scenario", "eps", "task", "defense", "attack")
-        if c == "defense" or c == "attack" or frame[c].nunique() > 1
-    ]
-    table = frame.groupby(group, sort=False)[numeric].agg(lambda s: _mean_std(s)).reset_index()
-    return table.loc[:, (table != "n/a").any(axis=0)]
+    tables = {}
+    for task, part in frame.groupby("task", sort=False):
+        numeric = [c for c in part.columns if c not in skip and _is_numeric(part[c])]
+        if not numeric:
+            continue
+        group = [
+            c
+            for c in ("victim", "scenario", "eps", "defense", "attack")
+            if c in ("defense", "attack") or frame[c].nunique() > 1
+        ]
+        table = part.groupby(group, sort=False)[numeric].agg(_mean_std).reset_index()
+        tables[task] = table.loc[:, (table != "n/a").any(axis=0)]
+    return tables
 
 
 DATASET_METRICS = ("BA", "RA", "ASR", "detection_accuracy", "AUROC")
@@ -161,9 +164,8 @@ def render(
     ]
     if len(frame):
         lines.append(main_table(frame).to_markdown(index=False))
-        extra = extra_table(frame)
-        if extra is not None and len(extra.columns) > 2:
-            lines += ["", "## Other metrics", "", extra.to_markdown(index=False)]
+        for task, table in extra_tables(frame).items():
+            lines += ["", f"## Other metrics: {task}", "", table.to_markdown(index=False)]
         if frame["task_data"].nunique() > 1:
             lines += ["", "## Per downstream dataset and task (paper Tables 3–4 layout)", ""]
             lines += per_dataset_section(frame)

@@ -50,7 +50,10 @@ class SoloLearnEncoder(EncoderSource):
 
     def check(self) -> None:
         if not self.path.is_file():
-            raise UserError(f"{self.path}: checkpoint not found (encoder plugin 'solo-learn')")
+            raise UserError(
+                f"{self.path}: checkpoint not found (encoder plugin 'solo-learn'): bring solo-learn's file, "
+                "or build it with `zepad-bench pretrain --method M --dataset D --out DIR`"
+            )
 
     def build(self, data: LabeledImages | None) -> Encoder:
         from zepad_bench.nn.checkpoints import load_solo_learn
