@@ -30,14 +30,6 @@ FAST = {"epochs": 1, "batch_size": 32}
 GEN_AF_FAST = {"sensitivity_epochs": 1, "sensitivity_samples": 32, "finetune_epochs": 1}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny tensors: intra-op threads only contend for the shared cores (10× slower under load)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 @pytest.fixture(scope="module")
 def digits() -> tuple[LabeledImages, LabeledImages, LabeledImages]:

@@ -22,15 +22,6 @@ from zepad_bench_plugins.datasets.offline import Photos
 from zepad_bench_plugins.encoders.solo_learn import SoloLearnEncoder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add overhead on a busy 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def solo_resnet18() -> nn.Module:
     """torchvision ResNet18 with solo-learn's CIFAR stem, built here independently of zepad_bench."""
     net = models.resnet18()

@@ -19,15 +19,6 @@ from zepad_bench_plugins.datasets.offline import Photos
 from zepad_bench_plugins.encoders.ssl import SSLEncoder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny tensors: intra-op threads only add overhead on a busy 2-core box."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def patches() -> LabeledImages:
     """256 photo patches at 16×16 (label = source photo)."""

@@ -66,7 +66,7 @@ def _is_numeric(values: pd.Series) -> bool:
 
 
 def extra_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Per task: every other numeric metric (branch confidences, detection, retrieval …) by defense × attack."""
+    """Per task: every other numeric metric (branch confidences, detection, retrieval …), defense × attack."""
     skip = set(ID_COLUMNS) | set(MAIN_METRICS) | {"attack_plugin"}
     tables = {}
     for task, part in frame.groupby("task", sort=False):
