@@ -90,3 +90,30 @@ def test_run_validate_leaderboard_and_list(smoke_suite, tmp_path):
 def test_leaderboard_without_results_is_a_user_error(smoke_suite, tmp_path, monkeypatch):
     code = invoke(["leaderboard", str(smoke_suite), "--workdir", str(tmp_path / "empty")], monkeypatch)
     assert code == 2
+
+
+def test_corrupt_checkpoint_is_one_line_and_stores_nothing(tmp_path):
+    ckpt = tmp_path / "enc.ckpt"
+    ckpt.write_bytes(b"not a checkpoint at all")
+    suite = tmp_path / "s.toml"
+    suite.write_text(
+        SMOKE_SUITE.replace(
+            '[encoders.rand]\nplugin = "outside-random"',
+            f'[encoders.rand]\nplugin = "solo-learn"\npath = "{ckpt}"\narch = "small-cnn"',
+        )
+    )
+    workdir = tmp_path / "wd"
+    env = {**os.environ, "PYTHONPATH": str(OUTSIDE)}
+    out = subprocess.run(
+        [sys.executable, "-m", "zepad_bench.cli", "run", str(suite), "--workdir", str(workdir), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+    )
+    assert out.returncode == 2, out.stderr
+    assert "Traceback" not in out.stderr and str(ckpt) in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    from zepad_bench.store import ResultStore
+
+    assert ResultStore(workdir).rows() == []
