@@ -1,4 +1,4 @@
-"""Cold vs cached wall time of a suite: ``python benchmarks/suite_timing.py suites/quickstart.toml``."""
+"""Cold vs cached wall time of a suite: ``python benchmarks/suite_timing.py SUITE [run options…]``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import tempfile
 import time
 
 
-def timed_run(suite: str, workdir: str, out: str) -> float:
+def timed_run(suite: str, workdir: str, out: str, extra: list[str]) -> float:
     start = time.perf_counter()
     subprocess.run(
         [
@@ -32,8 +32,8 @@ def timed_run(suite: str, workdir: str, out: str) -> float:
 def main() -> None:
     suite = sys.argv[1] if len(sys.argv) > 1 else "suites/quickstart.toml"
     with tempfile.TemporaryDirectory() as workdir, tempfile.TemporaryDirectory() as out:
-        cold = timed_run(suite, workdir, out)
-        warm = timed_run(suite, workdir, out)
+        cold = timed_run(suite, workdir, out, sys.argv[2:])
+        warm = timed_run(suite, workdir, out, sys.argv[2:])
     print(f"{suite}: cold {cold:.1f} s, cached re-run {warm:.1f} s, ratio {cold / warm:.1f}x")
 
 
