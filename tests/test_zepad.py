@@ -243,16 +243,19 @@ def test_detection_rule():
 def test_fit_end_to_end_is_deterministic_by_seed():
     data, victim, aux = toy_data(32), encoder(0), encoder(1)
     before = [v.clone() for v in victim.state_dict().values()]
-    first = defense(seed=0).fit(victim, [aux], data)
+    first = defense(seed=0, joint_heads=True).fit(victim, [aux], data)
     names = [(b.name, b.role) for b in first.branches]
     assert names == [("mpae:victim", "mpae"), ("mpae:aux0", "mpae"), ("bmp", "bmp")]
     assert all(b.head is not None and b.head_data == "toy" for b in first.branches[:2])
     assert first.branches[2].head is None
+    assert all(
+        b.head is None for b in defense(seed=0).fit(victim, [aux], data).branches
+    )  # default: per-task heads
     assert all(torch.equal(a, b) for a, b in zip(before, victim.state_dict().values()))  # inputs untouched
     assert any(not torch.equal(a, b) for a, b in zip(before, first.branches[0].encoder.state_dict().values()))
-    again = defense(seed=0).fit(victim, [aux], data)
+    again = defense(seed=0, joint_heads=True).fit(victim, [aux], data)
     assert all(torch.equal(a, b) for a, b in zip(states(first), states(again)))
-    other = defense(seed=1).fit(victim, [aux], data)
+    other = defense(seed=1, joint_heads=True).fit(victim, [aux], data)
     assert any(not torch.equal(a, b) for a, b in zip(states(first), states(other)))
 
 

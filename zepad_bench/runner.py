@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import platform
 import random
@@ -39,6 +40,9 @@ def resolve_device(device: str) -> str:
 
 
 def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch; on CUDA also ask cuDNN for deterministic kernels (CPU runs are
+    bit-reproducible; GPU runs are as reproducible as torch's CUDA kernels allow)."""
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -164,7 +168,11 @@ class Runner:
         def decode(s: dict[str, Any]) -> LabeledImages:
             return LabeledImages(s["images"], s["labels"], s["classes"], id_, s["indices"])
 
-        return self._stage("dataset", material, f"{id_}:{split}", self.suite.seed, compute, encode, decode)
+        data, key = self._stage(
+            "dataset", material, f"{id_}:{split}", self.suite.seed, compute, encode, decode
+        )
+        # identical tables share one artifact; each id keeps its own name (tasks match heads by it)
+        return dataclasses.replace(data, name=id_), key
 
     def encoder(self, id_: str) -> tuple[Encoder, str]:
         spec = self.suite.spec("encoders", id_)
@@ -203,6 +211,7 @@ class Runner:
             "eps": cell.eps,
             "surrogates": [k for _, k in surrogates],
             "data": data_key,
+            "batch_size": self.suite.batch_size,
             "seed": cell.seed,
         }
 
@@ -292,7 +301,7 @@ class Runner:
         self, attack, attack_key: str, data: LabeledImages, data_key: str, seed: int
     ) -> torch.Tensor:
         """The attacked test images (float, CPU), computed once per (fitted attack, dataset split)."""
-        material = {"attack": attack_key, "data": data_key}
+        material = {"attack": attack_key, "data": data_key, "batch_size": self.suite.batch_size}
 
         def compute() -> torch.Tensor:
             out = []
@@ -353,16 +362,24 @@ class Runner:
                     ],
                     "attack": self.suite.spec("attacks", cell.attack).resolved(),
                     "defense": self.suite.spec("defenses", cell.defense).resolved(),
-                    "tuning": self.suite.spec("datasets", cell.tuning).resolved(),
                     "task": task.resolved(),
-                    "task_data": self.suite.spec("datasets", task.reserved["data"]).resolved(),
-                    "attacker_data": self.suite.raw.get("datasets", {}).get(self.suite.attacker_data),
+                    "datasets": {
+                        id_: self.suite.spec("datasets", id_).resolved() for id_ in self._datasets_of(cell)
+                    },
                     "image_size": self.suite.image_size,
                     "batch_size": self.suite.batch_size,
                     "seed": self.suite.seed,
                 },
             }
         )
+
+    def _datasets_of(self, cell: Cell) -> list[str]:
+        """Every dataset id a cell's stages read: pretraining, attacker, tuning and task data."""
+        encoders = [cell.victim, *self.suite.auxiliaries(cell.victim)]
+        ids = [self.suite.spec("encoders", e).reserved.get("data") for e in encoders]
+        ids.append(self.suite.spec("attacks", cell.attack).reserved.get("data", self.suite.attacker_data))
+        ids += [cell.tuning, self.suite.spec("tasks", cell.task).reserved["data"]]
+        return sorted({i for i in ids if i})
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         start = time.perf_counter()
@@ -372,7 +389,7 @@ class Runner:
         train, train_key = self.dataset(task_spec.reserved["data"], "train")
         test, test_key = self.dataset(task_spec.reserved["data"], "test")
         test_adv = self.adversarial(attack, attack_key, test, test_key, cell.seed)
-        adv_key = content_key({"adv": attack_key, "data": test_key})
+        adv_key = content_key({"adv": attack_key, "data": test_key, "batch_size": self.suite.batch_size})
         task = instantiate(self.suite, self.registry, "tasks", cell.task)
         ctx = self._ctx(cell.seed)
         task.ctx = ctx

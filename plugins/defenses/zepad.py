@@ -89,8 +89,10 @@ def ensemble_weights(probabilities: list[Tensor], ensemble: str = "rfdm") -> Ten
 class ZePAD(Defense):
     """ZePAD (Sec. 4, Alg. 1): adversarially tuned MPAE encoders + a benign BMP encoder, fused by RFDM.
 
-    Branches, in this order: ``mpae:victim``, ``mpae:aux0``, … (role "mpae", each with its jointly
-    tuned head), then ``bmp`` (role "bmp", always last: :meth:`detection_score` relies on it).
+    Branches, in this order: ``mpae:victim``, ``mpae:aux0``, … (role "mpae"), then ``bmp`` (role
+    "bmp", always last: :meth:`detection_score` relies on it). As in the paper (§4.1.1) and the
+    authors' code (``train_down_singleE.py``), every task trains its own light head on each frozen
+    tuned encoder; ``joint_heads=True`` instead keeps the head tuned with the encoder for tasks on D_f.
 
     Defaults reproduce the authors' code, which made the paper's tables: PGD-10 (ε 0.03, step
     0.007, no random start) with CE on encoder+head, and L_f in its label-aware form on head
@@ -133,6 +135,7 @@ class ZePAD(Defense):
         gamma: float = 0.96,
         freeze_bn: bool = True,
         selection: str = "last",
+        joint_heads: bool = False,
         val_fraction: float = 0.1,
         adversarial_tuning: bool = True,
         use_mpae_victim: bool = True,
@@ -151,6 +154,7 @@ class ZePAD(Defense):
         mpae_confidence: str = "max",
     ):
         super().__init__()
+        self.joint_heads = bool(joint_heads)
         chosen = {
             "lf_on": lf_on,
             "adversary": adversary,
@@ -219,7 +223,8 @@ class ZePAD(Defense):
                 branches.append(Branch(f"mpae:{name}", "mpae", encoder.eval()))
                 continue
             head, history, selected = self._tune(encoder, train, val, attack, self._seed(i + 1), name)
-            branches.append(Branch(f"mpae:{name}", "mpae", encoder, head=head, head_data=data.name))
+            joint = {"head": head, "head_data": data.name} if self.joint_heads else {}
+            branches.append(Branch(f"mpae:{name}", "mpae", encoder, **joint))
             info["history"][name], info["selected_epoch"][name] = history, selected
         if self.use_bmp:
             branches.append(Branch("bmp", "bmp", self._bmp_encoder(victim, data)))
