@@ -15,7 +15,13 @@ def confidence_figure(rows: list[dict[str, Any]], cache: ArtifactCache, out: Pat
 
     One panel per (attack, branch) of the first defense with several branches; ``None`` if there is none.
     """
-    rows = [r for r in rows if len(r["config"].get("branches", [])) > 1 and cache.has("records", r["key"])]
+    rows = [
+        r
+        for r in rows
+        if len(r["config"].get("branches", [])) > 1
+        and cache.has("records", r["key"])
+        and any(k.startswith("confidence_") for k in cache.load("records", r["key"]))
+    ]
     if not rows:
         return None
     defense = rows[0]["defense"]
