@@ -79,7 +79,6 @@ def photo_patches(n: int, seed: int) -> Tensor:
     )
 
 
-
 @pytest.fixture(scope="module")
 def attacker_images() -> Tensor:
     return photo_patches(64, seed=0)

@@ -30,7 +30,6 @@ FAST = {"epochs": 1, "batch_size": 32}
 GEN_AF_FAST = {"sensitivity_epochs": 1, "sensitivity_samples": 32, "finetune_epochs": 1}
 
 
-
 @pytest.fixture(scope="module")
 def digits() -> tuple[LabeledImages, LabeledImages, LabeledImages]:
     """scikit-learn's digits at 16×16 RGB: (pretraining, tuning D_f, test) splits of 600/400/300."""

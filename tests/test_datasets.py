@@ -133,8 +133,9 @@ def find_crop(photo: torch.Tensor, patch: torch.Tensor) -> list[tuple[int, int]]
 
 def test_photo_patches_are_crops_of_their_labelled_photo_in_their_split_region():
     """Each patch is an exact crop of its label's photo, train left of the cut and test right of it."""
-    plugin = Photos(patches_per_image=40, patch_size=(12, 12), scales=1, test_fraction=0.25,
-                    limit_per_class=3)
+    plugin = Photos(
+        patches_per_image=40, patch_size=(12, 12), scales=1, test_fraction=0.25, limit_per_class=3
+    )
     photos = [load_photo(name) for name in PHOTOS]
     for split in ("train", "test"):
         data = plugin.load(split, 12, seed=5)
@@ -205,8 +206,10 @@ def test_cifar10_python_batches(tmp_path, no_md5):
 def test_stl10_binary_files(tmp_path, no_md5):
     folder = tmp_path / "stl10_binary"
     folder.mkdir()
-    splits = {"train": (rng_images(5, 96, 96, 1), np.array([1, 2, 10, 4, 1], np.uint8)),
-              "test": (rng_images(3, 96, 96, 2), np.array([3, 3, 7], np.uint8))}
+    splits = {
+        "train": (rng_images(5, 96, 96, 1), np.array([1, 2, 10, 4, 1], np.uint8)),
+        "test": (rng_images(3, 96, 96, 2), np.array([3, 3, 7], np.uint8)),
+    }
     for split, (images, labels) in splits.items():
         (folder / f"{split}_X.bin").write_bytes(np.ascontiguousarray(images.transpose(0, 1, 3, 2)).tobytes())
         (folder / f"{split}_y.bin").write_bytes(labels.tobytes())  # 1-based on disk
@@ -222,8 +225,10 @@ def test_stl10_binary_files(tmp_path, no_md5):
 def test_svhn_mat_files(tmp_path, no_md5):
     from scipy.io import savemat
 
-    splits = {"train": (rng_images(6, 32, 32, 3), np.array([10, 1, 2, 10, 9, 5])),
-              "test": (rng_images(2, 32, 32, 4), np.array([10, 7]))}
+    splits = {
+        "train": (rng_images(6, 32, 32, 3), np.array([10, 1, 2, 10, 9, 5])),
+        "test": (rng_images(2, 32, 32, 4), np.array([10, 7])),
+    }
     for split, (images, labels) in splits.items():
         mat = {"X": images.transpose(2, 3, 1, 0), "y": labels[:, None].astype(np.uint8)}  # H×W×3×N, N×1
         savemat(tmp_path / f"{split}_32x32.mat", mat)

@@ -46,9 +46,7 @@ def run_local(
         for cell in pending:
             rows.append(runner.run_cell(cell))
             m = rows[-1]["metrics"]
-            console.log(
-                f"cell      {cell.label()}  BA {m.get('BA', nan):.2f}  RA {m.get('RA', nan):.2f}"
-            )
+            console.log(f"cell      {cell.label()}  BA {m.get('BA', nan):.2f}  RA {m.get('RA', nan):.2f}")
             progress.advance(overall)
     summary = ", ".join(
         f"{stage} {runner.computed[stage]} computed / {runner.reused[stage]} reused"

@@ -11,8 +11,16 @@ from zepad_bench.errors import UserError
 from zepad_bench_plugins.datasets.base import DiskDataset, RandomSplitDataset, Table
 
 ANIMALS10_ENGLISH = {
-    "cane": "dog", "cavallo": "horse", "elefante": "elephant", "farfalla": "butterfly", "gallina": "chicken",
-    "gatto": "cat", "mucca": "cow", "pecora": "sheep", "ragno": "spider", "scoiattolo": "squirrel",
+    "cane": "dog",
+    "cavallo": "horse",
+    "elefante": "elephant",
+    "farfalla": "butterfly",
+    "gallina": "chicken",
+    "gatto": "cat",
+    "mucca": "cow",
+    "pecora": "sheep",
+    "ragno": "spider",
+    "scoiattolo": "squirrel",
 }
 """The Kaggle set's Italian folder names (its own ``translate.py``); labels keep the folders' sorted order."""
 
@@ -24,8 +32,11 @@ class FolderDataset(DiskDataset):
         from torchvision.datasets import ImageFolder
 
         folder = self.open(lambda: ImageFolder(str(path)))
-        return Table(torch.tensor(folder.targets, dtype=torch.long), list(folder.classes),
-                     self.file_reader([p for p, _ in folder.samples]))
+        return Table(
+            torch.tensor(folder.targets, dtype=torch.long),
+            list(folder.classes),
+            self.file_reader([p for p, _ in folder.samples]),
+        )
 
 
 class Animals10(FolderDataset, RandomSplitDataset):
@@ -38,8 +49,10 @@ class Animals10(FolderDataset, RandomSplitDataset):
     name = "animals10"
     title = "ANIMALS10"
     default_root = "data/animals10/raw-img"
-    how_to = ("download the Kaggle dataset alessiocorrado99/animals10 and point root= at its raw-img folder "
-              "(one sub-folder per class)")
+    how_to = (
+        "download the Kaggle dataset alessiocorrado99/animals10 and point root= at its raw-img folder "
+        "(one sub-folder per class)"
+    )
 
     def __init__(self, test_fraction: float = 1 - 20_000 / 26_179, **params: Any):
         super().__init__(test_fraction=test_fraction, **params)
@@ -57,8 +70,10 @@ class ImageNet20(FolderDataset):
     title = "ImageNet20"
     default_root = "data/imagenet20"
     required = ("train", "val")
-    how_to = ("make root/train and root/val from ImageNet (ILSVRC-2012), one sub-folder per class with the "
-              "same class folders in both")
+    how_to = (
+        "make root/train and root/val from ImageNet (ILSVRC-2012), one sub-folder per class with the "
+        "same class folders in both"
+    )
 
     def _table(self, split: str, seed: int) -> Table:
         from torchvision.datasets.folder import find_classes
@@ -66,6 +81,8 @@ class ImageNet20(FolderDataset):
         table = self.folder_table(self.root / ("train" if split == "train" else "val"))
         other = self.open(lambda: find_classes(str(self.root / ("val" if split == "train" else "train"))))[0]
         if other != table.classes:
-            raise UserError(f"{self.title} under {self.root.resolve()}: train and val hold different class "
-                            f"folders ({len(table.classes)} vs {len(other)}); {self.how_to}")
+            raise UserError(
+                f"{self.title} under {self.root.resolve()}: train and val hold different class "
+                f"folders ({len(table.classes)} vs {len(other)}); {self.how_to}"
+            )
         return table

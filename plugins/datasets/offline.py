@@ -52,8 +52,15 @@ class LFWSubset(RandomSplitDataset):
         return Table(labels, ["face", "non-face"], self.array_reader(images))
 
 
-PHOTOS = ("astronaut", "coffee", "chelsea", "rocket", "hubble_deep_field", "immunohistochemistry",
-          "motorcycle")
+PHOTOS = (
+    "astronaut",
+    "coffee",
+    "chelsea",
+    "rocket",
+    "hubble_deep_field",
+    "immunohistochemistry",
+    "motorcycle",
+)
 """Colour photographs bundled with scikit-image (no pooch download); a patch's label is its photo."""
 
 
@@ -77,8 +84,14 @@ class Photos(ImageDataset):
     name = "photos"
     title = "photos"
 
-    def __init__(self, patches_per_image: int = 1600, patch_size: Sequence[int] = (32, 128), scales: int = 4,
-                 test_fraction: float = 0.3, **params: Any):
+    def __init__(
+        self,
+        patches_per_image: int = 1600,
+        patch_size: Sequence[int] = (32, 128),
+        scales: int = 4,
+        test_fraction: float = 0.3,
+        **params: Any,
+    ):
         super().__init__(**params)
         self.patches_per_image = positive_int(patches_per_image, "patches_per_image")
         if len(patch_size) != 2 or not 0 < int(patch_size[0]) <= int(patch_size[1]):
@@ -106,8 +119,11 @@ class Photos(ImageDataset):
             top = (torch.rand(n, generator=generator) * (height - side + 1)).long()
             x = left + (torch.rand(n, generator=generator) * (right - left - side + 1)).long()
             boxes.append(torch.stack([torch.full((n,), p), top, x, side], 1))
-        return Table(torch.arange(len(photos)).repeat_interleave(n), list(PHOTOS),
-                     self._patch_reader(photos, torch.cat(boxes)))
+        return Table(
+            torch.arange(len(photos)).repeat_interleave(n),
+            list(PHOTOS),
+            self._patch_reader(photos, torch.cat(boxes)),
+        )
 
     def _patch_reader(self, photos: list[Tensor], boxes: Tensor):
         """Crops the rows' boxes, resizing all patches of one photo and side together."""
@@ -120,8 +136,12 @@ class Photos(ImageDataset):
                 where = torch.nonzero((chosen[:, 0] == photo) & (chosen[:, 3] == side)).flatten()
                 for start in range(0, len(where), CHUNK):
                     part = where[start : start + CHUNK]
-                    crops = torch.stack([photos[photo][:, t : t + side, x : x + side]
-                                         for t, x in chosen[part][:, 1:3].tolist()])
+                    crops = torch.stack(
+                        [
+                            photos[photo][:, t : t + side, x : x + side]
+                            for t, x in chosen[part][:, 1:3].tolist()
+                        ]
+                    )
                     out[part] = resize_to_uint8(crops, size)
             return out
 

@@ -9,8 +9,11 @@ from zepad_bench_plugins.datasets.base import DiskDataset, Table
 
 
 def _how_to(cls: str, holds: str, splits: bool = False) -> str:
-    call = f"torchvision.datasets.{cls}(root, split='train'|'test', download=True)" if splits else \
-        f"torchvision.datasets.{cls}(root, download=True)"
+    call = (
+        f"torchvision.datasets.{cls}(root, split='train'|'test', download=True)"
+        if splits
+        else f"torchvision.datasets.{cls}(root, download=True)"
+    )
     return f"download it with {call} on a machine with internet, or point root= at the folder holding {holds}"
 
 
@@ -65,8 +68,11 @@ class SVHN(DiskDataset):
         from torchvision.datasets import SVHN as Source
 
         data = self.open(lambda: Source(str(self.root), split=split, download=False))
-        return Table(torch.from_numpy(data.labels).long(), [str(d) for d in range(10)],
-                     self.array_reader(torch.from_numpy(data.data)))
+        return Table(
+            torch.from_numpy(data.labels).long(),
+            [str(d) for d in range(10)],
+            self.array_reader(torch.from_numpy(data.data)),
+        )
 
 
 class GTSRB(DiskDataset):
@@ -85,5 +91,8 @@ class GTSRB(DiskDataset):
 
         data = self.open(lambda: Source(str(self.root), split=split, download=False))
         samples = data._samples  # (path, class id) pairs; torchvision has no public list
-        return Table(torch.tensor([c for _, c in samples], dtype=torch.long), [str(c) for c in range(43)],
-                     self.file_reader([path for path, _ in samples]))
+        return Table(
+            torch.tensor([c for _, c in samples], dtype=torch.long),
+            [str(c) for c in range(43)],
+            self.file_reader([path for path, _ in samples]),
+        )
