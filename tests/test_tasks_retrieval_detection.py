@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from conftest import SMOKE_SUITE
 
 from zepad_bench import Branch, DefendedModel, TaskData
 from zepad_bench.context import RunContext
@@ -181,35 +182,11 @@ def test_detection_task_reports_na_without_a_detector():
 
 
 # ---------------------------------------------------------------------- through the runner and the CLI
-SUITE = """
-[suite]
-name = "tasks6"
-seed = 0
-image_size = 16
-eps = "16/255"
-attacker_data = "stripes"
-plugins = ["zb_outside_plugin"]
-
-[datasets.stripes]
-plugin = "outside-stripes"
-
-[datasets.stripes2]
-plugin = "outside-stripes"
-n = 48
-
-[encoders.rand]
-plugin = "outside-random"
-
-[encoders.rand2]
-plugin = "outside-random"
-width = 4
-
-[attacks.sign]
-plugin = "outside-sign"
-
-[defenses.none]
-plugin = "none"
-
+SUITE = (
+    SMOKE_SUITE.replace('name = "smoke"', 'name = "tasks6"')
+    .replace('defenses = ["none", "none2"]', 'defenses = ["none"]')
+    .replace('tasks = ["cls", "cls2"]', 'tasks = ["ret", "det"]')
+    + """
 [tasks.ret]
 plugin = "retrieval"
 data = "stripes2"
@@ -219,10 +196,8 @@ k = 5
 plugin = "detection"
 data = "stripes"
 epochs = 2
-
-[grid]
-tuning = ["stripes"]
 """
+)
 
 
 def test_retrieval_and_detection_through_the_cli(tmp_path: Path):
