@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from conftest import SMOKE_SUITE
+
 from zepad_bench import load_registry
 from zepad_bench.leaderboard import main_table, publish, results_frame
 from zepad_bench.runner import Runner
@@ -103,3 +105,26 @@ def test_inference_only_params_share_one_tuning(smoke_suite, tmp_path, monkeypat
     assert runner.computed["defense"] == 1 and len(rows) == 2  # one tuning serves both tables
     model, _ = runner.defense(suite.with_axes(defenses=["none2"]).cells()[0])
     assert model.defense.fuse_name == "x"  # … each fused with its own settings
+
+
+def test_a_replaced_checkpoint_file_is_not_served_from_the_cache(tmp_path):
+    import torch
+
+    from zepad_bench.nn.checkpoints import save_solo_learn
+    from zepad_bench.nn.encoder import Encoder
+
+    ckpt = tmp_path / "enc.ckpt"
+    text = SMOKE_SUITE.replace(
+        '[encoders.rand]\nplugin = "outside-random"',
+        f'[encoders.rand]\nplugin = "solo-learn"\npath = "{ckpt}"\narch = "small-cnn"\n'
+        "arch_params = { width = 8 }",
+    )
+    (tmp_path / "s.toml").write_text(text)
+    weights = []
+    for seed in (0, 1):
+        torch.manual_seed(seed)
+        save_solo_learn(ckpt, Encoder("small-cnn", {"width": 8}).state_dict(), {"seed": seed})  # backbone.*
+        suite = load(tmp_path / "s.toml")
+        encoder, _ = Runner(suite, suite.registry, tmp_path / "wd").encoder("rand")
+        weights.append(next(iter(encoder.parameters())).detach().clone())
+    assert not torch.equal(weights[0], weights[1])

@@ -39,6 +39,10 @@ class Plugin:
     def check(self) -> None:
         """Cheap pre-flight checks run at suite validation (paths exist, …); raise ``UserError``."""
 
+    def fingerprint(self) -> str:
+        """What the params do not say about the output (e.g. a file's identity); part of cache keys."""
+        return ""
+
 
 class Attack(Plugin):
     """A downstream-agnostic attack: fitted on public encoders and unlabeled images only."""

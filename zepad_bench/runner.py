@@ -180,6 +180,7 @@ class Runner:
         data, data_key = self.dataset(data_id, "train") if data_id else (None, None)
         material = {
             "table": {"plugin": spec.plugin, "params": spec.params},
+            "fingerprint": instantiate(self.suite, self.registry, "encoders", id_).fingerprint(),
             "data": data_key,
             "image_size": self.suite.image_size,
             "seed": self.suite.seed,

@@ -55,6 +55,13 @@ class SoloLearnEncoder(EncoderSource):
                 "or build it with `zepad-bench pretrain --method M --dataset D --out DIR`"
             )
 
+    def fingerprint(self) -> str:
+        """The pinned sha256, else the file's size and modification time (a replaced file is re-read)."""
+        if self.sha256:
+            return self.sha256.lower()
+        stat = self.path.stat()
+        return f"{stat.st_size}:{stat.st_mtime_ns}"
+
     def build(self, data: LabeledImages | None) -> Encoder:
         from zepad_bench.nn.checkpoints import load_solo_learn
 
