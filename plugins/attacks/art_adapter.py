@@ -31,15 +31,15 @@ UNIVERSAL = ("UniversalPerturbation",)
 
 @contextmanager
 def seeded_global_rng(seed: int) -> Iterator[None]:
-    """ART draws from NumPy's and torch's global RNGs: seed them for the block, then restore them."""
-    np_state, torch_state = np.random.get_state(), torch.random.get_rng_state()
+    """ART draws from NumPy's and torch's global RNGs (CUDA's too): seed them for the block, then restore."""
+    np_state = np.random.get_state()
     np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
     try:
-        yield
+        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
+            torch.manual_seed(seed)
+            yield
     finally:
         np.random.set_state(np_state)
-        torch.random.set_rng_state(torch_state)
 
 
 class ARTAttack(Attack):
