@@ -140,7 +140,10 @@ def render(
     """The markdown leaderboard of ``rows``, with a provenance header."""
     frame = results_frame(rows)
     machine = rows[-1]["machine"] if rows else {}
-    versions = rows[-1]["versions"] if rows else {}
+    versions: dict[str, str] = {}
+    for row in rows:  # every plugin any cell used, with its provider
+        versions.update(row["versions"])
+    versions = dict(sorted(versions.items()))
     compute = sum(r["timings"].get("cell", 0.0) for r in rows)
     seeds = sorted(frame["seed"].unique().tolist()) if len(frame) else []
     lines = [
