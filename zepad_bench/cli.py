@@ -163,10 +163,23 @@ def _publish(suite, workdir: str, out_dir: str, rows_of_run=None, reference: boo
 @cli.command()
 @click.argument("suite_paths", metavar="SUITE...", nargs=-1, required=True, type=click.Path(dir_okay=False))
 def validate(suite_paths):
-    """Check suites (syntax, names, types, budgets, references, data paths) without running."""
+    """Check suites (syntax, names, types, budgets, references, data paths) without running.
+
+    Every suite is checked; the exit status is 2 if any of them is invalid.
+    """
+    failed = []
     for path in suite_paths:
-        suite = _load(path, {})
+        try:
+            suite = _load(path, {})
+        except UserError as exc:
+            if len(suite_paths) == 1:
+                raise
+            failed.append(path)
+            click.echo(f"{path}: error: {exc}", err=True)
+            continue
         click.echo(f"{path}: ok ({len(suite.cells())} cells)")
+    if failed:
+        raise UserError(f"{len(failed)} of {len(suite_paths)} suites are invalid")
 
 
 @cli.command()
