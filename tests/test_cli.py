@@ -117,3 +117,11 @@ def test_corrupt_checkpoint_is_one_line_and_stores_nothing(tmp_path):
     from zepad_bench.store import ResultStore
 
     assert ResultStore(workdir).rows() == []
+
+
+def test_validate_reports_every_suite(smoke_suite, tmp_path, monkeypatch, capsys):
+    bad = tmp_path / "bad.toml"
+    bad.write_text(SMOKE_SUITE.replace('eps = "16/255"', 'eps = "x"'))
+    assert invoke(["validate", str(bad), str(smoke_suite)], monkeypatch) == 2
+    out, err = capsys.readouterr()
+    assert f"{smoke_suite}: ok" in out and f"{bad}: error:" in err and "1 of 2 suites are invalid" in err
