@@ -128,3 +128,18 @@ def test_a_replaced_checkpoint_file_is_not_served_from_the_cache(tmp_path):
         encoder, _ = Runner(suite, suite.registry, tmp_path / "wd").encoder("rand")
         weights.append(next(iter(encoder.parameters())).detach().clone())
     assert not torch.equal(weights[0], weights[1])
+
+
+def test_one_zepad_tuning_serves_tasks_on_two_datasets(smoke_suite, tmp_path):
+    text = smoke_suite.read_text().replace(
+        '[defenses.none2]\nplugin = "none"',
+        '[defenses.none2]\nplugin = "zepad"\nepochs = 1\nsteps = 1\nbatch_size = 32\nbmp_epochs = 1\n'
+        "bmp_batch_size = 32\nbmp_recipe = { proj_hidden_dim = 32, proj_output_dim = 16 }",
+    )
+    smoke_suite.write_text(text)
+    suite = load(smoke_suite).with_axes(defenses=["none2"])
+    runner, rows = run_all(suite, tmp_path / "wd")
+    assert sorted(r["task_data"] for r in rows) == ["stripes", "stripes2"]
+    assert runner.computed["defense"] == 1  # tuned once (persistent robustness) …
+    assert [s["stage"] for s in runner.store.stage_runs("smoke")].count("defense") == 1
+    assert {b["role"] for b in rows[0]["config"]["branches"]} == {"mpae", "bmp"}  # … a real ZePAD model
