@@ -143,3 +143,14 @@ def test_one_zepad_tuning_serves_tasks_on_two_datasets(smoke_suite, tmp_path):
     assert runner.computed["defense"] == 1  # tuned once (persistent robustness) …
     assert [s["stage"] for s in runner.store.stage_runs("smoke")].count("defense") == 1
     assert {b["role"] for b in rows[0]["config"]["branches"]} == {"mpae", "bmp"}  # … a real ZePAD model
+
+
+def test_tasks_on_one_dataset_share_features_and_heads(smoke_suite, tmp_path):
+    smoke_suite.write_text(
+        smoke_suite.read_text() + '\n[tasks.det]\nplugin = "detection"\ndata = "stripes"\nepochs = 2\n'
+    )
+    suite = load(smoke_suite).with_axes(defenses=["none"], tasks=["cls", "det"])
+    runner, rows = run_all(suite, tmp_path / "wd")
+    assert len(rows) == 2
+    assert runner.computed["head"] == 1 and runner.computed["features"] == 3  # computed once, used twice
+    assert rows[0]["metrics"]["BA"] == rows[1]["metrics"]["BA"]

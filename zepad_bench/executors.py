@@ -50,7 +50,7 @@ def run_local(
             progress.advance(overall)
     summary = ", ".join(
         f"{stage} {runner.computed[stage]} computed / {runner.reused[stage]} reused"
-        for stage in ("dataset", "encoder", "attack", "defense", "adversarial", "features")
+        for stage in ("dataset", "encoder", "attack", "defense", "adversarial", "features", "head")
     )
     console.print(f"stages: {summary}")
     return rows

@@ -150,7 +150,7 @@ class TaskData:
     test_adv: Tensor
     attack: Attack
     feature_fn: Callable[[int, str], Tensor] | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    head_fn: Callable[[int, dict[str, Any]], nn.Module] | None = None
 
     def features(self, model: DefendedModel, branch: int, which: str) -> Tensor:
         """Features (CPU) of branch ``branch`` on ``which`` ∈ {"train", "test", "test_adv"}.
@@ -165,6 +165,21 @@ class TaskData:
         images = {"train": self.train.images, "test": self.test.images, "test_adv": self.test_adv}[which]
         encoder = model.branches[branch].encoder
         return extract_features(encoder, images, device=str(device_of(encoder)))
+
+    def head(self, model: DefendedModel, branch: int, **train: Any) -> nn.Module:
+        """A paper MLP head trained on branch ``branch``'s frozen train features (``train``: the
+        keyword arguments of :func:`zepad_bench.nn.heads.train_head`, seed included).
+
+        Served from the runner's head cache when available, so tasks sharing a dataset (e.g.
+        classification and detection) train each head once.
+        """
+        if self.head_fn is not None:
+            return self.head_fn(branch, train)
+        from zepad_bench.nn.heads import train_head
+
+        return train_head(
+            self.features(model, branch, "train"), self.train.labels, self.train.num_classes, **train
+        )
 
 
 class Task(Plugin):

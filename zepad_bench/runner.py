@@ -20,7 +20,7 @@ from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages, UnlabeledBatches
 from zepad_bench.interfaces import Branch, DefendedModel, TaskData
 from zepad_bench.nn.encoder import Encoder, extract_features
-from zepad_bench.nn.heads import MLPHead
+from zepad_bench.nn.heads import MLPHead, train_head
 from zepad_bench.registry import Registry
 from zepad_bench.store import ResultStore
 from zepad_bench.suite import Cell, Suite, instantiate
@@ -349,6 +349,39 @@ class Runner:
 
         return features
 
+    def _head_fn(self, model: DefendedModel, defense_key: str, train: tuple[LabeledImages, str], features):
+        def head(branch: int, params: dict[str, Any]) -> torch.nn.Module:
+            data, data_key = train
+            params = {**params, "device": self.device}
+            material = {
+                "defense": defense_key,
+                "branch": model.branches[branch].name,
+                "data": data_key,
+                "params": {k: v for k, v in params.items() if k != "device"},
+            }
+
+            def compute() -> torch.nn.Module:
+                return train_head(
+                    features(branch, "train"),
+                    data.labels,
+                    data.num_classes,
+                    track=self._ctx(0).track,
+                    **params,
+                )
+
+            value, _ = self._stage(
+                "head",
+                material,
+                f"{model.branches[branch].name} on {data.name}",
+                int(params.get("seed", 0)),
+                compute,
+                _head_state,
+                _head_from_state,
+            )
+            return value.to(self.device)
+
+        return head
+
     # ------------------------------------------------------------------ cells
     def cell_key(self, cell: Cell) -> str:
         task = self.suite.spec("tasks", cell.task)
@@ -395,8 +428,14 @@ class Runner:
         ctx = self._ctx(cell.seed)
         task.ctx = ctx
         images = {"train": (train, train_key), "test": (test, test_key), "test_adv": (test_adv, adv_key)}
+        feature_fn = self._feature_fn(model, defense_key, images, cell.seed)
         data = TaskData(
-            train, test, test_adv, attack, self._feature_fn(model, defense_key, images, cell.seed)
+            train,
+            test,
+            test_adv,
+            attack,
+            feature_fn,
+            self._head_fn(model, defense_key, (train, train_key), feature_fn),
         )
         seed_everything(cell.seed)
         task_start = time.perf_counter()

@@ -6,7 +6,7 @@ import torch
 
 from zepad_bench import DefendedModel, Task, TaskData
 from zepad_bench.metrics import accuracy, attack_success_rate, max_confidence
-from zepad_bench.nn.heads import predict_logits, train_head
+from zepad_bench.nn.heads import predict_logits
 
 
 def branch_logits(
@@ -32,16 +32,14 @@ def branch_logits(
         if joint:
             branch_head = branch.head
         else:
-            branch_head = train_head(
-                data.features(model, i, "train"),
-                data.train.labels,
-                data.train.num_classes,
+            branch_head = data.head(
+                model,
+                i,
                 epochs=epochs,
                 lr=lr,
                 batch_size=batch_size,
                 seed=task.ctx.seed + i,
                 device=task.ctx.device,
-                track=task.ctx.track,
             )
         head_kinds.append("joint" if joint else "retrained")
         outputs.append(
