@@ -20,6 +20,23 @@ AXIS_OPTIONS = (
 )
 
 
+WORKDIR_OPTION = click.option(
+    "--workdir",
+    default=".zepad-bench",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Artifact cache and results store.",
+)
+OUT_OPTION = click.option(
+    "--out",
+    "out_dir",
+    default="leaderboard",
+    show_default=True,
+    type=click.Path(file_okay=False),
+    help="Where the leaderboard (.md/.csv/.json) is published.",
+)
+
+
 def _split(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
@@ -58,13 +75,7 @@ def cli() -> None:
 @cli.command()
 @click.argument("suite_path", metavar="SUITE", type=click.Path(dir_okay=False))
 @_axis_options
-@click.option(
-    "--workdir",
-    default=".zepad-bench",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Artifact cache and results store.",
-)
+@WORKDIR_OPTION
 @click.option(
     "--device",
     type=click.Choice(["auto", "cpu", "cuda"]),
@@ -72,14 +83,7 @@ def cli() -> None:
     help="Override the suite's device (default: the suite's, usually auto).",
 )
 @click.option("--force", is_flag=True, help="Recompute every stage and cell, ignoring cached results.")
-@click.option(
-    "--out",
-    "out_dir",
-    default="leaderboard",
-    show_default=True,
-    type=click.Path(file_okay=False),
-    help="Where the leaderboard (.md/.csv/.json) is published.",
-)
+@OUT_OPTION
 @click.option(
     "--executor",
     type=click.Choice(["local", "slurm"]),
@@ -185,8 +189,8 @@ def validate(suite_paths):
 @cli.command()
 @click.argument("suite_path", metavar="SUITE", type=click.Path(dir_okay=False))
 @_axis_options
-@click.option("--workdir", default=".zepad-bench", show_default=True, type=click.Path(file_okay=False))
-@click.option("--out", "out_dir", default="leaderboard", show_default=True, type=click.Path(file_okay=False))
+@WORKDIR_OPTION
+@OUT_OPTION
 @click.option("--reference", is_flag=True, help="Print the paper's numbers beside ours, with the difference.")
 def leaderboard(suite_path, workdir, out_dir, reference, **axes):
     """Render SUITE's leaderboard from the results store (no computation)."""
