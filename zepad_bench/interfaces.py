@@ -47,6 +47,13 @@ class Plugin:
 class Attack(Plugin):
     """A downstream-agnostic attack: fitted on public encoders and unlabeled images only."""
 
+    role: ClassVar[str] = "attack"
+    """``"attack"``, or ``"control"`` for a reference that is not an attack (equal-budget noise):
+    reports compare every attack with the suite's controls."""
+    clamp: bool = True
+    """Whether ``perturb`` keeps images in [0, 1] (our protocol). The runner checks every attacked
+    batch for ``‖x_adv − x‖∞ ≤ eps`` and, when ``clamp`` is true, for values in [0, 1]."""
+
     def __init__(self, eps: float, **params: Any):
         super().__init__(**params)
         if not 0 < float(eps) <= 1:
@@ -106,6 +113,9 @@ class DefendedModel:
 
 class Defense(Plugin):
     """A defense: tuned once on the defender's labeled data D_f, reused by every task."""
+
+    role: ClassVar[str] = "defense"
+    """``"defense"``, or ``"baseline"`` for the undefended reference that reports compare with."""
 
     detection_threshold: float | None = None
     inference_params: ClassVar[tuple[str, ...]] = ()
@@ -184,6 +194,10 @@ class TaskData:
 
 class Task(Plugin):
     """A downstream task evaluated on a defended model, clean and attacked."""
+
+    report_metrics: ClassVar[tuple[str, ...]] = ("BA", "RA", "ASR")
+    """The metrics the leaderboard's section for this task shows (in this order); every metric
+    the task returns is kept in the JSON."""
 
     def run(self, model: DefendedModel, data: TaskData) -> dict[str, float | str]:
         """Return metrics (percentages for accuracies/rates)."""

@@ -455,6 +455,9 @@ class Runner:
             "config": {
                 "cell": cell.__dict__,
                 "attack_plugin": attack.name,
+                "attack_role": attack.role,
+                "defense_role": model.defense.role,
+                "report_metrics": list(task.report_metrics),
                 "attack_key": attack_key,
                 "defense_key": defense_key,
                 "branches": [{"name": b.name, "role": b.role} for b in model.branches],

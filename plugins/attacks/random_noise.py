@@ -18,6 +18,7 @@ class RandomNoise(UniversalAttack):
     """
 
     name = "random-noise"
+    role = "control"
 
     def __init__(self, eps: float, *, distribution: str = "sign"):
         super().__init__(eps)

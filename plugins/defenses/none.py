@@ -9,6 +9,7 @@ class NoDefense(Defense):
     """The undefended public encoder; heads are trained per task on its frozen features."""
 
     name = "none"
+    role = "baseline"
 
     def fit(self, victim, auxiliaries, data) -> DefendedModel:
         return DefendedModel([Branch("victim", "victim", victim)], self)

@@ -24,6 +24,7 @@ class Detection(Classification):
 
     name = "detection"
     DETECTION_KEYS = ("detection_accuracy", "TPR", "FPR", "AUROC")
+    report_metrics = DETECTION_KEYS
 
     def run(self, model: DefendedModel, data: TaskData) -> dict[str, float | str]:
         outputs, _ = branch_logits(

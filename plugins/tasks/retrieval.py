@@ -52,6 +52,12 @@ class Retrieval(Task):
         if chunk < 1:
             raise ValueError(f"chunk must be positive, got {chunk}")
         self.k, self.main, self.chunk = k, main, chunk
+        self.report_metrics = (
+            "BA",
+            "RA",
+            "ASR",
+            *(f"{m}@{k}_{s}" for m in ("hit", "precision") for s in ("clean", "adv")),
+        )
 
     def run(self, model: DefendedModel, data: TaskData) -> dict[str, float | str]:
         branches = range(len(model.branches))
