@@ -3,6 +3,7 @@ cover every cell of the paper tables they reproduce; the offline counterparts va
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -36,73 +37,88 @@ def raw(name: str) -> dict:
     return tomllib.loads((SUITES / f"{name}.toml").read_text())
 
 
-def documented_layout(name: str, root: Path, skip: str | None = None) -> None:
-    """Create, under ``root``, empty stand-ins for every path the suite's data and checkpoints need."""
+def copied(name: str, root: Path) -> Path:
+    """The suite copied to ``root/suites/`` (its relative paths then point into ``root``)."""
+    (root / "suites").mkdir(exist_ok=True)
+    return Path(shutil.copy(SUITES / f"{name}.toml", root / "suites"))
+
+
+def repo_relative(path: str) -> str:
+    """A suite's path (relative to suites/) as the header documents it (relative to the repository)."""
+    return path.removeprefix("../")
+
+
+def documented_layout(name: str, root: Path, skip: str | None = None) -> Path:
+    """Copy the suite under ``root`` and create empty stand-ins for every path its data and checkpoints
+    need (``skip``: one repository-relative path left out); returns the copy's path."""
     table = raw(name)
     for spec in table["datasets"].values():
-        folder = root / spec["root"]
+        folder = root / repo_relative(spec["root"])
         for rel in REGISTRY.get("datasets", spec["plugin"]).required or ("",):
-            if str(Path(spec["root"]) / rel) != skip:
+            if str(Path(repo_relative(spec["root"])) / rel) != skip:
                 (folder / rel).mkdir(parents=True, exist_ok=True)
     for spec in table["encoders"].values():
-        if spec["path"] != skip:
-            (root / spec["path"]).parent.mkdir(parents=True, exist_ok=True)
-            (root / spec["path"]).touch()
+        if repo_relative(spec["path"]) != skip:
+            (root / repo_relative(spec["path"])).parent.mkdir(parents=True, exist_ok=True)
+            (root / repo_relative(spec["path"])).touch()
+    return copied(name, root)
 
 
 @pytest.mark.parametrize("name", sorted(PAPER))
 def test_without_data_validation_stops_at_the_first_missing_path(name, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+    monkeypatch.chdir(tmp_path / "..")  # the working directory does not matter
     with pytest.raises(UserError) as error:
-        load_suite(SUITES / f"{name}.toml", REGISTRY)
+        load_suite(copied(name, tmp_path), REGISTRY)
     message = str(error.value)
     assert "\n" not in message
-    first = next(iter(raw(name)["datasets"].values()))  # the first dataset table is checked first
-    assert str(tmp_path / first["root"]) in message and "download" in message
+    first_id, first = next(iter(raw(name)["datasets"].items()))  # the first dataset is checked first
+    assert str(tmp_path / repo_relative(first["root"])) in message and "download" in message
+    assert f"datasets.{first_id}:" in message  # the table is named
 
 
 def test_the_cli_prints_one_line_and_exits_2(tmp_path):
+    suite = copied("comparison", tmp_path)
     done = subprocess.run(
-        [sys.executable, "-m", "zepad_bench.cli", "validate", str(SUITES / "comparison.toml")],
+        [sys.executable, "-m", "zepad_bench.cli", "validate", str(suite)],
         cwd=tmp_path,
         capture_output=True,
         text=True,
     )
     assert done.returncode == 2
-    assert done.stderr.count("\n") == 1 and done.stderr.startswith("error: CIFAR10 not found under")
+    assert done.stderr.count("\n") == 1
+    expected = f"error: {suite}: datasets.cifar10: CIFAR10 not found under {tmp_path}/data"
+    assert done.stderr.startswith(expected)
 
 
 @pytest.mark.parametrize("name", sorted(PAPER))
-def test_paper_settings_and_documented_layout(name, tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    documented_layout(name, tmp_path)
-    suite = load_suite(SUITES / f"{name}.toml", REGISTRY)  # every plugin param accepted too
+def test_paper_settings_and_documented_layout(name, tmp_path):
+    suite = load_suite(documented_layout(name, tmp_path), REGISTRY)  # every plugin param accepted too
     assert (suite.image_size, round(suite.eps * 255, 6)) == (64, 10.0)
     assert suite.spec("datasets", suite.attacker_data).plugin == "cifar10"
     header = (SUITES / f"{name}.toml").read_text().split("[suite]")[0]
-    for spec in suite.tables["encoders"].values():
-        assert spec.params["arch"] in ("resnet18", "resnet18-imagenet")
-        method = next(m for m in REGISTRY.get("encoders", "ssl").methods if f"/{m}" in spec.params["path"])
-        assert spec.params["path"].replace(method, "<method>") in header  # the header says where it goes
-    for spec in suite.tables["datasets"].values():
-        assert spec.params["root"] in header
+    for id_, spec in raw(name)["encoders"].items():
+        assert spec["arch"] in ("resnet18", "resnet18-imagenet")
+        path = repo_relative(spec["path"])
+        method = next(m for m in REGISTRY.get("encoders", "ssl").methods if f"/{m}" in path)
+        assert path.replace(method, "<method>") in header  # the header says where it goes
+        assert suite.spec("encoders", id_).params["path"] == str(tmp_path / path)  # resolved
+    for spec in raw(name)["datasets"].values():
+        assert repo_relative(spec["root"]) in header
     assert f"zepad-bench run suites/{name}.toml" in header
 
 
-def test_a_missing_checkpoint_is_named(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
+def test_a_missing_checkpoint_is_named(tmp_path):
     missing = "zoo/imagenet/byol.ckpt"
-    documented_layout("comparison", tmp_path, skip=missing)
-    with pytest.raises(UserError, match=missing):
-        load_suite(SUITES / "comparison.toml", REGISTRY)
+    suite = documented_layout("comparison", tmp_path, skip=missing)
+    expected = f"encoders.byol-imagenet: {tmp_path / missing}: checkpoint not found"
+    with pytest.raises(UserError, match=expected):
+        load_suite(suite, REGISTRY)
 
 
 @pytest.mark.parametrize("name", sorted(PAPER))
-def test_suite_covers_every_cell_of_its_tables(name, tmp_path, monkeypatch):
+def test_suite_covers_every_cell_of_its_tables(name, tmp_path):
     """Every number of the reproduced tables (except averages and Δ rows) matches some cell of the suite."""
-    monkeypatch.chdir(tmp_path)
-    documented_layout(name, tmp_path)
-    suite = load_suite(SUITES / f"{name}.toml", REGISTRY)
+    suite = load_suite(documented_layout(name, tmp_path), REGISTRY)
     metrics = dict.fromkeys(("BA", "RA", "ASR", "detection_accuracy"), 50.0)
     rows = [
         {**cell.__dict__, "task_data": suite.spec("tasks", cell.task).reserved["data"], "metrics": metrics}

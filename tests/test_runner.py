@@ -5,7 +5,7 @@ from __future__ import annotations
 from conftest import SMOKE_SUITE
 
 from zepad_bench import load_registry
-from zepad_bench.leaderboard import main_table, publish, results_frame
+from zepad_bench.leaderboard import publish
 from zepad_bench.runner import Runner
 from zepad_bench.suite import load_suite
 
@@ -71,12 +71,12 @@ def test_rows_record_config_versions_timings_and_publish(smoke_suite, tmp_path):
     assert row["versions"]["attack:outside-sign"] == "zb_outside_plugin"
     assert set(row["timings"]) >= {"attack_fit", "defense_fit", "task", "cell"}
     assert 0 <= row["metrics"]["BA"] <= 100 and 0 <= row["metrics"]["ASR"] <= 100
-    table = main_table(results_frame(rows))
-    assert list(table.columns[:3]) == ["task", "defense", "BA"] or "BA" in table.columns
+    assert rows[0]["config"]["report_metrics"] == ["BA", "RA", "ASR"]
+    assert rows[0]["config"]["test_size"] == 64 and rows[0]["config"]["attack_role"] == "attack"
     paths = publish("smoke", rows, tmp_path / "lb", source="smoke.toml")
     assert [p.suffix for p in paths] == [".md", ".csv", ".json"]
     text = paths[0].read_text()
-    assert "machine:" in text and "versions:" in text and "RA sign" in text
+    assert "machine:" in text and "versions:" in text and "### cls: RA" in text and "| sign " in text
 
 
 def test_inference_only_params_share_one_tuning(smoke_suite, tmp_path, monkeypatch):

@@ -318,15 +318,20 @@ def test_generator_adversary_tunes_on_the_fitted_attack_output():
     assert attack is not None and torch.equal(x_adv, (x + attack.delta).clamp(0, 1))
 
 
-def test_val_selection_never_tunes_on_the_held_out_split():
-    d = defense(selection="val", val_fraction=0.25, epochs=2, use_bmp=False, num_auxiliaries=0)
-    objective, sizes = d.objective, []
+def test_val_selection_never_tunes_on_the_held_out_split_and_keeps_the_best_epoch():
+    d = defense(selection="val", val_fraction=0.25, epochs=3, use_bmp=False, num_auxiliaries=0)
+    objective, sizes, held_out = d.objective, [], []
+    scores = iter([10.0, 50.0, 20.0])  # validation accuracy per epoch: the middle one is best
 
     def record(model, x, x_adv, y):
         sizes.append(len(x))
         return objective(model, x, x_adv, y)
 
-    d.objective = record
+    def score(model, val, attack, seed):
+        held_out.append(len(val))
+        return next(scores)
+
+    d.objective, d._robust_accuracy = record, score
     model = d.fit(encoder(0), [], toy_data(32))
-    assert sum(sizes) == 2 * 24  # 8 of 32 images held out for selection, 2 epochs
-    assert model.info["selected_epoch"]["victim"] in (0, 1)
+    assert sum(sizes) == 3 * 24 and held_out == [8, 8, 8]  # 8 of 32 images held out, 3 epochs
+    assert model.info["selected_epoch"]["victim"] == 1

@@ -50,6 +50,7 @@ def _axis_options(func):
 
 
 def _load(suite_path: str, axes: dict[str, str | None]):
+    """The suite with its grid narrowed by the CLI's axis options."""
     from zepad_bench.registry import load_registry
     from zepad_bench.suite import load_suite
 
@@ -120,6 +121,7 @@ def run(
     from zepad_bench.executors import run_local, run_slurm
 
     suite = _load(suite_path, axes)
+    full = _load(suite_path, {})
     if executor == "slurm":
         options = {
             "slurm_partition": slurm_partition,
@@ -127,16 +129,22 @@ def run(
             "timeout_min": slurm_timeout,
             "slurm_array_parallelism": slurm_jobs,
         }
-        rows = run_slurm(suite_path, axes, workdir, device, force, {k: v for k, v in options.items() if v})
+        rows, failed = run_slurm(
+            suite_path, axes, workdir, device, force, {k: v for k, v in options.items() if v}
+        )
     else:
-        rows = run_local(suite, workdir, device, force, quiet)
-    _publish(suite, workdir, out_dir, rows_of_run=rows)
+        rows, failed = run_local(suite, workdir, device, force, quiet, partial=suite.grid != full.grid)
+    if rows or not failed:
+        # the board of the whole suite: a narrowed run adds its cells and drops no stored result
+        _publish(full, workdir, out_dir)
+    if failed:
+        raise UserError(f"{len(failed)} cell(s) failed (nothing stored for them); first: {failed[0]}")
 
 
-def _publish(suite, workdir: str, out_dir: str, rows_of_run=None, reference: bool = False) -> None:
+def _publish(suite, workdir: str, out_dir: str, reference: bool = False, readme: str | None = None) -> None:
     from rich.console import Console
 
-    from zepad_bench.leaderboard import main_table, publish, results_frame
+    from zepad_bench.leaderboard import publish, readme_block, replace_block, sections
     from zepad_bench.plots import confidence_figure
     from zepad_bench.runner import Runner
 
@@ -146,22 +154,42 @@ def _publish(suite, workdir: str, out_dir: str, rows_of_run=None, reference: boo
     if not rows:
         raise UserError(f"no results stored for suite {suite.name!r} in {workdir}; run it first")
     rows.sort(key=lambda r: keys.index(r["key"]))
+    runs = [r for r in runner.store.runs(suite.name) if "partial" not in r["note"]][-2:]
     extra = []
     if reference:
         from zepad_bench.reference import reference_section
 
         extra = reference_section(suite, rows)
-    paths = publish(suite.name, rows, out_dir, source=str(suite.path), extra_sections=extra)
+    description = suite.raw.get("suite", {}).get("description", "")
+    source = _display_path(suite.path)
+    paths = publish(suite.name, rows, out_dir, source, extra, description, runs)
     figure = confidence_figure(rows, runner.cache, Path(out_dir) / f"{suite.name}-confidence.png")
     paths += [figure] if figure else []
+    if readme:
+        text = Path(readme).read_text(encoding="utf-8")
+        try:
+            text = replace_block(text, suite.name, readme_block(suite.name, rows, source, runs))
+        except ValueError as exc:
+            raise UserError(f"{readme}: {exc}") from None
+        Path(readme).write_text(text, encoding="utf-8")
+        paths.append(Path(readme))
     console = Console()
-    console.print(main_table(results_frame(rows)).to_markdown(index=False))
+    body, _ = sections([r for r in rows if r["task"] == rows[0]["task"]])
+    console.print("\n".join(body), markup=False, highlight=False)
     for section in extra:
         console.print(section)
     missing = len(keys) - len(rows)
     if missing:
         console.print(f"[yellow]{missing} of {len(keys)} cells have no result yet[/yellow]")
     console.print(f"leaderboard: {', '.join(str(p) for p in paths)}")
+
+
+def _display_path(path: Path) -> str:
+    """The suite's path relative to the current directory when it lies below it (as users type it)."""
+    try:
+        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
+    except ValueError:
+        return str(path)
 
 
 @cli.command()
@@ -192,9 +220,18 @@ def validate(suite_paths):
 @WORKDIR_OPTION
 @OUT_OPTION
 @click.option("--reference", is_flag=True, help="Print the paper's numbers beside ours, with the difference.")
-def leaderboard(suite_path, workdir, out_dir, reference, **axes):
-    """Render SUITE's leaderboard from the results store (no computation)."""
-    _publish(_load(suite_path, axes), workdir, out_dir, reference=reference)
+@click.option(
+    "--readme",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Also rewrite the block between <!-- leaderboard:NAME --> and <!-- /leaderboard:NAME --> in this "
+    "markdown file (e.g. README.md) from the same results.",
+)
+def leaderboard(suite_path, workdir, out_dir, reference, readme, **axes):
+    """Render SUITE's leaderboard from the results store (no computation).
+
+    Entries are mean ± std over the suite's seeds; one section per task with its own metrics.
+    """
+    _publish(_load(suite_path, axes), workdir, out_dir, reference=reference, readme=readme)
 
 
 @cli.command("list")

@@ -12,3 +12,7 @@ class SuiteError(UserError):
         self.path, self.key = str(path), key
         where = f"{self.path}: {key}: " if key else f"{self.path}: "
         super().__init__(where + message)
+
+
+class CellFailed(UserError):
+    """One cell cannot produce a result (e.g. an attack broke the budget contract); others go on."""

@@ -2,18 +2,24 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
+import click
+
+from zepad_bench.errors import CellFailed
+
 
 def run_local(
-    suite, workdir: str, device: str | None, force: bool, quiet: bool = False
-) -> list[dict[str, Any]]:
-    """Run the suite's pending cells in this process with progress bars; returns their rows."""
+    suite, workdir: str, device: str | None, force: bool, quiet: bool = False, partial: bool = False
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """Run the suite's pending cells in this process with progress bars; returns their rows and one
+    line per failed cell (a failed cell stores nothing; the others go on). The run is logged."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from zepad_bench.runner import Runner
+    from zepad_bench.runner import Runner, _now, machine_info
 
     console = Console(stderr=True, quiet=quiet, log_path=False)
     progress = Progress(
@@ -40,20 +46,47 @@ def run_local(
         f"suite [bold]{suite.name}[/bold]: {len(cells)} cells, {len(cells) - len(pending)} already done, "
         f"device {runner.device}, workdir {workdir}"
     )
-    rows, nan = [], float("nan")
+    rows, failed, nan = [], [], float("nan")
+    start = time.perf_counter()
     with progress:
         overall = progress.add_task("cells", total=len(pending))
         for cell in pending:
-            rows.append(runner.run_cell(cell))
-            m = rows[-1]["metrics"]
-            console.log(f"cell      {cell.label()}  BA {m.get('BA', nan):.2f}  RA {m.get('RA', nan):.2f}")
+            try:
+                rows.append(runner.run_cell(cell))
+            except CellFailed as exc:
+                failed.append(f"{cell.label()}: {exc}")
+                progress.console.print(f"cell failed: {failed[-1]}", markup=False, highlight=False)
+                if quiet:
+                    click.echo(f"cell failed: {failed[-1]}", err=True)
+            else:
+                m = rows[-1]["metrics"]
+                console.log(f"cell      {cell.label()}  BA {m.get('BA', nan):.2f}  RA {m.get('RA', nan):.2f}")
             progress.advance(overall)
+    runner.store.log_run(
+        {
+            "suite": suite.name,
+            "finished": _now(),
+            "seconds": time.perf_counter() - start,
+            "computed": len(rows),
+            "reused": len(cells) - len(pending),
+            "failed": len(failed),
+            "note": (
+                "forced"
+                if force
+                else "cold: nothing stored"
+                if len(pending) == len(cells)
+                else "warm: resumed from the store"
+            )
+            + ("; partial grid" if partial else ""),
+            "machine": machine_info(runner.device),
+        }
+    )
     summary = ", ".join(
         f"{stage} {runner.computed[stage]} computed / {runner.reused[stage]} reused"
         for stage in ("dataset", "encoder", "attack", "defense", "adversarial", "features", "head")
     )
     console.print(f"stages: {summary}")
-    return rows
+    return rows, failed
 
 
 def _job_run_cells(
@@ -64,17 +97,22 @@ def _job_run_cells(
     force: bool,
     indices: list[int],
     stage: str,
-) -> int:
-    """Slurm job body: load the suite anew and run ``stage`` (attack, defense or cell) for ``indices``."""
+) -> list[str]:
+    """Slurm job body: load the suite anew and run ``stage`` (attack, defense or cell) for ``indices``;
+    returns one line per failed cell."""
     from zepad_bench.cli import _load
     from zepad_bench.runner import Runner
 
     suite = _load(suite_path, axes)
     runner = Runner(suite, suite.registry, workdir, device, force)
     cells = suite.cells()
+    failed = []
     for i in indices:
-        {"attack": runner.attack, "defense": runner.defense, "cell": runner.run_cell}[stage](cells[i])
-    return len(indices)
+        try:
+            {"attack": runner.attack, "defense": runner.defense, "cell": runner.run_cell}[stage](cells[i])
+        except CellFailed as exc:
+            failed.append(f"{cells[i].label()}: {exc}")
+    return failed
 
 
 def run_slurm(
@@ -85,7 +123,7 @@ def run_slurm(
     force: bool,
     options: dict[str, Any],
     cluster: str | None = None,
-) -> list[dict[str, Any]]:
+) -> tuple[list[dict[str, Any]], list[str]]:
     """Fan out through submitit: first one job per distinct attack fit and defense tuning, then the cells.
 
     The workdir must be on a filesystem shared by the nodes; stages meet in its content-addressed
@@ -117,14 +155,13 @@ def run_slurm(
         ]
         console.print(f"submitted {len(jobs)} {stage} jobs")
         for job in jobs:
-            job.result()
+            job.result()  # a failing fit fails its cells again below, with one line each
     chunks = [pending[k : k + 4] for k in range(0, len(pending), 4)]
     jobs = [
         executor.submit(_job_run_cells, str(suite_path), axes, workdir, device, False, chunk, "cell")
         for chunk in chunks
     ]
     console.print(f"submitted {len(jobs)} cell jobs")
-    for job in jobs:
-        job.result()
+    failed = [line for job in jobs for line in job.result()]
     keys = {runner.cell_key(cells[i]) for i in pending}
-    return runner.store.rows(keys=list(keys))
+    return runner.store.rows(keys=list(keys)), failed

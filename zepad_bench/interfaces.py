@@ -30,6 +30,9 @@ class Plugin:
 
     name: ClassVar[str]
     ctx: RunContext
+    path_params: ClassVar[tuple[str, ...]] = ()
+    """Params that are file or folder paths: a relative path written in a suite resolves against
+    the suite file's folder (so a suite runs the same from any working directory)."""
 
     def __init__(self, **params: Any):
         if params:

@@ -1,105 +1,181 @@
-"""Leaderboard: stored results → pandas → markdown (tabulate), CSV and JSON, saying how they were made."""
+"""Leaderboard: stored results → pandas → markdown (tabulate), CSV and JSON, saying how they were made.
+
+Every entry is mean ± sample std over seeds (the mean alone for one seed); per column the best
+defense is bold and those within the noise of it are marked ≈ (:mod:`zepad_bench.statistics`).
+One section per task, each with the metrics its task declares (``Task.report_metrics``).
+"""
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from zepad_bench.cache import atomic_write_bytes
+from zepad_bench.statistics import TIE_FACTOR, Stat, mark_best
 
 ID_COLUMNS = ["victim", "scenario", "attack", "eps", "defense", "tuning", "task", "task_data", "seed"]
-MAIN_METRICS = ["BA", "RA", "ASR"]
-CONTROL_ATTACK = "random-noise"
+BLOCK_COLUMNS = ("victim", "tuning", "task_data")  # a block of rows per value, when they vary
+HEADERS = {"victim": "victim", "tuning": "D_f", "task_data": "D_d"}
+LOWER_IS_BETTER = re.compile(r"^(ASR|FPR|top1_change)$")
+WORST = "worst"
+
+GLOSSARY = {
+    "BA": "benign accuracy: accuracy on the clean test images (%)",
+    "RA": "robust accuracy: accuracy on the attacked test images (%)",
+    "ASR": "attack success rate: share of *all* test images whose prediction changes under attack "
+    "(labels unused, the paper's definition; %)",
+    "detection_accuracy": "share of the 2N images (N clean, N attacked) the defense's detector "
+    "classifies right, at the defense's threshold (paper Table 6; %)",
+    "TPR": "share of attacked images the detector flags (%)",
+    "FPR": "share of clean images the detector flags (%)",
+    "AUROC": "area under the ROC curve of the detection score, attacked vs clean (threshold-free; %)",
+    "top1_change": "share of queries whose nearest gallery image changes under attack (%)",
+    "head": "the classifier on the defense's encoder(s): `joint` = the head tuned with the encoder on "
+    "D_f; `retrained` = heads trained on the task's train split over frozen encoder features",
+    WORST: "per seed, the worst value over every attack in the row (controls excluded), then mean ± std",
+}
+PATTERNS = (
+    (
+        r"knn@(\d+)_(clean|adv)",
+        "accuracy of the majority vote of the {0} nearest gallery images, {1} queries (%)",
+    ),
+    (r"hit@(\d+)_(clean|adv)", "share of {1} queries with an image of their class among the {0} nearest (%)"),
+    (r"precision@(\d+)_(clean|adv)", "mean share of the {0} nearest images with the {1} query's class (%)"),
+)
+
+
+def explain(metric: str) -> str:
+    """One line on what a column means (metrics a plugin adds without a gloss say so)."""
+    if metric in GLOSSARY:
+        return GLOSSARY[metric]
+    for pattern, text in PATTERNS:
+        match = re.fullmatch(pattern, metric)
+        if match:
+            k, which = match.groups()
+            return text.format(k, "clean" if which == "clean" else "attacked")
+    return "reported by the task plugin (see its docstring)"
 
 
 def results_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """One row per cell: the cell's ids plus every metric (numbers and labels) as columns."""
+    """One row per cell: the cell's ids, roles and plugins, plus every metric (numbers and labels)."""
     records = []
     for row in rows:
+        config = row["config"]
         record = {c: row[c] for c in ID_COLUMNS}
-        record["attack_plugin"] = row["config"].get("attack_plugin", "")
+        record["attack_plugin"] = config.get("attack_plugin", "")
+        record["attack_role"] = config.get("attack_role", "attack")
+        record["defense_role"] = config.get("defense_role", "defense")
         record.update(row["metrics"])
         records.append(record)
-    return pd.DataFrame.from_records(records, columns=None)
+    return pd.DataFrame.from_records(records)
 
 
-def _mean_std(values: pd.Series) -> str:
-    values = pd.to_numeric(values, errors="coerce").dropna()
-    if values.empty:
-        return "n/a"
-    if len(values) == 1:
-        return f"{values.iloc[0]:.2f}"
-    return f"{values.mean():.2f} ± {values.std(ddof=1):.2f}"
+def _report_metrics(rows: list[dict[str, Any]], task: str, frame: pd.DataFrame) -> list[str]:
+    declared = next((r["config"].get("report_metrics") for r in rows if r["task"] == task), None)
+    metrics = list(declared or ("BA", "RA", "ASR"))
+    return [m for m in metrics if m in frame.columns]
 
 
-def main_table(frame: pd.DataFrame) -> pd.DataFrame:
-    """Paper Table 7 layout: one row per defense, BA then RA/ASR per attack (mean ± std over seeds)."""
-    blocks = []
-    group_cols = [
-        c for c in ("victim", "scenario", "eps", "tuning", "task", "task_data") if frame[c].nunique() > 1
-    ]
-    attacks = list(dict.fromkeys(frame["attack"]))
-    for keys, part in (
-        frame.groupby(group_cols + ["defense"], sort=False)
-        if group_cols
-        else frame.groupby(["defense"], sort=False)
-    ):
-        keys = keys if isinstance(keys, tuple) else (keys,)
-        row = dict(zip(group_cols + ["defense"], keys))
-        row["BA"] = _mean_std(part["BA"])
-        for attack in attacks:
-            cells = part[part["attack"] == attack]
-            row[f"RA {attack}"] = _mean_std(cells["RA"])
-            row[f"ASR {attack}"] = _mean_std(cells["ASR"])
-        blocks.append(row)
-    return pd.DataFrame(blocks)
+def _attack_label(frame: pd.DataFrame, row: pd.Series) -> str:
+    label = str(row["attack"])
+    if frame["scenario"].nunique() > 1:
+        label += f" [{row['scenario']}]"
+    if frame["eps"].nunique() > 1:
+        label += f" ε {round(row['eps'] * 255, 2):g}/255"
+    return label + (" (control)" if row["attack_role"] == "control" else "")
 
 
-def _is_numeric(values: pd.Series) -> bool:
-    """Numbers, possibly with "n/a" (or missing) where a metric does not apply."""
-    present = values[values.notna() & (values != "n/a")]
-    return len(present) > 0 and pd.to_numeric(present, errors="coerce").notna().all()
+def _is_clean(part: pd.DataFrame, metric: str, keys: list[str]) -> bool:
+    """A clean metric has one value per (block, defense, seed): the attack does not change it."""
+    values = part[keys + [metric]].astype({metric: str})
+    return bool((values.groupby(keys)[metric].nunique() <= 1).all())
 
 
-def extra_tables(frame: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Per task: every other numeric metric (branch confidences, detection, retrieval …), defense × attack."""
-    skip = set(ID_COLUMNS) | set(MAIN_METRICS) | {"attack_plugin"}
-    tables = {}
-    for task, part in frame.groupby("task", sort=False):
-        numeric = [c for c in part.columns if c not in skip and _is_numeric(part[c])]
-        if not numeric:
-            continue
-        group = [
-            c
-            for c in ("victim", "scenario", "eps", "defense", "attack")
-            if c in ("defense", "attack") or frame[c].nunique() > 1
-        ]
-        table = part.groupby(group, sort=False)[numeric].agg(_mean_std).reset_index()
-        tables[task] = table.loc[:, (table != "n/a").any(axis=0)]
-    return tables
+def _higher_is_better(metric: str) -> bool:
+    return not LOWER_IS_BETTER.match(metric)
 
 
-DATASET_METRICS = ("BA", "RA", "ASR", "detection_accuracy", "AUROC")
+def _marked_columns(table: dict[str, list[Stat]], metric_of: dict[str, str]) -> dict[str, list[str]]:
+    return {col: mark_best(stats, _higher_is_better(metric_of[col])) for col, stats in table.items()}
 
 
-def per_dataset_section(frame: pd.DataFrame, baseline: str = "none") -> list[str]:
+def task_section(rows: list[dict[str, Any]], frame: pd.DataFrame, task: str) -> tuple[list[str], list[dict]]:
+    """Markdown lines and JSON tables of one task: clean metrics, then one table per attacked metric."""
+    part = frame[frame["task"] == task].copy()
+    part["column"] = [_attack_label(part, r) for _, r in part.iterrows()]
+    blocks = [c for c in BLOCK_COLUMNS if part[c].nunique() > 1]
+    keys = blocks + ["defense", "seed"]
+    metrics = _report_metrics(rows, task, part)
+    clean = [m for m in metrics if _is_clean(part, m, keys)]
+    attacked = [m for m in metrics if m not in clean]
+    lines: list[str] = []
+    tables: list[dict] = []
+
+    def emit(title: str, columns: list[str], stat_of, metric_of: dict[str, str], extra=None) -> None:
+        md_rows, js_rows = [], []
+        for block_values, block in part.groupby(blocks, sort=False) if blocks else [((), part)]:
+            block_values = block_values if isinstance(block_values, tuple) else (block_values,)
+            labels = {HEADERS[b]: v for b, v in zip(blocks, block_values)}
+            defenses = list(dict.fromkeys(block["defense"]))
+            stats = {c: [stat_of(block[block["defense"] == d], c) for d in defenses] for c in columns}
+            marked = _marked_columns(stats, metric_of)
+            for i, defense in enumerate(defenses):
+                md = {**labels, "defense": defense}
+                md.update((extra or {}).get(defense, {}))
+                md.update({c: marked[c][i] for c in columns})
+                md_rows.append(md)
+                js_rows.append({**labels, "defense": defense, **{c: stats[c][i].as_dict() for c in columns}})
+        lines.extend([title, "", pd.DataFrame(md_rows).to_markdown(index=False, disable_numparse=True), ""])
+        tables.append({"task": task, "title": title.lstrip("# "), "rows": js_rows})
+
+    if clean:
+        heads = {
+            d: {"head": "/".join(sorted(set(map(str, g["head"].dropna()))))}
+            for d, g in part.groupby("defense", sort=False)
+            if "head" in g and g["head"].notna().any()
+        }
+
+        def clean_stat(sub: pd.DataFrame, metric: str) -> Stat:
+            return Stat.of(sub.groupby("seed", sort=False)[metric].first())
+
+        emit(f"### {task}: clean", clean, clean_stat, {m: m for m in clean}, heads)
+    columns = list(dict.fromkeys(part["column"]))
+    attacks_only = [c for c in columns if not c.endswith("(control)")]
+    for metric in attacked:
+
+        def attacked_stat(sub: pd.DataFrame, column: str, metric: str = metric) -> Stat:
+            if column == WORST:
+                hit = sub[sub["column"].isin(attacks_only)]
+                values = pd.to_numeric(hit[metric], errors="coerce").groupby(hit["seed"], sort=False)
+                return Stat.of(values.min() if _higher_is_better(metric) else values.max())
+            return Stat.of(sub[sub["column"] == column][metric])
+
+        shown = columns + ([WORST] if len(attacks_only) > 1 else [])
+        emit(f"### {task}: {metric}", shown, attacked_stat, dict.fromkeys(shown, metric))
+    return lines, tables
+
+
+def per_dataset_section(frame: pd.DataFrame, baseline: str | None = None) -> list[str]:
     """Paper Tables 3–4 layout: a block of rows per (D_f, D_d), a row per defense, a column per victim.
 
-    One table per metric (and per attack, scenario and ε where they vary; BA, measured on clean
-    images only, is averaged over attacks). Cells are means over seeds; AVG is the mean over
-    victims; a ``Δ <defense>`` row gives that defense minus the ``baseline`` defense id of its block.
-    A task is named too when one downstream dataset serves several tasks; "n/a" values are left out.
+    One table per headline metric (and per attack, scenario and ε where they vary; BA, measured on
+    clean images only, is averaged over attacks). Cells are means over seeds; AVG is the mean over
+    victims; a ``Δ <defense>`` row gives that defense minus the suite's ``baseline``-role defense.
     """
+    if baseline is None:
+        roles = frame.loc[frame["defense_role"] == "baseline", "defense"]
+        baseline = roles.iloc[0] if len(roles) else ""
     victims = list(dict.fromkeys(frame["victim"]))
     shared = frame.groupby("task_data")["task"].nunique().max() > 1
     row_keys = ["tuning", "task_data"] + (["task"] if shared else [])
     headers = {"tuning": "D_f", "task_data": "D_d", "task": "task"}
     lines: list[str] = []
-    for metric in DATASET_METRICS:
+    for metric in ("BA", "RA", "ASR", "detection_accuracy", "AUROC"):
         if metric not in frame:
             continue
         data = frame.assign(value=pd.to_numeric(frame[metric], errors="coerce")).dropna(subset=["value"])
@@ -134,46 +210,156 @@ def per_dataset_section(frame: pd.DataFrame, baseline: str = "none") -> list[str
     return lines
 
 
-def render(
-    suite: str, rows: list[dict[str, Any]], source: str = "", extra_sections: list[str] | None = None
-) -> str:
-    """The markdown leaderboard of ``rows``, with a provenance header."""
+def _listing(values) -> str:
+    return ", ".join(map(str, dict.fromkeys(values)))
+
+
+def provenance(
+    suite: str, rows: list[dict[str, Any]], source: str = "", runs: list[dict] | None = None
+) -> list[str]:
+    """What was measured, where and when: the header every board (and the README block) starts with."""
     frame = results_frame(rows)
     machine = rows[-1]["machine"] if rows else {}
-    versions: dict[str, str] = {}
-    for row in rows:  # every plugin any cell used, with its provider
-        versions.update(row["versions"])
-    versions = dict(sorted(versions.items()))
-    compute = sum(r["timings"].get("cell", 0.0) for r in rows)
+    created = sorted(r["created"] for r in rows)
     seeds = sorted(frame["seed"].unique().tolist()) if len(frame) else []
+    sizes = {f"{r['task_data']}": r["config"].get("test_size") for r in rows if r["config"].get("test_size")}
+    surrogates = {tuple(r["config"].get("surrogates", [r["victim"]])) for r in rows}
     lines = [
-        f"# Leaderboard: {suite}",
-        "",
         f"- suite file: `{source}`" if source else "- suite file: (not recorded)",
-        f"- cells: {len(rows)}; seeds: {seeds}; budgets ε: "
-        f"{sorted({round(e * 255, 2) for e in frame['eps']}) if len(frame) else []} /255",
+        f"- victim encoder(s): {_listing(frame['victim'])}; scenario(s): {_listing(frame['scenario'])} "
+        f"(attacker's surrogates: {'; '.join('+'.join(s) for s in sorted(surrogates))})",
+        f"- D_f (defense tuning data): {_listing(frame['tuning'])}; D_d (downstream data): "
+        f"{_listing(frame['task_data'])}"
+        + (f"; test-set size: {', '.join(f'{k} {v}' for k, v in sizes.items())}" if sizes else ""),
+        f"- budgets ε: {', '.join(f'{round(e * 255, 2):g}/255' for e in sorted(set(frame['eps'])))} "
+        "(L∞, pixels in [0, 1]); every attacked batch was checked against ε by the runner",
+        f"- seeds: {', '.join(map(str, seeds))} (n = {len(seeds)}); cells: {len(rows)}",
         f"- machine: {machine.get('platform', '?')}, {machine.get('cpus', '?')} CPUs, device "
         f"{machine.get('device', '?')}{' (' + machine['gpu'] + ')' if machine.get('gpu') else ''}",
-        f"- versions: {', '.join(f'{k} {v}' for k, v in versions.items())}",
-        f"- rendered: {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')}; results created "
-        f"{rows[0]['created'] if rows else '?'} … {rows[-1]['created'] if rows else '?'}",
-        f"- compute (sum of cell wall times, first computation of each stage counted once): {compute:.0f} s",
+        f"- results created {created[0] if created else '?'} … {created[-1] if created else '?'}",
+    ]
+    for run in runs or []:
+        lines.append(
+            f"- run of {run['finished']}: {run['seconds']:.0f} s wall, {run['computed']} cells computed, "
+            f"{run['reused']} already stored ({run['note']})"
+        )
+    return lines
+
+
+def noise_note(rows: list[dict[str, Any]]) -> str:
+    seeds = {r["seed"] for r in rows}
+    if len(seeds) < 2:
+        return (
+            "**One seed**: entries are single runs with no measured spread; the same seed on another "
+            "machine can differ by several points. Do not rank defenses on these numbers alone."
+        )
+    return (
+        f"Entries are mean ± sample std (n − 1) over {len(seeds)} seeds. A seed changes every random "
+        "choice of the run (attack initialisation and data order, defense tuning, heads, splits); shipped "
+        "checkpoints stay fixed. The same seeds on another machine differ by about the spread shown. "
+        f"**Bold**: best defense in the column; ≈: within noise of it (|Δ| < {TIE_FACTOR:g}·√(sem₁²+sem₂²))."
+    )
+
+
+def glossary(frame: pd.DataFrame, rows: list[dict[str, Any]]) -> list[str]:
+    metrics: list[str] = []
+    for task in dict.fromkeys(frame["task"]):
+        metrics += _report_metrics(rows, task, frame)
+    names = list(dict.fromkeys(["BA", "RA", "ASR", *metrics, "head", WORST]))
+    lines = [f"- **{m}**: {explain(m)}" for m in names]
+    controls = sorted(set(frame.loc[frame["attack_role"] == "control", "attack"]))
+    if controls:
+        lines.append(
+            f"- **(control)** columns ({', '.join(controls)}): equal-budget references that are not attacks; "
+            "an attack that does no better than them shows nothing"
+        )
+    mains = {r["metrics"].get("main") for r in rows if r["metrics"].get("main")}
+    if mains:
+        lines.append(
+            f"- retrieval BA/RA are its `main` metric ({', '.join(sorted(mains))}) on clean/attacked queries"
+        )
+    return lines
+
+
+def sections(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict]]:
+    """Every task's section (markdown) and tables (JSON)."""
+    frame = results_frame(rows)
+    lines: list[str] = []
+    tables: list[dict] = []
+    for task in dict.fromkeys(frame["task"]):
+        plugin = next(r["config"].get("task_plugin", "") for r in rows if r["task"] == task)
+        lines += [f"## Task `{task}`" + (f" (plugin `{plugin}`)" if plugin and plugin != task else ""), ""]
+        md, js = task_section(rows, frame, task)
+        lines += md
+        tables += js
+    return lines, tables
+
+
+def render(
+    suite: str,
+    rows: list[dict[str, Any]],
+    source: str = "",
+    extra_sections: list[str] | None = None,
+    description: str = "",
+    runs: list[dict] | None = None,
+) -> str:
+    """The markdown leaderboard of ``rows``, self-contained: provenance, definitions, one section per task."""
+    frame = results_frame(rows)
+    versions: dict[str, str] = {}
+    for row in rows:
+        versions.update(row["versions"])
+    lines = [f"# Leaderboard: {suite}", ""] + ([description, ""] if description else [])
+    lines += provenance(suite, rows, source, runs)
+    lines += [
+        f"- versions: {', '.join(f'{k} {v}' for k, v in sorted(versions.items()))}",
+        f"- rendered {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} from stored results",
         "",
-        "BA/RA/ASR in %, mean ± std over seeds. ASR = share of all test images whose prediction changes.",
-        f"`{CONTROL_ATTACK}` is the equal-budget random-noise control.",
+        noise_note(rows),
         "",
-        "## Classification (paper Table 7 layout)",
+        "## Columns",
+        "",
+        *glossary(frame, rows),
         "",
     ]
-    if len(frame):
-        lines.append(main_table(frame).to_markdown(index=False))
-        for task, table in extra_tables(frame).items():
-            lines += ["", f"## Other metrics: {task}", "", table.to_markdown(index=False)]
-        if frame["task_data"].nunique() > 1:
-            lines += ["", "## Per downstream dataset and task (paper Tables 3–4 layout)", ""]
-            lines += per_dataset_section(frame)
+    body, _ = sections(rows)
+    lines += body
+    if frame["task_data"].nunique() > 1:
+        lines += ["## Per downstream dataset and task (paper Tables 3–4 layout; means over seeds)", ""]
+        lines += per_dataset_section(frame)
     lines += extra_sections or []
     return "\n".join(lines) + "\n"
+
+
+def readme_block(
+    suite: str,
+    rows: list[dict[str, Any]],
+    source: str = "",
+    runs: list[dict] | None = None,
+    tasks: tuple[str, ...] = ("classification",),
+) -> str:
+    """The README's results block, generated from the same rows as the leaderboard (so it cannot drift)."""
+    body, _ = sections([r for r in rows if r["task"] in tasks] or rows)
+    lines = [
+        f"Generated by `zepad-bench leaderboard {source or suite} --readme README.md` from "
+        f"`leaderboard/{suite}.json`; full board: `leaderboard/{suite}.md`.",
+        "",
+        *provenance(suite, rows, source, runs),
+        "",
+        noise_note(rows),
+        "",
+        *[line.replace("### ", "#### ") for line in body if not line.startswith("## ")],
+    ]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def replace_block(text: str, suite: str, block: str) -> str:
+    """Replace the ``<!-- leaderboard:SUITE -->`` … ``<!-- /leaderboard:SUITE -->`` part of ``text``."""
+    start, end = f"<!-- leaderboard:{suite} -->", f"<!-- /leaderboard:{suite} -->"
+    if start not in text or end not in text:
+        raise ValueError(f"no '{start}' … '{end}' markers")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{block}{end}{tail}"
 
 
 def publish(
@@ -182,15 +368,26 @@ def publish(
     out_dir: str | Path,
     source: str = "",
     extra_sections: list[str] | None = None,
+    description: str = "",
+    runs: list[dict] | None = None,
 ) -> list[Path]:
-    """Write ``<suite>.md``, ``.csv`` and ``.json`` into ``out_dir``; returns the paths."""
+    """Write ``<suite>.md``, ``.csv`` (one line per cell and seed) and ``.json`` (every per-seed row,
+    the summary tables with each entry's per-seed values, and the runs) into ``out_dir``."""
     out = Path(out_dir)
     frame = results_frame(rows)
     md = out / f"{suite}.md"
-    atomic_write_bytes(md, render(suite, rows, source, extra_sections).encode())
+    atomic_write_bytes(md, render(suite, rows, source, extra_sections, description, runs).encode())
     csv = out / f"{suite}.csv"
     atomic_write_bytes(csv, frame.to_csv(index=False).encode())
     js = out / f"{suite}.json"
-    payload = {"suite": suite, "source": source, "results": rows}
+    _, tables = sections(rows)
+    payload = {
+        "suite": suite,
+        "source": source,
+        "description": description,
+        "runs": runs or [],
+        "tables": tables,
+        "results": rows,
+    }
     atomic_write_bytes(js, json.dumps(payload, indent=1, sort_keys=True, default=str).encode())
     return [md, csv, js]

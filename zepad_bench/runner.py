@@ -86,6 +86,31 @@ def _head_from_state(state: dict[str, Any] | None) -> MLPHead | None:
     return head.eval()
 
 
+BUDGET_TOLERANCE = 1e-5
+"""Float slack of the budget check (uint8 images made float, then perturbed in float32)."""
+
+
+def check_budget(attack, x: torch.Tensor, x_adv: torch.Tensor) -> None:
+    """The attack contract, checked on every attacked batch: same shape, ‖x_adv − x‖∞ ≤ ε and, for
+    attacks that clamp (our protocol), values in [0, 1]. A violation fails the cell (never clipped)."""
+    from zepad_bench.errors import CellFailed
+
+    who = f"attack plugin {attack.name!r}"
+    if x_adv.shape != x.shape:
+        raise CellFailed(f"{who} returned shape {tuple(x_adv.shape)} for inputs of shape {tuple(x.shape)}")
+    if not torch.isfinite(x_adv).all():
+        raise CellFailed(f"{who} returned non-finite pixel values")
+    norm = (x_adv - x).abs().max().item()
+    if norm > attack.eps + BUDGET_TOLERANCE:
+        raise CellFailed(
+            f"{who} broke its budget: ‖x_adv − x‖∞ = {norm:.4f} ({norm * 255:.1f}/255) "
+            f"> ε = {attack.eps:.4f} ({attack.eps * 255:.1f}/255)"
+        )
+    low, high = x_adv.min().item(), x_adv.max().item()
+    if attack.clamp and (low < -BUDGET_TOLERANCE or high > 1 + BUDGET_TOLERANCE):
+        raise CellFailed(f"{who} returned pixels in [{low:.3f}, {high:.3f}], outside [0, 1]")
+
+
 class Runner:
     """Executes cells; every stage's output is cached under the hash of its resolved config and inputs."""
 
@@ -309,7 +334,9 @@ class Runner:
             batches = range(0, len(data), self.suite.batch_size)
             for start in self._ctx(seed).track(batches, f"perturb {data.name}"):
                 x = data.float_images(slice(start, start + self.suite.batch_size)).to(self.device)
-                out.append(attack.perturb(x).detach().float().cpu())
+                x_adv = attack.perturb(x).detach().float()
+                check_budget(attack, x, x_adv)
+                out.append(x_adv.cpu())
             return torch.cat(out)
 
         adv, _ = self._stage(
@@ -458,6 +485,9 @@ class Runner:
                 "attack_role": attack.role,
                 "defense_role": model.defense.role,
                 "report_metrics": list(task.report_metrics),
+                "task_plugin": task.name,
+                "surrogates": self.suite.surrogates(cell.victim, cell.scenario),
+                "test_size": len(test),
                 "attack_key": attack_key,
                 "defense_key": defense_key,
                 "branches": [{"name": b.name, "role": b.role} for b in model.branches],

@@ -16,6 +16,10 @@ CREATE TABLE IF NOT EXISTS results (
 CREATE TABLE IF NOT EXISTS stage_runs (
     stage TEXT, key TEXT, label TEXT, seconds REAL, suite TEXT, created TEXT
 );
+CREATE TABLE IF NOT EXISTS runs (
+    suite TEXT, finished TEXT, seconds REAL, computed INTEGER, reused INTEGER, failed INTEGER,
+    note TEXT, machine TEXT
+);
 """
 COLUMNS = (
     "key",
@@ -87,3 +91,20 @@ class ResultStore:
             db.row_factory = sqlite3.Row
             query = "SELECT * FROM stage_runs" + (" WHERE suite = ?" if suite else "")
             return [dict(r) for r in db.execute(query, (suite,) if suite else ())]
+
+    def log_run(self, run: dict[str, Any]) -> None:
+        """One ``zepad-bench run`` of a suite: wall time and how many cells it computed or found stored."""
+        columns = ("suite", "finished", "seconds", "computed", "reused", "failed", "note", "machine")
+        values = [json.dumps(run[c], sort_keys=True) if c == "machine" else run[c] for c in columns]
+        with self._connect() as db:
+            db.execute(f"INSERT INTO runs VALUES ({', '.join('?' * len(columns))})", values)
+
+    def runs(self, suite: str) -> list[dict[str, Any]]:
+        with self._connect() as db:
+            db.row_factory = sqlite3.Row
+            rows = [
+                dict(r) for r in db.execute("SELECT * FROM runs WHERE suite = ? ORDER BY finished", (suite,))
+            ]
+        for row in rows:
+            row["machine"] = json.loads(row["machine"])
+        return rows

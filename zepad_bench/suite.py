@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import os
 import re
+import sys
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -175,15 +178,56 @@ def _id_list(path: Path, key: str, value: Any) -> list:
     return value
 
 
+def _read_toml(path: Path) -> dict[str, Any]:
+    """The suite file as TOML tables; unreadable, binary or non-UTF-8 input is one ``UserError``."""
+    if path.is_dir():
+        raise UserError(f"{path}: is a directory, not a suite file (give a .toml file)")
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise UserError(f"{path}: no such suite file") from None
+    except OSError as exc:
+        raise UserError(f"{path}: cannot read the suite file: {exc.strerror or exc}") from None
+    if b"\0" in data:
+        raise SuiteError(path, "", "not a text file (binary content); a suite is a UTF-8 TOML file")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise SuiteError(
+            path, "", f"not UTF-8 text (byte {exc.start}); save the suite as UTF-8 TOML"
+        ) from None
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SuiteError(path, "", f"TOML syntax error: {exc}") from None
+
+
+def _resolve_paths(cls: type, params: dict[str, Any], base: Path) -> dict[str, Any]:
+    """Relative paths among ``cls.path_params`` resolve against ``base`` (the suite file's folder)."""
+    out = dict(params)
+    for key in getattr(cls, "path_params", ()):
+        value = out.get(key)
+        if isinstance(value, str) and value and not Path(value).expanduser().is_absolute():
+            out[key] = os.path.normpath(base / value)
+    return out
+
+
+@contextmanager
+def _importable_from(folder: Path):
+    """Let ``[suite] plugins`` modules be found beside the suite file (then on the Python path)."""
+    entry = str(folder)
+    sys.path.insert(0, entry)
+    try:
+        yield
+    finally:
+        if entry in sys.path:
+            sys.path.remove(entry)
+
+
 def load_suite(path: str | Path, registry: Registry) -> Suite:
     """Parse and fully validate a suite: names, types, budgets, references, plugin params, data paths."""
     path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text())
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such suite file") from None
-    except tomllib.TOMLDecodeError as exc:
-        raise SuiteError(path, "", f"TOML syntax error: {exc}") from None
+    raw = _read_toml(path)
     for section in raw:
         if section not in SECTIONS:
             raise SuiteError(path, section, f"unknown section; expected one of {', '.join(SECTIONS)}")
@@ -221,10 +265,12 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
     if plugins:
         from zepad_bench.registry import load_registry
 
+        folder = path.resolve().parent
         try:
-            registry = load_registry(tuple(plugins))
+            with _importable_from(folder):
+                registry = load_registry(tuple(plugins))
         except UserError as exc:
-            raise SuiteError(path, "suite.plugins", str(exc)) from None
+            raise SuiteError(path, "suite.plugins", f"{exc} (searched {folder} first)") from None
 
     tables: dict[str, dict[str, PluginSpec]] = {}
     for section in RESERVED:
@@ -243,6 +289,7 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
                 )
             reserved = {k: table[k] for k in RESERVED[section] if k in table and k != "plugin"}
             params = {k: v for k, v in table.items() if k not in RESERVED[section]}
+            params = _resolve_paths(known[plugin], params, path.resolve().parent)
             tables[section][id_] = PluginSpec(id_, plugin, reserved, params)
 
     def ref(key: str, value: Any, table: str) -> str:
@@ -334,7 +381,13 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
     )
     for section, entries in tables.items():
         for id_ in entries:
-            instantiate(suite, registry, section, id_, eps=grid["eps"][0]).check()
+            plugin = instantiate(suite, registry, section, id_, eps=grid["eps"][0])
+            try:
+                plugin.check()
+            except SuiteError:
+                raise
+            except UserError as exc:
+                raise SuiteError(path, f"{section}.{id_}", str(exc)) from None
     return suite
 
 

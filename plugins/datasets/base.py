@@ -148,6 +148,7 @@ class DiskDataset(ImageDataset):
     """A set read from ``root``: ``check()`` names the missing path and how to obtain the data."""
 
     default_root: ClassVar[str] = "data"
+    path_params = ("root",)
     required: ClassVar[tuple[str, ...]] = ()  # paths under root that must exist
     how_to: ClassVar[str]
 

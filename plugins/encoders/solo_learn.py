@@ -24,6 +24,7 @@ class SoloLearnEncoder(EncoderSource):
     """
 
     name = "solo-learn"
+    path_params = ("path",)
 
     def __init__(
         self,
