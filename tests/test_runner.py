@@ -125,7 +125,7 @@ def test_a_replaced_checkpoint_file_is_not_served_from_the_cache(tmp_path):
         torch.manual_seed(seed)
         save_solo_learn(ckpt, Encoder("small-cnn", {"width": 8}).state_dict(), {"seed": seed})  # backbone.*
         suite = load(tmp_path / "s.toml")
-        encoder, _ = Runner(suite, suite.registry, tmp_path / "wd").encoder("rand")
+        encoder, _ = Runner(suite, suite.registry, tmp_path / "wd").encoder("rand", 0)
         weights.append(next(iter(encoder.parameters())).detach().clone())
     assert not torch.equal(weights[0], weights[1])
 

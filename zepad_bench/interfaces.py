@@ -200,7 +200,8 @@ class Task(Plugin):
 
     report_metrics: ClassVar[tuple[str, ...]] = ("BA", "RA", "ASR")
     """The metrics the leaderboard's section for this task shows (in this order); every metric
-    the task returns is kept in the JSON."""
+    the task returns is kept in the JSON. ``BA`` and names ending in ``_clean`` are clean metrics
+    (one column per defense); every other one gets a column per attack."""
 
     def run(self, model: DefendedModel, data: TaskData) -> dict[str, float | str]:
         """Return metrics (percentages for accuracies/rates)."""

@@ -90,10 +90,9 @@ def _attack_label(frame: pd.DataFrame, row: pd.Series) -> str:
     return label + (" (control)" if row["attack_role"] == "control" else "")
 
 
-def _is_clean(part: pd.DataFrame, metric: str, keys: list[str]) -> bool:
-    """A clean metric has one value per (block, defense, seed): the attack does not change it."""
-    values = part[keys + [metric]].astype({metric: str})
-    return bool((values.groupby(keys)[metric].nunique() <= 1).all())
+def is_clean(metric: str) -> bool:
+    """Clean metrics (``BA``, ``*_clean``) do not depend on the attack: one column, not one per attack."""
+    return metric == "BA" or metric.endswith("_clean")
 
 
 def _higher_is_better(metric: str) -> bool:
@@ -109,9 +108,8 @@ def task_section(rows: list[dict[str, Any]], frame: pd.DataFrame, task: str) -> 
     part = frame[frame["task"] == task].copy()
     part["column"] = [_attack_label(part, r) for _, r in part.iterrows()]
     blocks = [c for c in BLOCK_COLUMNS if part[c].nunique() > 1]
-    keys = blocks + ["defense", "seed"]
     metrics = _report_metrics(rows, task, part)
-    clean = [m for m in metrics if _is_clean(part, m, keys)]
+    clean = [m for m in metrics if is_clean(m)]
     attacked = [m for m in metrics if m not in clean]
     lines: list[str] = []
     tables: list[dict] = []

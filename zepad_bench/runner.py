@@ -171,19 +171,20 @@ class Runner:
         return value, key
 
     # ------------------------------------------------------------------ stages
-    def dataset(self, id_: str, split: str) -> tuple[LabeledImages, str]:
+    def dataset(self, id_: str, split: str, seed: int) -> tuple[LabeledImages, str]:
+        """A dataset split; sets without an official split are split (and sampled) by ``seed``."""
         spec = self.suite.spec("datasets", id_)
         material = {
             "table": spec.resolved(),
             "split": split,
             "image_size": self.suite.image_size,
-            "seed": self.suite.seed,
+            "seed": seed,
         }
 
         def compute() -> LabeledImages:
             source = instantiate(self.suite, self.registry, "datasets", id_)
-            source.ctx = self._ctx(self.suite.seed)
-            data = source.load(split, self.suite.image_size, self.suite.seed)
+            source.ctx = self._ctx(seed)
+            data = source.load(split, self.suite.image_size, seed)
             data.name = id_
             return data
 
@@ -194,26 +195,28 @@ class Runner:
             return LabeledImages(s["images"], s["labels"], s["classes"], id_, s["indices"])
 
         data, key = self._stage(
-            "dataset", material, f"{id_}:{split}", self.suite.seed, compute, encode, decode
+            "dataset", material, f"{id_}:{split} (seed {seed})", seed, compute, encode, decode
         )
         # identical tables share one artifact; each id keeps its own name (tasks match heads by it)
         return dataclasses.replace(data, name=id_), key
 
-    def encoder(self, id_: str) -> tuple[Encoder, str]:
+    def encoder(self, id_: str, seed: int) -> tuple[Encoder, str]:
+        """A public encoder; one pretrained inside the suite is pretrained per ``seed`` (a loaded
+        checkpoint is the same file for every seed)."""
         spec = self.suite.spec("encoders", id_)
         data_id = spec.reserved.get("data")
-        data, data_key = self.dataset(data_id, "train") if data_id else (None, None)
+        data, data_key = self.dataset(data_id, "train", seed) if data_id else (None, None)
         material = {
             "table": {"plugin": spec.plugin, "params": spec.params},
             "fingerprint": instantiate(self.suite, self.registry, "encoders", id_).fingerprint(),
             "data": data_key,
             "image_size": self.suite.image_size,
-            "seed": self.suite.seed,
+            "seed": seed,
         }
 
         def compute() -> Encoder:
             source = instantiate(self.suite, self.registry, "encoders", id_)
-            source.ctx = self._ctx(self.suite.seed)
+            source.ctx = self._ctx(seed)
             return source.build(data)
 
         def decode(state: dict[str, Any]) -> Encoder:
@@ -221,17 +224,17 @@ class Runner:
             return encoder
 
         encoder, key = self._stage(
-            "encoder", material, id_, self.suite.seed, compute, lambda e: e.to_state(), decode
+            "encoder", material, f"{id_} (seed {seed})", seed, compute, lambda e: e.to_state(), decode
         )
         return encoder.to(self.device).eval(), key
 
     def attack(self, cell: Cell):
         spec = self.suite.spec("attacks", cell.attack)
         surrogate_ids = self.suite.surrogates(cell.victim, cell.scenario)
-        surrogates = [self.encoder(i) for i in surrogate_ids]
+        surrogates = [self.encoder(i, cell.seed) for i in surrogate_ids]
         encoders = [e for e, _ in surrogates]
         data_id = spec.reserved.get("data", self.suite.attacker_data)
-        data, data_key = self.dataset(data_id, "train")
+        data, data_key = self.dataset(data_id, "train", cell.seed)
         material = {
             "table": {"plugin": spec.plugin, "params": spec.params},
             "eps": cell.eps,
@@ -263,9 +266,9 @@ class Runner:
 
     def defense(self, cell: Cell) -> tuple[DefendedModel, str]:
         spec = self.suite.spec("defenses", cell.defense)
-        victim, victim_key = self.encoder(cell.victim)
-        auxiliaries = [self.encoder(i) for i in self.suite.auxiliaries(cell.victim)]
-        data, data_key = self.dataset(cell.tuning, "train")
+        victim, victim_key = self.encoder(cell.victim, cell.seed)
+        auxiliaries = [self.encoder(i, cell.seed) for i in self.suite.auxiliaries(cell.victim)]
+        data, data_key = self.dataset(cell.tuning, "train", cell.seed)
         defense_cls = self.registry.get("defenses", spec.plugin)
         tuning_params = {k: v for k, v in spec.params.items() if k not in defense_cls.inference_params}
         material = {
@@ -429,7 +432,6 @@ class Runner:
                     },
                     "image_size": self.suite.image_size,
                     "batch_size": self.suite.batch_size,
-                    "seed": self.suite.seed,
                 },
             }
         )
@@ -447,8 +449,8 @@ class Runner:
         attack, attack_key = self.attack(cell)
         model, defense_key = self.defense(cell)
         task_spec = self.suite.spec("tasks", cell.task)
-        train, train_key = self.dataset(task_spec.reserved["data"], "train")
-        test, test_key = self.dataset(task_spec.reserved["data"], "test")
+        train, train_key = self.dataset(task_spec.reserved["data"], "train", cell.seed)
+        test, test_key = self.dataset(task_spec.reserved["data"], "test", cell.seed)
         test_adv = self.adversarial(attack, attack_key, test, test_key, cell.seed)
         adv_key = content_key({"adv": attack_key, "data": test_key, "batch_size": self.suite.batch_size})
         task = instantiate(self.suite, self.registry, "tasks", cell.task)
