@@ -7,8 +7,6 @@ from typing import Any
 
 from zepad_bench.cache import ArtifactCache
 
-CONTROL_ATTACK = "random-noise"
-
 
 def confidence_figure(rows: list[dict[str, Any]], cache: ArtifactCache, out: Path) -> Path | None:
     """Paper Figure 2: per-branch max-softmax confidence, benign vs adversarial, for a multi-branch defense.
@@ -25,7 +23,8 @@ def confidence_figure(rows: list[dict[str, Any]], cache: ArtifactCache, out: Pat
     if not rows:
         return None
     defense = rows[0]["defense"]
-    rows = [r for r in rows if r["defense"] == defense and r["attack"] != CONTROL_ATTACK] or rows[:1]
+    attacks = [r for r in rows if r["defense"] == defense and r["config"].get("attack_role") != "control"]
+    rows = attacks or rows[:1]
     by_attack: dict[str, dict[str, Any]] = {}
     for row in rows:
         by_attack.setdefault(row["attack"], row)
