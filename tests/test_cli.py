@@ -80,9 +80,17 @@ def test_run_validate_leaderboard_and_list(smoke_suite, tmp_path):
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "RA sign" in result.output
+    assert "### cls: RA" in result.output and "| sign " in result.output
+    # a narrowed run publishes the whole suite's board: stored results of other cells stay on it
+    assert "3 of 4 cells have no result yet" in result.output
+    result = runner.invoke(
+        cli, ["run", str(smoke_suite), "--workdir", wd, "--out", lb, "--quiet", "--defenses", "none2"]
+    )
+    assert result.exit_code == 0, result.output
+    board = (tmp_path / "lb" / "smoke.md").read_text()
+    assert "| none " in board and "| none2 " in board  # the first run's cells were not dropped
     result = runner.invoke(cli, ["leaderboard", str(smoke_suite), "--workdir", wd, "--out", lb])
-    assert result.exit_code == 0 and "3 of 4 cells have no result yet" in result.output
+    assert result.exit_code == 0 and "1 of 4 cells have no result yet" in result.output
     result = runner.invoke(cli, ["list", "defenses"])
     assert result.exit_code == 0 and "none" in result.output and "zepad-bench" in result.output
 
