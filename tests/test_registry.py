@@ -88,7 +88,7 @@ def test_outside_distribution_shows_in_list_and_runs_in_a_suite(tmp_path):
         env,
     )
     assert run.returncode == 0, run.stderr
-    assert "RA sign" in (tmp_path / "lb" / "smoke.md").read_text()
+    assert "| sign " in (tmp_path / "lb" / "smoke.md").read_text()
 
     hidden = cli(["list", "attacks"], tmp_path, {**env, "ZEPAD_BENCH_PLUGINS": ""})
     assert "outside-sign" not in hidden.stdout

@@ -216,7 +216,7 @@ def test_retrieval_and_detection_through_the_cli(tmp_path: Path):
     )
     assert board.returncode == 0, board.stderr
     text = (tmp_path / "lb" / "tasks6.md").read_text()
-    assert "## Per downstream dataset and task (paper Tables 3–4 layout)" in text  # two task datasets
-    assert "hit@5_clean" in text and "knn@5_adv" in text
+    assert "## Per downstream dataset and task (paper Tables 3–4 layout" in text  # two task datasets
+    assert "hit@5_clean" in text and "### ret: precision@5_adv" in text and "### det: AUROC" in text
     assert "No result of this suite matches a paper cell" in text
     assert "inputs 16×16 (paper: 64×64)" in text
