@@ -30,6 +30,12 @@ class Plugin:
 
     name: ClassVar[str]
     ctx: RunContext
+    param_help: ClassVar[dict[str, str]] = {}
+    """One line of help per parameter; names, types and defaults come from ``__init__`` (see
+    :mod:`zepad_bench.params`), allowed values from ``Literal[...]`` annotations or ``param_choices``."""
+    param_choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    extra_params: ClassVar[str | None] = None
+    """What ``**extra`` keyword parameters of ``__init__`` mean; ``None``: unknown names are rejected."""
 
     def __init__(self, **params: Any):
         if params:

@@ -22,6 +22,7 @@ from zepad_bench.interfaces import Branch, DefendedModel, TaskData
 from zepad_bench.nn.encoder import Encoder, extract_features
 from zepad_bench.nn.heads import MLPHead, train_head
 from zepad_bench.registry import Registry
+from zepad_bench.stages import ForceSpec, StageGraph
 from zepad_bench.store import ResultStore
 from zepad_bench.suite import Cell, Suite, instantiate
 
@@ -95,7 +96,7 @@ class Runner:
         registry: Registry,
         workdir: str | Path = ".zepad-bench",
         device: str | None = None,
-        force: bool = False,
+        force: bool | str | list[str] | ForceSpec = False,
         progress: Any = None,
         log: Callable[[str], None] | None = None,
     ):
@@ -103,9 +104,12 @@ class Runner:
         self.workdir = Path(workdir)
         self.cache, self.store = ArtifactCache(self.workdir), ResultStore(self.workdir)
         self.device = resolve_device(device or suite.device)
-        self.force, self.progress = force, progress
+        self.force = force if isinstance(force, ForceSpec) else ForceSpec.parse(force)
+        self.progress = progress
+        self.graph = StageGraph(suite, registry)
         self.log = log or (lambda message: None)
         self._memo: dict[tuple[str, str], Any] = {}
+        self._fresh: set[str] = set()  # keys computed in this run (forcing propagates downstream)
         self.computed: Counter[str] = Counter()
         self.reused: Counter[str] = Counter()
         self.seconds: dict[str, float] = {}
@@ -129,10 +133,16 @@ class Runner:
         key = content_key({"stage": stage, **material})
         if (stage, key) in self._memo:
             return self._memo[(stage, key)], key
-        if not self.force and self.cache.has(stage, key):
-            value = decode(self.cache.load(stage, key))
-            self.reused[stage] += 1
-        else:
+        value = _MISSING
+        if not self._forced(stage, material) and self.cache.has(stage, key):
+            try:
+                value = decode(self.cache.load(stage, key))
+                self.reused[stage] += 1
+            except Exception as exc:  # an artifact an older plugin version wrote: make it anew
+                self.log(
+                    f"{stage:<9} {label}: cached artifact does not decode ({_one_line(exc)}); recomputing"
+                )
+        if value is _MISSING:
             seed_everything(seed)
             start = time.perf_counter()
             value = compute()
@@ -140,20 +150,21 @@ class Runner:
             self.cache.save(stage, key, encode(value), material)
             self.store.log_stage(stage, key, label, seconds, self.suite.name, _now())
             self.computed[stage] += 1
+            self._fresh.add(key)
             self.seconds[key] = seconds
             self.log(f"{stage:<9} {label}  [{seconds:.1f}s]")
         self._memo[(stage, key)] = value
         return value, key
 
+    def _forced(self, stage: str, material: dict[str, Any]) -> bool:
+        """``--force`` names this stage (kind or plugin), or a stage it reads was recomputed by force."""
+        if not self.force:
+            return False
+        return self.force.matches(stage, material.get("plugin")) or _mentions(material, self._fresh)
+
     # ------------------------------------------------------------------ stages
     def dataset(self, id_: str, split: str) -> tuple[LabeledImages, str]:
-        spec = self.suite.spec("datasets", id_)
-        material = {
-            "table": spec.resolved(),
-            "split": split,
-            "image_size": self.suite.image_size,
-            "seed": self.suite.seed,
-        }
+        material = self.graph.dataset(id_, split).material
 
         def compute() -> LabeledImages:
             source = instantiate(self.suite, self.registry, "datasets", id_)
@@ -177,14 +188,8 @@ class Runner:
     def encoder(self, id_: str) -> tuple[Encoder, str]:
         spec = self.suite.spec("encoders", id_)
         data_id = spec.reserved.get("data")
-        data, data_key = self.dataset(data_id, "train") if data_id else (None, None)
-        material = {
-            "table": {"plugin": spec.plugin, "params": spec.params},
-            "fingerprint": instantiate(self.suite, self.registry, "encoders", id_).fingerprint(),
-            "data": data_key,
-            "image_size": self.suite.image_size,
-            "seed": self.suite.seed,
-        }
+        data, _ = self.dataset(data_id, "train") if data_id else (None, None)
+        material = self.graph.encoder(id_).material
 
         def compute() -> Encoder:
             source = instantiate(self.suite, self.registry, "encoders", id_)
@@ -201,20 +206,10 @@ class Runner:
         return encoder.to(self.device).eval(), key
 
     def attack(self, cell: Cell):
-        spec = self.suite.spec("attacks", cell.attack)
         surrogate_ids = self.suite.surrogates(cell.victim, cell.scenario)
-        surrogates = [self.encoder(i) for i in surrogate_ids]
-        encoders = [e for e, _ in surrogates]
-        data_id = spec.reserved.get("data", self.suite.attacker_data)
-        data, data_key = self.dataset(data_id, "train")
-        material = {
-            "table": {"plugin": spec.plugin, "params": spec.params},
-            "eps": cell.eps,
-            "surrogates": [k for _, k in surrogates],
-            "data": data_key,
-            "batch_size": self.suite.batch_size,
-            "seed": cell.seed,
-        }
+        encoders = [self.encoder(i)[0] for i in surrogate_ids]
+        data, _ = self.dataset(self.graph.attacker_data(cell.attack), "train")
+        node = self.graph.attack(cell)
 
         def new_attack():
             attack = instantiate(self.suite, self.registry, "attacks", cell.attack, eps=cell.eps)
@@ -226,30 +221,22 @@ class Runner:
             attack = new_attack()
             images = UnlabeledBatches(data.images, self.suite.batch_size, seed=cell.seed, device=self.device)
             attack.fit(encoders, images)
-            return attack
+            return _round_trip(attack, new_attack, images)
 
         def decode(state: dict[str, Any]):
             attack = new_attack()
             attack.load_state_dict(state)
             return attack
 
-        label = f"{cell.attack}@{cell.eps:.4f} on {'+'.join(surrogate_ids)} (seed {cell.seed})"
-        return self._stage("attack", material, label, cell.seed, compute, lambda a: a.state_dict(), decode)
+        return self._stage(
+            "attack", node.material, node.label, cell.seed, compute, lambda a: a.state_dict(), decode
+        )
 
     def defense(self, cell: Cell) -> tuple[DefendedModel, str]:
-        spec = self.suite.spec("defenses", cell.defense)
-        victim, victim_key = self.encoder(cell.victim)
+        victim, _ = self.encoder(cell.victim)
         auxiliaries = [self.encoder(i) for i in self.suite.auxiliaries(cell.victim)]
-        data, data_key = self.dataset(cell.tuning, "train")
-        defense_cls = self.registry.get("defenses", spec.plugin)
-        tuning_params = {k: v for k, v in spec.params.items() if k not in defense_cls.inference_params}
-        material = {
-            "table": {"plugin": spec.plugin, "params": tuning_params},
-            "victim": victim_key,
-            "auxiliaries": [k for _, k in auxiliaries],
-            "data": data_key,
-            "seed": cell.seed,
-        }
+        data, _ = self.dataset(cell.tuning, "train")
+        material = self.graph.defense(cell).material
 
         def new_defense():
             defense = instantiate(self.suite, self.registry, "defenses", cell.defense)
@@ -384,36 +371,8 @@ class Runner:
 
     # ------------------------------------------------------------------ cells
     def cell_key(self, cell: Cell) -> str:
-        task = self.suite.spec("tasks", cell.task)
-        return content_key(
-            {
-                "suite": self.suite.name,
-                "cell": cell.__dict__,
-                "tables": {
-                    "victim": self.suite.spec("encoders", cell.victim).resolved(),
-                    "auxiliaries": [
-                        self.suite.spec("encoders", a).resolved() for a in self.suite.auxiliaries(cell.victim)
-                    ],
-                    "attack": self.suite.spec("attacks", cell.attack).resolved(),
-                    "defense": self.suite.spec("defenses", cell.defense).resolved(),
-                    "task": task.resolved(),
-                    "datasets": {
-                        id_: self.suite.spec("datasets", id_).resolved() for id_ in self._datasets_of(cell)
-                    },
-                    "image_size": self.suite.image_size,
-                    "batch_size": self.suite.batch_size,
-                    "seed": self.suite.seed,
-                },
-            }
-        )
-
-    def _datasets_of(self, cell: Cell) -> list[str]:
-        """Every dataset id a cell's stages read: pretraining, attacker, tuning and task data."""
-        encoders = [cell.victim, *self.suite.auxiliaries(cell.victim)]
-        ids = [self.suite.spec("encoders", e).reserved.get("data") for e in encoders]
-        ids.append(self.suite.spec("attacks", cell.attack).reserved.get("data", self.suite.attacker_data))
-        ids += [cell.tuning, self.suite.spec("tasks", cell.task).reserved["data"]]
-        return sorted({i for i in ids if i})
+        """The key of the cell's task stage: derived from the keys of every stage the cell reads."""
+        return self.graph.task(cell).key
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         start = time.perf_counter()
@@ -423,7 +382,7 @@ class Runner:
         train, train_key = self.dataset(task_spec.reserved["data"], "train")
         test, test_key = self.dataset(task_spec.reserved["data"], "test")
         test_adv = self.adversarial(attack, attack_key, test, test_key, cell.seed)
-        adv_key = content_key({"adv": attack_key, "data": test_key, "batch_size": self.suite.batch_size})
+        adv_key = self.graph.adversarial(cell).key
         task = instantiate(self.suite, self.registry, "tasks", cell.task)
         ctx = self._ctx(cell.seed)
         task.ctx = ctx
@@ -493,8 +452,53 @@ class Runner:
         return out
 
     def pending(self, cells: list[Cell]) -> list[Cell]:
-        """Cells without a stored result (all cells when ``force``)."""
-        return list(cells) if self.force else [c for c in cells if not self.store.has(self.cell_key(c))]
+        """Cells without a stored result, and those reading a stage that ``force`` names."""
+        return [
+            c for c in cells if self.force.hits(self.graph.task(c)) or not self.store.has(self.cell_key(c))
+        ]
+
+
+_MISSING = object()
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _mentions(material: Any, keys: set[str]) -> bool:
+    """Whether ``material`` holds one of ``keys`` (the keys of the stages it reads) anywhere."""
+    if isinstance(material, str):
+        return material in keys
+    if isinstance(material, dict):
+        return any(_mentions(v, keys) for v in material.values())
+    if isinstance(material, (list, tuple)):
+        return any(_mentions(v, keys) for v in material)
+    return False
+
+
+def _round_trip(attack, new_attack: Callable[[], Any], images) -> Any:
+    """The fitted attack as a later run will load it: ``state_dict()`` through ``torch.save``/``load``
+    (weights only) into a fresh instance, which must perturb a batch. A state that does not survive
+    is a one-line error naming the plugin and ``state_dict``, on the first run rather than the rerun."""
+    import io
+
+    from zepad_bench.errors import UserError
+
+    try:
+        buffer = io.BytesIO()
+        torch.save(attack.state_dict(), buffer)
+        buffer.seek(0)
+        restored = new_attack()
+        restored.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=True))
+        x = next(iter(images))[:2].to(restored.ctx.device)
+        restored.perturb(x)
+    except Exception as exc:
+        raise UserError(
+            f"attack plugin {attack.name!r}: its fitted state does not survive the cache "
+            f"(state_dict() → load_state_dict() → perturb failed: {_one_line(exc)}); keep the fitted "
+            "state in tensors or plain data, or override state_dict()/load_state_dict()"
+        ) from None
+    return restored
 
 
 def _now() -> str:
