@@ -1,4 +1,4 @@
-"""Stage keys: no stale result (defaults, plugin code, checkpoints), --force targets, undecodable artifacts."""
+"""Stage keys: no stale result (defaults, plugin code, checkpoints), --force targets, bad artifacts."""
 
 from __future__ import annotations
 
@@ -118,7 +118,8 @@ def test_a_replaced_unpinned_checkpoint_recomputes_its_dependents_only(tmp_path)
     ckpt = tmp_path / "enc.ckpt"
     text = SMOKE_SUITE.replace(
         '[encoders.rand2]\nplugin = "outside-random"\nwidth = 4',
-        f'[encoders.rand2]\nplugin = "solo-learn"\npath = "{ckpt}"\narch = "small-cnn"\narch_params = {{ width = 4 }}',
+        f'[encoders.rand2]\nplugin = "solo-learn"\npath = "{ckpt}"\narch = "small-cnn"\n'
+        "arch_params = { width = 4 }",
     )
     (tmp_path / "s.toml").write_text(text)
     counts = []
