@@ -82,7 +82,16 @@ def cli() -> None:
     default=None,
     help="Override the suite's device (default: the suite's, usually auto).",
 )
-@click.option("--force", is_flag=True, help="Recompute every stage and cell, ignoring cached results.")
+@click.option(
+    "--force",
+    multiple=True,
+    is_flag=False,
+    flag_value="all",
+    default=(),
+    metavar="[TARGET]",
+    help="Recompute cached stages: plain --force = all; or a stage (attack, defense, encoder, …), a plugin "
+    "(uap) or stage:plugin (attack:uap), repeatable; stages downstream of a forced one are recomputed too.",
+)
 @OUT_OPTION
 @click.option(
     "--executor",
@@ -118,8 +127,10 @@ def run(
     Finished cells are skipped; an interrupted run resumes where it stopped.
     """
     from zepad_bench.executors import run_local, run_slurm
+    from zepad_bench.stages import ForceSpec
 
     suite = _load(suite_path, axes)
+    ForceSpec.parse(force).check_known(suite.registry)
     if executor == "slurm":
         options = {
             "slurm_partition": slurm_partition,
@@ -201,8 +212,10 @@ def leaderboard(suite_path, workdir, out_dir, reference, **axes):
 @click.argument(
     "kind", required=False, type=click.Choice(["attacks", "defenses", "encoders", "datasets", "tasks"])
 )
-def list_plugins(kind):
+@click.option("--params", "with_params", is_flag=True, help="Also show each plugin's declared parameters.")
+def list_plugins(kind, with_params):
     """Show registered plugins (KIND: attacks, defenses, encoders, datasets, tasks) with their provider."""
+    from zepad_bench.params import describe
     from zepad_bench.registry import KINDS, load_registry
 
     registry = load_registry()
@@ -214,6 +227,29 @@ def list_plugins(kind):
             extra = getattr(cls, "methods", None)
             if extra:
                 click.echo(f"  {'':<16} methods: {', '.join(extra)}")
+            for line in describe(cls) if with_params else ():
+                click.echo(f"  {'':<16}   {line}")
+
+
+@cli.command()
+@click.argument("plugin", metavar="PLUGIN")
+def show(plugin):
+    """Describe PLUGIN (a name, or KIND:NAME when two kinds share it): provider, doc and parameters."""
+    from zepad_bench.params import describe
+    from zepad_bench.registry import KINDS, load_registry
+
+    registry = load_registry()
+    kind, _, name = plugin.rpartition(":")
+    found = [(k, name) for k in ([kind] if kind in KINDS else KINDS) if name in registry.kind(k)]
+    if not found:
+        raise UserError(f"no plugin named {name!r}; see `zepad-bench list`")
+    for k, n in found:
+        cls = registry.get(k, n)
+        click.echo(f"{n} ({k[:-1]}, {registry.provider(k, n)})")
+        click.echo("\n".join(f"  {line}" for line in (cls.__doc__ or "").strip().splitlines()))
+        click.echo("parameters:" if describe(cls) else "parameters: none")
+        for line in describe(cls):
+            click.echo(f"  {line}")
 
 
 cli.add_command(pretrain_command)

@@ -19,8 +19,9 @@ from zepad_bench.cache import ArtifactCache, content_key
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages, UnlabeledBatches
 from zepad_bench.interfaces import Branch, DefendedModel, TaskData
+from zepad_bench.nn.codec import head_from_state, head_state
 from zepad_bench.nn.encoder import Encoder, extract_features
-from zepad_bench.nn.heads import MLPHead, train_head
+from zepad_bench.nn.heads import train_head
 from zepad_bench.registry import Registry
 from zepad_bench.stages import ForceSpec, StageGraph
 from zepad_bench.store import ResultStore
@@ -65,26 +66,6 @@ def _cpu_count() -> int:
     import os
 
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def _head_state(head: torch.nn.Module | None) -> dict[str, Any] | None:
-    if head is None:
-        return None
-    if not isinstance(head, MLPHead):
-        raise TypeError(f"branch heads must be MLPHead to be cached, got {type(head).__name__}")
-    return {
-        "in_dim": head.in_dim,
-        "num_classes": head.num_classes,
-        "state_dict": {k: v.detach().cpu() for k, v in head.state_dict().items()},
-    }
-
-
-def _head_from_state(state: dict[str, Any] | None) -> MLPHead | None:
-    if state is None:
-        return None
-    head = MLPHead(state["in_dim"], state["num_classes"])
-    head.load_state_dict(state["state_dict"])
-    return head.eval()
 
 
 class Runner:
@@ -254,7 +235,7 @@ class Runner:
                         "name": b.name,
                         "role": b.role,
                         "encoder": b.encoder.to_state(),
-                        "head": _head_state(b.head),
+                        "head": head_state(b.head),
                         "head_data": b.head_data,
                     }
                     for b in model.branches
@@ -267,7 +248,7 @@ class Runner:
                     b["name"],
                     b["role"],
                     Encoder.from_state(b["encoder"]),
-                    _head_from_state(b["head"]),
+                    head_from_state(b["head"]),
                     b["head_data"],
                 )
                 for b in state["branches"]
@@ -362,8 +343,8 @@ class Runner:
                 f"{model.branches[branch].name} on {data.name}",
                 int(params.get("seed", 0)),
                 compute,
-                _head_state,
-                _head_from_state,
+                head_state,
+                head_from_state,
             )
             return value.to(self.device)
 

@@ -47,11 +47,11 @@ class SSLEncoder(EncoderSource):
         **recipe: Any,
     ):
         super().__init__()
-        from zepad_bench.nn.backbones import ARCHS
+        from zepad_bench.nn.backbones import known_archs
         from zepad_bench.nn.ssl import recipe as resolve
 
-        if arch not in ARCHS:
-            raise ValueError(f"unknown arch {arch!r}; known: {', '.join(ARCHS)}")
+        if arch not in known_archs():
+            raise ValueError(f"unknown arch {arch!r}; known: {', '.join(known_archs())}")
         for what, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{what} must be a positive integer, got {value!r}")
