@@ -98,6 +98,8 @@ def declaration(cls: type) -> Declaration:
                 continue
             hint = hints.get(p.name, Any)
             written = p.annotation if isinstance(p.annotation, str) else _type_name(p.annotation)
+            if typing.get_origin(hint) is Literal:  # the allowed values say the rest
+                written = " | ".join(dict.fromkeys(type(v).__name__ for v in typing.get_args(hint)))
             params[p.name] = Param(
                 p.name,
                 written if p.annotation is not REQUIRED else "any",
