@@ -43,12 +43,12 @@ def test_the_declaration_checks_types_choices_and_required_names():
     noise, ssl = REGISTRY.get("attacks", "random-noise"), REGISTRY.get("encoders", "ssl")
     with pytest.raises(ValueError, match="distribution must be one of 'sign', 'uniform', got 'gauss'"):
         check(noise, {"distribution": "gauss"})
-    with pytest.raises(ValueError, match="missing required parameter 'method'"):
+    with pytest.raises(TypeError, match="missing required parameter 'method'"):
         check(ssl, {})
     with pytest.raises(ValueError, match="epochs must be int, got str '3'"):
         check(ssl, {"method": "simclr", "epochs": "3"})
     check(ssl, {"method": "simclr", "temperature": 0.2})  # its **extra recipe parameters are declared
-    with pytest.raises(ValueError, match="unknown parameter 'distrib' \\(did you mean 'distribution'\\?\\)"):
+    with pytest.raises(TypeError, match="unknown parameter 'distrib' \\(did you mean 'distribution'\\?\\)"):
         check(noise, {"distrib": "sign"})
 
 

@@ -42,6 +42,14 @@ class Plugin:
             raise TypeError(f"unexpected parameters: {', '.join(sorted(params))}")
         self.ctx = RunContext()
 
+    def __init_subclass__(cls, **kwargs: Any):
+        """Every plugin's ``__init__`` checks its parameters against the declaration first."""
+        super().__init_subclass__(**kwargs)
+        if "__init__" in vars(cls):
+            from zepad_bench.params import checked_init
+
+            cls.__init__ = checked_init(vars(cls)["__init__"])  # type: ignore[method-assign]
+
     def check(self) -> None:
         """Cheap pre-flight checks run at suite validation (paths exist, …); raise ``UserError``."""
 

@@ -17,7 +17,7 @@ import functools
 import inspect
 import types
 import typing
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Union
 
@@ -145,8 +145,8 @@ def _type_ok(value: Any, hint: Any) -> bool:
 
 
 def check(cls: type, params: dict[str, Any]) -> None:
-    """Reject unknown names, missing required ones, wrongly typed values and values outside the
-    allowed ones, with a ``ValueError`` naming the parameter (before the plugin is constructed)."""
+    """Reject unknown or missing names (``TypeError``), wrongly typed values and values outside the
+    allowed ones (``ValueError``), naming the parameter."""
     decl = declaration(cls)
     if decl.extra is None:
         unknown = sorted(set(params) - set(decl.params))
@@ -155,10 +155,10 @@ def check(cls: type, params: dict[str, Any]) -> None:
             said = ", ".join(
                 f"{n!r}" + (f" (did you mean {h[0]!r}?)" if h else "") for n, h in zip(unknown, hints)
             )
-            raise ValueError(f"unknown parameter {said}; accepted: {', '.join(decl.params) or 'none'}")
+            raise TypeError(f"unknown parameter {said}; accepted: {', '.join(decl.params) or 'none'}")
     missing = [p.name for p in decl.params.values() if p.required and p.name not in params]
     if missing:
-        raise ValueError(f"missing required parameter {', '.join(map(repr, missing))}")
+        raise TypeError(f"missing required parameter {', '.join(map(repr, missing))}")
     for name, value in params.items():
         p = decl.params.get(name)
         if p is None:
@@ -167,6 +167,33 @@ def check(cls: type, params: dict[str, Any]) -> None:
             raise ValueError(f"{name} must be one of {', '.join(map(repr, p.choices))}, got {value!r}")
         if not _type_ok(value, p.hint):
             raise ValueError(f"{name} must be {p.type}, got {type(value).__name__} {value!r}")
+
+
+def checked_init(init: Callable[..., None]) -> Callable[..., None]:
+    """Wrap a plugin's ``__init__`` so that constructing it (by the runner or directly) first checks the
+    given parameters against the declaration — whether or not the plugin calls ``super().__init__``."""
+    signature = inspect.signature(init)
+
+    @functools.wraps(init)
+    def __init__(self: Any, *args: Any, **kwargs: Any) -> None:
+        owner = next(k for k in type(self).__mro__ if "__init__" in vars(k))
+        if vars(owner)["__init__"] is __init__:  # the outermost constructor only
+            try:
+                bound = signature.bind(self, *args, **kwargs).arguments
+            except TypeError:
+                bound = {}  # let the call itself say what is wrong
+            given: dict[str, Any] = {}
+            for name, value in list(bound.items())[1:]:
+                kind = signature.parameters[name].kind
+                if kind is inspect.Parameter.VAR_KEYWORD:
+                    given.update(value)
+                elif kind is not inspect.Parameter.VAR_POSITIONAL:
+                    given[name] = value
+            declared = declaration(type(self))
+            check(type(self), {k: v for k, v in given.items() if k in declared.params or k != "eps"})
+        init(self, *args, **kwargs)
+
+    return __init__
 
 
 def resolved(cls: type, params: dict[str, Any], drop: tuple[str, ...] = ()) -> dict[str, Any]:
