@@ -252,6 +252,55 @@ def show(plugin):
             click.echo(f"  {line}")
 
 
+@cli.command("check-plugin")
+@click.argument("plugin", metavar="NAME")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A plugin parameter (a TOML value); repeatable.",
+)
+def check_plugin_command(plugin, params):
+    """Run the conformance kit on NAME (an attack, defense or backbone; KIND:NAME if ambiguous) on tiny data.
+
+    \b
+    Attacks: budget, [0, 1] range, label-free fit, non-zero effect, determinism, state round trip.
+    Defenses: branch encoders and heads survive the cache, head and fusion shapes.
+    Backbones: out_dim, gradients to the input, rebuild from the cached state.
+    """
+    import tomllib
+
+    from zepad_bench.nn.backbones import known_archs
+    from zepad_bench.registry import load_registry
+    from zepad_bench.testing import check_plugin
+
+    registry = load_registry()
+    kind, _, name = plugin.rpartition(":")
+    kinds = [kind] if kind else ["attacks", "defenses", "backbones"]
+    found = [k for k in kinds if name in (known_archs() if k == "backbones" else registry.kind(k))]
+    if len(found) != 1:
+        what = "no attack, defense or backbone" if not found else f"both {' and '.join(found)} have one"
+        raise UserError(f"check-plugin {plugin!r}: {what} named {name!r}; see `zepad-bench list`")
+    values = {}
+    for item in params:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise UserError(f"--param {item!r}: expected KEY=VALUE")
+        try:
+            values[key.strip()] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            values[key.strip()] = text
+    try:
+        report = check_plugin(found[0], name, values, registry)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{plugin}: bad parameters: {exc}") from None
+    for line in report.lines():
+        click.echo(line)
+    if not report.ok:
+        raise UserError(f"{plugin} does not conform to the plugin contract (see FAIL lines above)")
+
+
 cli.add_command(pretrain_command)
 
 
