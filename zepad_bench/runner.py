@@ -19,6 +19,7 @@ from zepad_bench.cache import ArtifactCache, content_key
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages, UnlabeledBatches
 from zepad_bench.interfaces import Branch, DefendedModel, TaskData
+from zepad_bench.locks import stage_lock
 from zepad_bench.nn.codec import head_from_state, head_state
 from zepad_bench.nn.encoder import Encoder, extract_features
 from zepad_bench.nn.heads import train_head
@@ -80,6 +81,7 @@ class Runner:
         force: bool | str | list[str] | ForceSpec = False,
         progress: Any = None,
         log: Callable[[str], None] | None = None,
+        since: str | None = None,
     ):
         self.suite, self.registry = suite, registry
         self.workdir = Path(workdir)
@@ -91,6 +93,7 @@ class Runner:
         self.log = log or (lambda message: None)
         self._memo: dict[tuple[str, str], Any] = {}
         self._fresh: set[str] = set()  # keys computed in this run (forcing propagates downstream)
+        self.since = since or _now("microseconds")  # start of the run (a Slurm run's jobs share the driver's)
         self.computed: Counter[str] = Counter()
         self.reused: Counter[str] = Counter()
         self.seconds: dict[str, float] = {}
@@ -114,34 +117,64 @@ class Runner:
         key = content_key({"stage": stage, **material})
         if (stage, key) in self._memo:
             return self._memo[(stage, key)], key
-        value = _MISSING
-        if not self._forced(stage, material) and self.cache.has(stage, key):
-            try:
-                value = decode(self.cache.load(stage, key))
-                self.reused[stage] += 1
-            except Exception as exc:  # an artifact an older plugin version wrote: make it anew
-                self.log(
-                    f"{stage:<9} {label}: cached artifact does not decode ({_one_line(exc)}); recomputing"
-                )
-        if value is _MISSING:
-            seed_everything(seed)
-            start = time.perf_counter()
-            value = compute()
-            seconds = time.perf_counter() - start
-            self.cache.save(stage, key, encode(value), material)
-            self.store.log_stage(stage, key, label, seconds, self.suite.name, _now())
-            self.computed[stage] += 1
-            self._fresh.add(key)
-            self.seconds[key] = seconds
-            self.log(f"{stage:<9} {label}  [{seconds:.1f}s]")
+        forced = self._forced(stage, key, material)
+        value = _MISSING if forced else self._cached(stage, key, label, decode)
+        if value is not _MISSING:
+            self._memo[(stage, key)] = value
+            return value, key
+        with stage_lock(self.workdir, stage, key):
+            # a concurrent job (Slurm) may have made it while this one waited for the lock
+            forced = forced and not self.store.computed_since(key, self.since)
+            value = _MISSING if forced else self._cached(stage, key, label, decode)
+            if value is _MISSING:
+                value = self._compute(stage, key, material, label, seed, compute, encode)
         self._memo[(stage, key)] = value
         return value, key
 
-    def _forced(self, stage: str, material: dict[str, Any]) -> bool:
-        """``--force`` names this stage (kind or plugin), or a stage it reads was recomputed by force."""
-        if not self.force:
+    def _cached(self, stage: str, key: str, label: str, decode: Callable[[Any], Any]) -> Any:
+        """The decoded artifact of ``key``, or ``_MISSING`` (absent, or written by an older plugin
+        version in a form that no longer decodes: then it is made anew)."""
+        if not self.cache.has(stage, key):
+            return _MISSING
+        try:
+            value = decode(self.cache.load(stage, key))
+        except Exception as exc:
+            self.log(f"{stage:<9} {label}: cached artifact does not decode ({_one_line(exc)}); recomputing")
+            return _MISSING
+        self.reused[stage] += 1
+        return value
+
+    def _compute(
+        self,
+        stage: str,
+        key: str,
+        material: dict[str, Any],
+        label: str,
+        seed: int,
+        compute: Callable[[], Any],
+        encode: Callable[[Any], Any],
+    ) -> Any:
+        seed_everything(seed)
+        start = time.perf_counter()
+        value = compute()
+        seconds = time.perf_counter() - start
+        self.cache.save(stage, key, encode(value), material)
+        self.store.log_stage(stage, key, label, seconds, self.suite.name, _now("microseconds"))
+        self.computed[stage] += 1
+        self._fresh.add(key)
+        self.seconds[key] = seconds
+        self.log(f"{stage:<9} {label}  [{seconds:.1f}s]")
+        return value
+
+    def _forced(self, stage: str, key: str, material: dict[str, Any]) -> bool:
+        """``--force`` names this stage (kind or plugin) or a stage it reads was recomputed by force,
+        and no job of this run (``since``) has recomputed it yet."""
+        if not self.force or key in self._fresh:
             return False
-        return self.force.matches(stage, material.get("plugin")) or _mentions(material, self._fresh)
+        fresh = self._fresh | self.store.keys_computed_since(self.since)
+        if key in fresh:
+            return False
+        return self.force.matches(stage, material.get("plugin")) or _mentions(material, fresh)
 
     # ------------------------------------------------------------------ stages
     def dataset(self, id_: str, split: str) -> tuple[LabeledImages, str]:
@@ -482,5 +515,5 @@ def _round_trip(attack, new_attack: Callable[[], Any], images) -> Any:
     return restored
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+def _now(timespec: str = "seconds") -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec=timespec)

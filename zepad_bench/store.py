@@ -87,3 +87,11 @@ class ResultStore:
             db.row_factory = sqlite3.Row
             query = "SELECT * FROM stage_runs" + (" WHERE suite = ?" if suite else "")
             return [dict(r) for r in db.execute(query, (suite,) if suite else ())]
+
+    def computed_since(self, key: str, since: str) -> bool:
+        """Whether the stage ``key`` was computed at or after ``since`` (an ISO timestamp)."""
+        return key in self.keys_computed_since(since)
+
+    def keys_computed_since(self, since: str) -> set[str]:
+        with self._connect() as db:
+            return {k for (k,) in db.execute("SELECT key FROM stage_runs WHERE created >= ?", (since,))}
