@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from zepad_bench.errors import UserError
+from zepad_bench.loading import load_with_axes as _load
 from zepad_bench.zoo import pretrain_command
 
 AXIS_OPTIONS = (
@@ -37,24 +38,12 @@ OUT_OPTION = click.option(
 )
 
 
-def _split(value: str | None) -> list[str] | None:
-    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
-
-
 def _axis_options(func):
     for axis, what in reversed(AXIS_OPTIONS):
         func = click.option(
             f"--{axis}", metavar="ID,…", help=f"Replace the grid's {axis} axis by these {what}."
         )(func)
     return func
-
-
-def _load(suite_path: str, axes: dict[str, str | None]):
-    from zepad_bench.registry import load_registry
-    from zepad_bench.suite import load_suite
-
-    suite = load_suite(suite_path, load_registry())
-    return suite.with_axes(**{k: _split(v) for k, v in axes.items()})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
