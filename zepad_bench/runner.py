@@ -498,13 +498,14 @@ def _round_trip(attack, new_attack: Callable[[], Any], images) -> Any:
 
     from zepad_bench.errors import UserError
 
+    x = next(iter(images))[:2]
+    attack.perturb(x)  # a bug of perturb itself keeps its traceback
     try:
         buffer = io.BytesIO()
         torch.save(attack.state_dict(), buffer)
         buffer.seek(0)
         restored = new_attack()
         restored.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=True))
-        x = next(iter(images))[:2].to(restored.ctx.device)
         restored.perturb(x)
     except Exception as exc:
         raise UserError(
