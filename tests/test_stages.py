@@ -11,6 +11,7 @@ from conftest import SMOKE_SUITE
 from zepad_bench import load_registry
 from zepad_bench.errors import SuiteError, UserError
 from zepad_bench.runner import Runner
+from zepad_bench.stages import ForceSpec
 from zepad_bench.suite import load_suite
 
 PLUGIN = '''
@@ -144,6 +145,14 @@ def test_force_names_a_plugin_or_a_stage(edit_suite, tmp_path):
     assert computed(everything)["dataset"] == 2 and computed(everything)["encoder"] == 2
     with pytest.raises(UserError, match="unknown stage 'atack'"):
         run(load(edit_suite), tmp_path / "wd", force="atack:edit-sign")
+
+
+def test_force_targets_must_name_a_stage_or_a_plugin():
+    registry = load_registry()
+    ForceSpec.parse("attack:uap,defense").check_known(registry)
+    with pytest.raises(UserError, match="--force 'uapp': no stage or plugin of that name"):
+        ForceSpec.parse(["uapp"]).check_known(registry)
+    assert ForceSpec.parse(True).matches("head", None) and not ForceSpec.parse(()).matches("attack", "uap")
 
 
 def test_an_undecodable_cached_attack_is_recomputed(edit_suite, tmp_path):

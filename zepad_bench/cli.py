@@ -56,8 +56,10 @@ def cli() -> None:
         zepad-bench run suites/quickstart.toml
     Then:
         zepad-bench leaderboard suites/quickstart.toml    # re-render the table
-        zepad-bench list attacks                          # registered plugins
+        zepad-bench list attacks --params                 # registered plugins and their parameters
         zepad-bench validate suites/*.toml                # check suites without running
+        zepad-bench run SUITE --force attack:uap          # recompute one plugin's stages and their readers
+        zepad-bench check-plugin my-attack                # conformance kit for a plugin (tiny data)
     """
 
 

@@ -21,11 +21,10 @@ from zepad_bench.cache import content_key
 from zepad_bench.code_version import code_version
 from zepad_bench.errors import UserError
 from zepad_bench.params import resolved
-from zepad_bench.registry import Registry
+from zepad_bench.registry import KINDS, Registry
 from zepad_bench.suite import KIND_OF, Cell, Suite, instantiate
 
 STAGE_KINDS = ("dataset", "encoder", "attack", "defense", "adversarial", "task")
-SECTION_OF = {"dataset": "datasets", "encoder": "encoders", "attack": "attacks", "defense": "defenses"}
 
 
 @dataclass(frozen=True, eq=False)
@@ -240,7 +239,7 @@ class ForceSpec:
 
     def check_known(self, registry: Registry) -> None:
         """A target naming no stage kind and no registered plugin is a one-line error."""
-        plugins = {name for kind in SECTION_OF.values() for name in registry.kind(kind)} | set(registry.tasks)
+        plugins = {name for kind in KINDS for name in registry.kind(kind)}
         for target in self.targets - {"all", *STAGE_KINDS}:
             name = target.partition(":")[2] or target
             if name not in plugins:
