@@ -56,3 +56,34 @@ def test_resolved_params_fill_every_default():
     uap = REGISTRY.get("attacks", "uap")
     assert resolved(uap, {}) == resolved(uap, {"clusters": 10})
     assert resolved(uap, {"clusters": 5})["max_passes"] == 10
+
+
+def test_a_warm_list_reads_its_manifest_without_importing_torch(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import sys; from zepad_bench.cli import cli; cli.main(['list', '--params'], standalone_mode=False); "
+        "print('torch' in sys.modules)"
+    )
+    env = {**os.environ, "ZEPAD_BENCH_CACHE": str(tmp_path)}
+    cold, warm = (
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+        for _ in range(2)
+    )
+    assert cold.stdout.strip().endswith("True") and warm.stdout.strip().endswith("False")
+    assert cold.stdout.rsplit("\n", 2)[0] == warm.stdout.rsplit("\n", 2)[0]  # the same listing
+
+
+def test_the_manifest_stamp_sees_any_edit_of_a_plugin_source(tmp_path, monkeypatch):
+    from zepad_bench.code_version import files_stamp, source_hash
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    module = tmp_path / "zb_stamped.py"
+    module.write_text('"""Doc."""\nfrom zepad_bench.errors import UserError\n')
+    before, code = files_stamp("zb_stamped"), source_hash("zb_stamped")
+    assert any(path.endswith("zepad_bench/errors.py") for path, _, _ in before)  # imports reached
+    module.write_text('"""Reworded doc."""\nfrom zepad_bench.errors import UserError\n')
+    assert files_stamp("zb_stamped") != before  # the listing shows docs: a new manifest
+    assert source_hash("zb_stamped") == code  # results do not depend on docs: same cache keys

@@ -206,19 +206,17 @@ def leaderboard(suite_path, workdir, out_dir, reference, **axes):
 @click.option("--params", "with_params", is_flag=True, help="Also show each plugin's declared parameters.")
 def list_plugins(kind, with_params):
     """Show registered plugins (KIND: attacks, defenses, encoders, datasets, tasks) with their provider."""
-    from zepad_bench.params import describe
-    from zepad_bench.registry import KINDS, load_registry
+    from zepad_bench.listing import plugin_manifest
 
-    registry = load_registry()
-    for k in [kind] if kind else KINDS:
+    manifest = plugin_manifest()
+    for k in [kind] if kind else manifest:
         click.echo(f"{k}:")
-        for name, cls in sorted(registry.kind(k).items()):
-            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-            click.echo(f"  {name:<16} {str(registry.provider(k, name)):<24} {doc}")
-            extra = getattr(cls, "methods", None)
-            if extra:
-                click.echo(f"  {'':<16} methods: {', '.join(extra)}")
-            for line in describe(cls) if with_params else ():
+        for name, entry in manifest[k].items():
+            doc = entry["doc"].splitlines()[0] if entry["doc"] else ""
+            click.echo(f"  {name:<16} {entry['provider']:<24} {doc}")
+            if entry["methods"]:
+                click.echo(f"  {'':<16} methods: {', '.join(entry['methods'])}")
+            for line in entry["params"] if with_params else ():
                 click.echo(f"  {'':<16}   {line}")
 
 
@@ -226,20 +224,19 @@ def list_plugins(kind, with_params):
 @click.argument("plugin", metavar="PLUGIN")
 def show(plugin):
     """Describe PLUGIN (a name, or KIND:NAME when two kinds share it): provider, doc and parameters."""
-    from zepad_bench.params import describe
-    from zepad_bench.registry import KINDS, load_registry
+    from zepad_bench.listing import plugin_manifest
 
-    registry = load_registry()
+    manifest = plugin_manifest()
     kind, _, name = plugin.rpartition(":")
-    found = [(k, name) for k in ([kind] if kind in KINDS else KINDS) if name in registry.kind(k)]
+    found = [k for k in ([kind] if kind in manifest else manifest) if name in manifest[k]]
     if not found:
         raise UserError(f"no plugin named {name!r}; see `zepad-bench list`")
-    for k, n in found:
-        cls = registry.get(k, n)
-        click.echo(f"{n} ({k[:-1]}, {registry.provider(k, n)})")
-        click.echo("\n".join(f"  {line}" for line in (cls.__doc__ or "").strip().splitlines()))
-        click.echo("parameters:" if describe(cls) else "parameters: none")
-        for line in describe(cls):
+    for k in found:
+        entry = manifest[k][name]
+        click.echo(f"{name} ({k[:-1]}, {entry['provider']})")
+        click.echo("\n".join(f"  {line}" for line in entry["doc"].splitlines()))
+        click.echo("parameters:" if entry["params"] else "parameters: none")
+        for line in entry["params"]:
             click.echo(f"  {line}")
 
 

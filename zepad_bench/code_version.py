@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import importlib.util
 import inspect
 import re
 import sys
@@ -35,8 +36,13 @@ def _code_digest(code: types.CodeType, out: hashlib._Hash) -> None:
 def _origin(module: str) -> Path | None:
     """The source file of ``module``, found under its (imported) top-level package without importing it."""
     top, _, rest = module.partition(".")
-    loaded = sys.modules.get(top)
-    path = getattr(loaded, "__file__", None)
+    path = getattr(sys.modules.get(top), "__file__", None)
+    if path is None:  # locating a top-level module does not run it
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            return None
+        path = spec.origin if spec is not None else None
     if path is None:
         return None
     path = Path(path)
@@ -79,7 +85,7 @@ def _imports(source: str, module: str, is_package: bool) -> set[str]:
 
 
 def _module_digest(module: str) -> tuple[str, tuple[str, ...]]:
-    """(sha256 of the module's docstring-free AST, the in-scope modules it imports)."""
+    """(sha256 of the module's compiled code without docstrings, the in-scope modules it imports)."""
     path = _origin(module)
     if path is None:
         return "", ()
@@ -96,8 +102,9 @@ def _file_digest(module: str, path: Path, mtime_ns: int, size: int) -> tuple[str
     return digest.hexdigest(), tuple(sorted(_imports(source, module, path.name == "__init__.py")))
 
 
-def source_hash(module: str) -> str:
-    """Hash of ``module`` and the modules it reaches in its own top-level package and ``zepad_bench``."""
+def closure(module: str) -> dict[str, str]:
+    """Digest of ``module`` and of every module it reaches in its own top-level package and
+    ``zepad_bench`` (by name; found and hashed without importing them)."""
     scope = {module.partition(".")[0], HOST_PACKAGE}
     seen: dict[str, str] = {}
     todo = [module]
@@ -110,8 +117,24 @@ def source_hash(module: str) -> str:
             continue
         seen[name] = digest
         todo.extend(imported)
-    blob = "\n".join(f"{name}:{digest}" for name, digest in sorted(seen.items()))
+    return seen
+
+
+def source_hash(module: str) -> str:
+    """Hash of :func:`closure` of ``module``."""
+    blob = "\n".join(f"{name}:{digest}" for name, digest in sorted(closure(module).items()))
     return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def files_stamp(module: str) -> list[tuple[str, int, int]]:
+    """(path, mtime_ns, size) of every file of :func:`closure` of ``module`` (any edit, docs included)."""
+    out = []
+    for name in sorted(closure(module)):
+        path = _origin(name)
+        if path is not None:
+            stat = path.stat()
+            out.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return out
 
 
 def code_version(cls: type, provider: object) -> str:

@@ -66,19 +66,26 @@ def _allowed(dist_name: str) -> bool:
     return dist_name in {n.strip() for n in allow.split(",") if n.strip()}
 
 
+def entry_points() -> list[tuple[Provider, importlib.metadata.EntryPoint]]:
+    """The allowed entry points of group ``zepad_bench``, with the distribution that declares each."""
+    return [
+        (Provider(dist.metadata["name"], dist.version), ep)
+        for dist in importlib.metadata.distributions()
+        for ep in dist.entry_points
+        if ep.group == "zepad_bench" and _allowed(dist.metadata["name"])
+    ]
+
+
 def _plugin_manager(modules: tuple[str, ...]) -> tuple[pluggy.PluginManager, dict[int, Provider]]:
     pm = pluggy.PluginManager("zepad_bench")
     pm.add_hookspecs(hookspecs)
     providers: dict[int, Provider] = {}
-    for dist in importlib.metadata.distributions():
-        for ep in dist.entry_points:
-            if ep.group != "zepad_bench" or not _allowed(dist.metadata["name"]):
-                continue
-            plugin = ep.load()
-            if pm.is_registered(plugin):
-                continue
-            pm.register(plugin, name=f"{dist.metadata['name']}:{ep.name}")
-            providers[id(plugin)] = Provider(dist.metadata["name"], dist.version)
+    for provider, ep in entry_points():
+        plugin = ep.load()
+        if pm.is_registered(plugin):
+            continue
+        pm.register(plugin, name=f"{provider.name}:{ep.name}")
+        providers[id(plugin)] = provider
     for module_name in modules:
         try:
             module = importlib.import_module(module_name)
