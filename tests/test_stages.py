@@ -62,7 +62,7 @@ def edit_suite(tmp_path, monkeypatch):
 
 def load(path, **axes):
     sys.modules.pop("zb_edit_plugin", None)  # a fresh process re-reads the module
-    return load_suite(path, load_registry()).with_axes(defenses=["none"], tasks=["cls"], **axes)
+    return load_suite(path, load_registry()).with_axes(**{"defenses": ["none"], "tasks": ["cls"], **axes})
 
 
 def run(suite, workdir, force=False):
@@ -198,3 +198,19 @@ def test_an_outside_attack_without_super_init_still_rejects_a_misspelled_paramet
         SuiteError, match=r"attacks\.sign: .*unknown parameter 'stepz' \(did you mean 'steps'\?\)"
     ):
         load_suite(tmp_path / "s.toml", load_registry())
+
+
+def test_zepad_tunings_depend_on_the_code_of_their_generator_attack(edit_suite, tmp_path):
+    text = edit_suite.read_text().replace(
+        '[defenses.none2]\nplugin = "none"',
+        '[defenses.none2]\nplugin = "zepad"\nadversary = "generator"\ngenerator = "edit-sign"\n'
+        'generator_plugins = ["zb_edit_plugin"]',
+    )
+    edit_suite.write_text(text)
+    cell = load(edit_suite, defenses=["none2"]).cells()[0]
+    keys = []
+    for source in (PLUGIN, PLUGIN.replace("self.scale = scale", "self.scale = 2 * scale")):
+        (tmp_path / "zb_edit_plugin.py").write_text(source)
+        suite = load(edit_suite, defenses=["none2"])
+        keys.append(Runner(suite, suite.registry, tmp_path / "wd").graph.defense(cell).key)
+    assert keys[0] != keys[1]

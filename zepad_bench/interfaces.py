@@ -57,6 +57,11 @@ class Plugin:
         """What the params do not say about the output (e.g. a file's identity); part of cache keys."""
         return ""
 
+    def code_dependencies(self) -> list[type]:
+        """Classes of other plugins this one runs itself (e.g. ZePAD's generator attack): their code
+        enters this plugin's cache keys, so editing them recomputes what this plugin made."""
+        return []
+
 
 class Attack(Plugin):
     """A downstream-agnostic attack: fitted on public encoders and unlabeled images only."""

@@ -68,14 +68,13 @@ class StageGraph:
         spec = self.suite.spec(section, id_)
         kind = KIND_OF[section]
         cls = self.registry.get(kind, spec.plugin)
-        fingerprint = ""
-        if section in ("datasets", "encoders"):
-            fingerprint = instantiate(self.suite, self.registry, section, id_).fingerprint()
+        plugin = instantiate(self.suite, self.registry, section, id_, eps=self.suite.grid["eps"][0])
+        code = code_version(cls, self.registry.provider(kind, spec.plugin))
         return {
             "plugin": spec.plugin,
             "params": resolved(cls, spec.params, drop),
-            "code": code_version(cls, self.registry.provider(kind, spec.plugin)),
-            "fingerprint": fingerprint,
+            "code": [code, *(code_version(dep, dep.__module__) for dep in plugin.code_dependencies())],
+            "fingerprint": plugin.fingerprint(),
         }
 
     def _memoised(self, key: tuple, build) -> Stage:
