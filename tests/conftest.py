@@ -64,6 +64,15 @@ tasks = ["cls", "cls2"]
 """
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _plugin_manifest_cache(tmp_path_factory):
+    """`zepad-bench list` caches plugin manifests: keep the tests' out of the user's home."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ZEPAD_BENCH_CACHE", str(tmp_path_factory.mktemp("zepad-bench-cache")))
+    yield
+    mp.undo()
+
+
 @pytest.fixture
 def smoke_suite(tmp_path: Path) -> Path:
     path = tmp_path / "smoke.toml"

@@ -3,23 +3,32 @@
 from __future__ import annotations
 
 import os
+from collections import Counter
 
 from conftest import OUTSIDE
 
-from zepad_bench import load_registry
 from zepad_bench.executors import run_slurm
-from zepad_bench.runner import Runner
-from zepad_bench.suite import load_suite
+from zepad_bench.store import ResultStore
+
+SSL = (
+    '[encoders.rand]\nplugin = "ssl"\nmethod = "simclr"\ndata = "stripes"\nepochs = 1\nbatch_size = 32\n'
+    "arch_params = { width = 4 }\nproj_hidden_dim = 16\nproj_output_dim = 8"
+)
 
 
-def test_slurm_path_fits_each_stage_once_then_runs_cells(smoke_suite, tmp_path, monkeypatch):
+def test_slurm_waves_compute_each_stage_exactly_once(smoke_suite, tmp_path, monkeypatch):
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(OUTSIDE), os.environ.get("PYTHONPATH", "")]))
+    old = '[encoders.rand]\nplugin = "outside-random"\nauxiliaries = ["rand2"]'
+    smoke_suite.write_text(
+        smoke_suite.read_text().replace(old, SSL) + '\n[attacks.noise]\nplugin = "random-noise"\n'
+    )
     workdir = str(tmp_path / "wd")
-    axes = {"tasks": "cls", "defenses": "none"}
+    axes = {"tasks": "cls", "defenses": "none", "attacks": "sign,noise"}
     options = {"timeout_min": 5}
     rows, failed = run_slurm(str(smoke_suite), axes, workdir, "cpu", False, options, cluster="local")
-    assert failed == [] and len(rows) == 1 and 0 <= rows[0]["metrics"]["BA"] <= 100
-    suite = load_suite(smoke_suite, load_registry(["zb_outside_plugin"]))
-    runs = Runner(suite, suite.registry, workdir).store.stage_runs("smoke")
-    stages = [r["stage"] for r in runs]
-    assert stages.count("attack") == 1 and stages.count("defense") == 1
+    assert failed == [] and len(rows) == 2 and all(0 <= r["metrics"]["BA"] <= 100 for r in rows)
+    runs = ResultStore(tmp_path / "wd").stage_runs("smoke")
+    # two attack jobs and a defense job read the ssl victim: pretrained once, in the first wave
+    assert max(Counter((r["stage"], r["key"]) for r in runs).values()) == 1
+    stages = Counter(r["stage"] for r in runs)
+    assert (stages["encoder"], stages["attack"], stages["defense"]) == (1, 2, 1)

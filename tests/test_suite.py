@@ -70,7 +70,12 @@ def test_grid_expands_to_cells(tmp_path, registry):
         ('tuning = ["stripes"]', 'tuning = ["x"]', r"grid.tuning\[0\]", "unknown dataset id 'x'"),
         ('tuning = ["stripes"]', 'tuning = ["stripes"]\nfoo = [1]', "grid.foo", "unknown axis"),
         ("epochs = 2\n\n[tasks.cls2]", "epochs = -1\n\n[tasks.cls2]", "tasks.cls", "bad parameters"),
-        ("width = 4", "widht = 4", "encoders.rand2", "unexpected keyword argument 'widht'.*accepted: width"),
+        (
+            "width = 4",
+            "widht = 4",
+            "encoders.rand2",
+            "unknown parameter 'widht' \\(did you mean 'width'\\?\\); accepted: width",
+        ),
         ('victims = ["rand"]', 'victims = "rand"', "grid.victims", "expected a list"),
         (
             'victims = ["rand"]',

@@ -8,6 +8,7 @@ from pathlib import Path
 import click
 
 from zepad_bench.errors import UserError
+from zepad_bench.loading import load_with_axes as _load
 from zepad_bench.zoo import pretrain_command
 
 AXIS_OPTIONS = (
@@ -37,25 +38,12 @@ OUT_OPTION = click.option(
 )
 
 
-def _split(value: str | None) -> list[str] | None:
-    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
-
-
 def _axis_options(func):
     for axis, what in reversed(AXIS_OPTIONS):
         func = click.option(
             f"--{axis}", metavar="ID,…", help=f"Replace the grid's {axis} axis by these {what}."
         )(func)
     return func
-
-
-def _load(suite_path: str, axes: dict[str, str | None]):
-    """The suite with its grid narrowed by the CLI's axis options."""
-    from zepad_bench.registry import load_registry
-    from zepad_bench.suite import load_suite
-
-    suite = load_suite(suite_path, load_registry())
-    return suite.with_axes(**{k: _split(v) for k, v in axes.items()})
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -68,8 +56,10 @@ def cli() -> None:
         zepad-bench run suites/quickstart.toml
     Then:
         zepad-bench leaderboard suites/quickstart.toml    # re-render the table
-        zepad-bench list attacks                          # registered plugins
+        zepad-bench list attacks --params                 # registered plugins and their parameters
         zepad-bench validate suites/*.toml                # check suites without running
+        zepad-bench run SUITE --force attack:uap          # recompute one plugin's stages and their readers
+        zepad-bench check-plugin my-attack                # conformance kit for a plugin (tiny data)
     """
 
 
@@ -83,7 +73,16 @@ def cli() -> None:
     default=None,
     help="Override the suite's device (default: the suite's, usually auto).",
 )
-@click.option("--force", is_flag=True, help="Recompute every stage and cell, ignoring cached results.")
+@click.option(
+    "--force",
+    multiple=True,
+    is_flag=False,
+    flag_value="all",
+    default=(),
+    metavar="[TARGET]",
+    help="Recompute cached stages: plain --force = all; or a stage (attack, defense, encoder, …), a plugin "
+    "(uap) or stage:plugin (attack:uap), repeatable; stages downstream of a forced one are recomputed too.",
+)
 @OUT_OPTION
 @click.option(
     "--executor",
@@ -119,9 +118,11 @@ def run(
     Finished cells are skipped; an interrupted run resumes where it stopped.
     """
     from zepad_bench.executors import run_local, run_slurm
+    from zepad_bench.stages import ForceSpec
 
     suite = _load(suite_path, axes)
     full = _load(suite_path, {})
+    ForceSpec.parse(force).check_known(suite.registry)
     if executor == "slurm":
         options = {
             "slurm_partition": slurm_partition,
@@ -238,19 +239,90 @@ def leaderboard(suite_path, workdir, out_dir, reference, readme, **axes):
 @click.argument(
     "kind", required=False, type=click.Choice(["attacks", "defenses", "encoders", "datasets", "tasks"])
 )
-def list_plugins(kind):
+@click.option("--params", "with_params", is_flag=True, help="Also show each plugin's declared parameters.")
+def list_plugins(kind, with_params):
     """Show registered plugins (KIND: attacks, defenses, encoders, datasets, tasks) with their provider."""
-    from zepad_bench.registry import KINDS, load_registry
+    from zepad_bench.listing import plugin_manifest
+
+    manifest = plugin_manifest()
+    for k in [kind] if kind else manifest:
+        click.echo(f"{k}:")
+        for name, entry in manifest[k].items():
+            doc = entry["doc"].splitlines()[0] if entry["doc"] else ""
+            click.echo(f"  {name:<16} {entry['provider']:<24} {doc}")
+            if entry["methods"]:
+                click.echo(f"  {'':<16} methods: {', '.join(entry['methods'])}")
+            for line in entry["params"] if with_params else ():
+                click.echo(f"  {'':<16}   {line}")
+
+
+@cli.command()
+@click.argument("plugin", metavar="PLUGIN")
+def show(plugin):
+    """Describe PLUGIN (a name, or KIND:NAME when two kinds share it): provider, doc and parameters."""
+    from zepad_bench.listing import plugin_manifest
+
+    manifest = plugin_manifest()
+    kind, _, name = plugin.rpartition(":")
+    found = [k for k in ([kind] if kind in manifest else manifest) if name in manifest[k]]
+    if not found:
+        raise UserError(f"no plugin named {name!r}; see `zepad-bench list`")
+    for k in found:
+        entry = manifest[k][name]
+        click.echo(f"{name} ({k[:-1]}, {entry['provider']})")
+        click.echo("\n".join(f"  {line}" for line in entry["doc"].splitlines()))
+        click.echo("parameters:" if entry["params"] else "parameters: none")
+        for line in entry["params"]:
+            click.echo(f"  {line}")
+
+
+@cli.command("check-plugin")
+@click.argument("plugin", metavar="NAME")
+@click.option(
+    "--param",
+    "params",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A plugin parameter (a TOML value); repeatable.",
+)
+def check_plugin_command(plugin, params):
+    """Run the conformance kit on NAME (an attack, defense or backbone; KIND:NAME if ambiguous) on tiny data.
+
+    \b
+    Attacks: budget, [0, 1] range, label-free fit, non-zero effect, determinism, state round trip.
+    Defenses: branch encoders and heads survive the cache, head and fusion shapes.
+    Backbones: out_dim, gradients to the input, rebuild from the cached state.
+    """
+    import tomllib
+
+    from zepad_bench.nn.backbones import known_archs
+    from zepad_bench.registry import load_registry
+    from zepad_bench.testing import check_plugin
 
     registry = load_registry()
-    for k in [kind] if kind else KINDS:
-        click.echo(f"{k}:")
-        for name, cls in sorted(registry.kind(k).items()):
-            doc = (cls.__doc__ or "").strip().splitlines()[0] if cls.__doc__ else ""
-            click.echo(f"  {name:<16} {str(registry.provider(k, name)):<24} {doc}")
-            extra = getattr(cls, "methods", None)
-            if extra:
-                click.echo(f"  {'':<16} methods: {', '.join(extra)}")
+    kind, _, name = plugin.rpartition(":")
+    kinds = [kind] if kind else ["attacks", "defenses", "backbones"]
+    found = [k for k in kinds if name in (known_archs() if k == "backbones" else registry.kind(k))]
+    if len(found) != 1:
+        what = "no attack, defense or backbone" if not found else f"both {' and '.join(found)} have one"
+        raise UserError(f"check-plugin {plugin!r}: {what} named {name!r}; see `zepad-bench list`")
+    values = {}
+    for item in params:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise UserError(f"--param {item!r}: expected KEY=VALUE")
+        try:
+            values[key.strip()] = tomllib.loads(f"v = {text}")["v"]
+        except tomllib.TOMLDecodeError:
+            values[key.strip()] = text
+    try:
+        report = check_plugin(found[0], name, values, registry)
+    except (TypeError, ValueError) as exc:
+        raise UserError(f"{plugin}: bad parameters: {exc}") from None
+    for line in report.lines():
+        click.echo(line)
+    if not report.ok:
+        raise UserError(f"{plugin} does not conform to the plugin contract (see FAIL lines above)")
 
 
 cli.add_command(pretrain_command)

@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from zepad_bench.errors import CellFailed
 
+if TYPE_CHECKING:
+    from zepad_bench.stages import ForceSpec
+
 
 def run_local(
-    suite, workdir: str, device: str | None, force: bool, quiet: bool = False, partial: bool = False
+    suite,
+    workdir: str,
+    device: str | None,
+    force: bool | str | Sequence[str],
+    quiet: bool = False,
+    partial: bool = False,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Run the suite's pending cells in this process with progress bars; returns their rows and one
     line per failed cell (a failed cell stores nothing; the others go on). The run is logged."""
@@ -62,6 +71,7 @@ def run_local(
                 m = rows[-1]["metrics"]
                 console.log(f"cell      {cell.label()}  BA {m.get('BA', nan):.2f}  RA {m.get('RA', nan):.2f}")
             progress.advance(overall)
+    note = "forced" if runner.force else "cold: nothing stored" if len(pending) == len(cells) else "warm"
     runner.store.log_run(
         {
             "suite": suite.name,
@@ -70,14 +80,7 @@ def run_local(
             "computed": len(rows),
             "reused": len(cells) - len(pending),
             "failed": len(failed),
-            "note": (
-                "forced"
-                if force
-                else "cold: nothing stored"
-                if len(pending) == len(cells)
-                else "warm: resumed from the store"
-            )
-            + ("; partial grid" if partial else ""),
+            "note": note + ("; partial grid" if partial else ""),
             "machine": machine_info(runner.device),
         }
     )
@@ -89,29 +92,60 @@ def run_local(
     return rows, failed
 
 
-def _job_run_cells(
+PHASES = ("encoder", "attack", "defense", "cell")
+WAVES = (("encoder",), ("attack", "defense"), ("cell",))
+"""Slurm waves, in dependency order: every distinct pending encoder (pretraining) is one job; then
+every attack fit and defense tuning (they read only encoders and data); then the cells, in chunks.
+Stage locks make any overlap harmless."""
+
+
+def slurm_plan(runner, cells: list) -> dict[str, list]:
+    """The work of each phase: encoder ids, or indices into ``cells`` (one cell per distinct stage)."""
+    pending = runner.pending(cells)
+    plan: dict[str, dict[str, Any]] = {phase: {} for phase in PHASES[:-1]}
+    for cell in pending:
+        for stage in runner.graph.task(cell).closure():
+            if stage.kind not in plan:
+                continue
+            if runner.cache.has(stage.kind, stage.key) and not runner.force.hits(stage):
+                continue
+            plan[stage.kind].setdefault(
+                stage.key, stage.args if stage.kind == "encoder" else cells.index(cell)
+            )
+    return {
+        **{phase: list(work.values()) for phase, work in plan.items()},
+        "cell": [cells.index(c) for c in pending],
+    }
+
+
+def _job(
     suite_path: str,
     axes: dict[str, str | None],
     workdir: str,
     device: str | None,
-    force: bool,
-    indices: list[int],
-    stage: str,
+    force: ForceSpec,
+    since: str,
+    phase: str,
+    items: list,
 ) -> list[str]:
-    """Slurm job body: load the suite anew and run ``stage`` (attack, defense or cell) for ``indices``;
-    returns one line per failed cell."""
-    from zepad_bench.cli import _load
+    """Slurm job body: load the suite anew and make ``phase``'s stage for each of ``items``; returns one
+    line per failed cell."""
+    from zepad_bench.loading import load_with_axes
     from zepad_bench.runner import Runner
 
-    suite = _load(suite_path, axes)
-    runner = Runner(suite, suite.registry, workdir, device, force)
+    suite = load_with_axes(suite_path, axes)
+    runner = Runner(suite, suite.registry, workdir, device, force, since=since)
     cells = suite.cells()
     failed = []
-    for i in indices:
+    make = {"attack": runner.attack, "defense": runner.defense, "cell": runner.run_cell}
+    for item in items:
         try:
-            {"attack": runner.attack, "defense": runner.defense, "cell": runner.run_cell}[stage](cells[i])
+            if phase == "encoder":
+                runner.encoder(*item)
+            else:
+                make[phase](cells[item])
         except CellFailed as exc:
-            failed.append(f"{cells[i].label()}: {exc}")
+            failed.append(f"{cells[item].label()}: {exc}")
     return failed
 
 
@@ -120,48 +154,40 @@ def run_slurm(
     axes: dict[str, str | None],
     workdir: str,
     device: str | None,
-    force: bool,
+    force: bool | str | Sequence[str],
     options: dict[str, Any],
     cluster: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
-    """Fan out through submitit: first one job per distinct attack fit and defense tuning, then the cells.
+    """Fan out through submitit in :data:`WAVES`: encoders, then attack fits and defense tunings, then cells.
 
     The workdir must be on a filesystem shared by the nodes; stages meet in its content-addressed
-    cache, so the second phase reuses every fit. ``cluster="local"`` runs the same jobs as local
+    cache (atomic writes, one lock per stage key), so no stage is computed twice, and forced stages
+    are recomputed once for the whole run. ``cluster="local"`` runs the same jobs as local
     processes (submitit's local executor), which is how the tests exercise this path.
     """
     import submitit
     from rich.console import Console
 
-    from zepad_bench.cli import _load
+    from zepad_bench.loading import load_with_axes
     from zepad_bench.runner import Runner
+    from zepad_bench.stages import ForceSpec
 
     console = Console(stderr=True)
-    suite = _load(suite_path, axes)
-    runner = Runner(suite, suite.registry, workdir, device, force)
+    suite = load_with_axes(suite_path, axes)
+    spec = ForceSpec.parse(force)
+    runner = Runner(suite, suite.registry, workdir, device, spec)
     cells = suite.cells()
-    pending = [cells.index(c) for c in runner.pending(cells)]
+    plan = slurm_plan(runner, cells)
     executor = submitit.AutoExecutor(folder=Path(workdir) / "slurm", cluster=cluster)
     executor.update_parameters(name=f"zepad-{suite.name}", **options)
-    first: dict[str, dict[tuple, int]] = {"attack": {}, "defense": {}}
-    for i in pending:
-        c = cells[i]
-        first["attack"].setdefault((c.attack, c.eps, c.victim, c.scenario, c.seed), i)
-        first["defense"].setdefault((c.defense, c.victim, c.tuning, c.seed), i)
-    for stage in ("attack", "defense"):
-        jobs = [
-            executor.submit(_job_run_cells, str(suite_path), axes, workdir, device, force, [i], stage)
-            for i in first[stage].values()
-        ]
-        console.print(f"submitted {len(jobs)} {stage} jobs")
-        for job in jobs:
-            job.result()  # a failing fit fails its cells again below, with one line each
-    chunks = [pending[k : k + 4] for k in range(0, len(pending), 4)]
-    jobs = [
-        executor.submit(_job_run_cells, str(suite_path), axes, workdir, device, False, chunk, "cell")
-        for chunk in chunks
-    ]
-    console.print(f"submitted {len(jobs)} cell jobs")
-    failed = [line for job in jobs for line in job.result()]
-    keys = {runner.cell_key(cells[i]) for i in pending}
-    return runner.store.rows(keys=list(keys)), failed
+    failed: list[str] = []
+    for wave in WAVES:
+        jobs = []
+        for phase in wave:
+            work, size = plan[phase], 4 if phase == "cell" else 1
+            chunks = [work[k : k + size] for k in range(0, len(work), size)]
+            args = (str(suite_path), axes, workdir, device, spec, runner.since, phase)
+            jobs += [executor.submit(_job, *args, chunk) for chunk in chunks]
+            console.print(f"submitted {len(chunks)} {phase} jobs")
+        failed += [line for job in jobs for line in job.result()]
+    return runner.store.rows(keys=[runner.cell_key(cells[i]) for i in plan["cell"]]), failed

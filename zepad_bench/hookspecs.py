@@ -29,3 +29,10 @@ def register_datasets(register):
 @hookspec
 def register_tasks(register):
     """Call ``register(cls)`` for each downstream task (subclass of :class:`zepad_bench.Task`)."""
+
+
+@hookspec
+def register_backbones(register):
+    """Call ``register(name, builder)`` for each architecture: ``builder(**arch_params)`` returns an
+    ``nn.Module`` mapping normalised images to features, with an integer ``out_dim``. Encoders of that
+    ``arch`` are then built, cached, reloaded and attacked like the built-ins'."""

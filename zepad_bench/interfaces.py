@@ -33,11 +33,25 @@ class Plugin:
     path_params: ClassVar[tuple[str, ...]] = ()
     """Params that are file or folder paths: a relative path written in a suite resolves against
     the suite file's folder (so a suite runs the same from any working directory)."""
+    param_help: ClassVar[dict[str, str]] = {}
+    """One line of help per parameter; names, types and defaults come from ``__init__`` (see
+    :mod:`zepad_bench.params`), allowed values from ``Literal[...]`` annotations or ``param_choices``."""
+    param_choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
+    extra_params: ClassVar[str | None] = None
+    """What ``**extra`` keyword parameters of ``__init__`` mean; ``None``: unknown names are rejected."""
 
     def __init__(self, **params: Any):
         if params:
             raise TypeError(f"unexpected parameters: {', '.join(sorted(params))}")
         self.ctx = RunContext()
+
+    def __init_subclass__(cls, **kwargs: Any):
+        """Every plugin's ``__init__`` checks its parameters against the declaration first."""
+        super().__init_subclass__(**kwargs)
+        if "__init__" in vars(cls):
+            from zepad_bench.params import checked_init
+
+            cls.__init__ = checked_init(vars(cls)["__init__"])  # type: ignore[method-assign]
 
     def check(self) -> None:
         """Cheap pre-flight checks run at suite validation (paths exist, …); raise ``UserError``."""
@@ -45,6 +59,11 @@ class Plugin:
     def fingerprint(self) -> str:
         """What the params do not say about the output (e.g. a file's identity); part of cache keys."""
         return ""
+
+    def code_dependencies(self) -> list[type]:
+        """Classes of other plugins this one runs itself (e.g. ZePAD's generator attack): their code
+        enters this plugin's cache keys, so editing them recomputes what this plugin made."""
+        return []
 
 
 class Attack(Plugin):

@@ -5,7 +5,9 @@ from __future__ import annotations
 import importlib
 import importlib.metadata
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import pluggy
 
@@ -39,6 +41,8 @@ class Registry:
     encoders: dict[str, type] = field(default_factory=dict)
     datasets: dict[str, type] = field(default_factory=dict)
     tasks: dict[str, type] = field(default_factory=dict)
+    backbones: dict[str, Callable[..., Any]] = field(default_factory=dict)
+    """Architectures from plugins (name → builder); the built-ins are in ``zepad_bench.nn.backbones``."""
     providers: dict[tuple[str, str], Provider] = field(default_factory=dict)
 
     def kind(self, kind: str) -> dict[str, type]:
@@ -62,19 +66,26 @@ def _allowed(dist_name: str) -> bool:
     return dist_name in {n.strip() for n in allow.split(",") if n.strip()}
 
 
+def entry_points() -> list[tuple[Provider, importlib.metadata.EntryPoint]]:
+    """The allowed entry points of group ``zepad_bench``, with the distribution that declares each."""
+    return [
+        (Provider(dist.metadata["name"], dist.version), ep)
+        for dist in importlib.metadata.distributions()
+        for ep in dist.entry_points
+        if ep.group == "zepad_bench" and _allowed(dist.metadata["name"])
+    ]
+
+
 def _plugin_manager(modules: tuple[str, ...]) -> tuple[pluggy.PluginManager, dict[int, Provider]]:
     pm = pluggy.PluginManager("zepad_bench")
     pm.add_hookspecs(hookspecs)
     providers: dict[int, Provider] = {}
-    for dist in importlib.metadata.distributions():
-        for ep in dist.entry_points:
-            if ep.group != "zepad_bench" or not _allowed(dist.metadata["name"]):
-                continue
-            plugin = ep.load()
-            if pm.is_registered(plugin):
-                continue
-            pm.register(plugin, name=f"{dist.metadata['name']}:{ep.name}")
-            providers[id(plugin)] = Provider(dist.metadata["name"], dist.version)
+    for provider, ep in entry_points():
+        plugin = ep.load()
+        if pm.is_registered(plugin):
+            continue
+        pm.register(plugin, name=f"{provider.name}:{ep.name}")
+        providers[id(plugin)] = provider
     for module_name in modules:
         try:
             module = importlib.import_module(module_name)
@@ -91,6 +102,15 @@ def load_registry(modules: tuple[str, ...] | list[str] = ()) -> Registry:
 
     Two plugins registering the same name in one kind is an error naming both providers.
     """
+    from zepad_bench import interfaces
+
+    bases = {
+        "attacks": interfaces.Attack,
+        "defenses": interfaces.Defense,
+        "encoders": interfaces.EncoderSource,
+        "datasets": interfaces.DatasetSource,
+        "tasks": interfaces.Task,
+    }
     pm, providers = _plugin_manager(tuple(modules))
     registry = Registry()
     for kind in KINDS:
@@ -100,6 +120,11 @@ def load_registry(modules: tuple[str, ...] | list[str] = ()) -> Registry:
             provider = providers.get(id(impl.plugin), Provider(impl.plugin_name))
 
             def register(cls, _provider=provider, _kind=kind, _table=table):
+                if not (isinstance(cls, type) and issubclass(cls, bases[_kind])):
+                    raise UserError(
+                        f"{_provider} registered {cls!r} in {_kind}, which is not a subclass of "
+                        f"zepad_bench.{bases[_kind].__name__}"
+                    )
                 name = getattr(cls, "name", None)
                 if not isinstance(name, str) or not name:
                     raise UserError(f"{_provider} registered {cls!r} in {_kind} without a string `name`")
@@ -112,4 +137,30 @@ def load_registry(modules: tuple[str, ...] | list[str] = ()) -> Registry:
                 registry.providers[(_kind, name)] = _provider
 
             impl.function(register=register)
+    _load_backbones(pm, providers, registry)
     return registry
+
+
+def _load_backbones(pm: pluggy.PluginManager, providers: dict[int, Provider], registry: Registry) -> None:
+    """Collect ``register_backbones`` and make the architectures buildable (a clash is an error)."""
+    for impl in pm.hook.register_backbones.get_hookimpls():
+        provider = providers.get(id(impl.plugin), Provider(impl.plugin_name))
+
+        def register(name, builder, _provider=provider):
+            if not isinstance(name, str) or not name or not callable(builder):
+                raise UserError(f"{_provider}: register_backbones takes register(name: str, builder)")
+            if ("backbones", name) in registry.providers:
+                other = registry.providers[("backbones", name)]
+                raise UserError(f"duplicate backbone {name!r}: provided by {other} and by {_provider}")
+            registry.backbones[name] = builder
+            registry.providers[("backbones", name)] = _provider
+
+        impl.function(register=register)
+    if registry.backbones:
+        from zepad_bench.nn.backbones import register_backbone
+
+        for name, builder in registry.backbones.items():
+            try:
+                register_backbone(name, builder)
+            except ValueError as exc:
+                raise UserError(f"{registry.providers[('backbones', name)]}: {exc}") from None

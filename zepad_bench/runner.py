@@ -19,9 +19,12 @@ from zepad_bench.cache import ArtifactCache, content_key
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages, UnlabeledBatches
 from zepad_bench.interfaces import Branch, DefendedModel, TaskData
+from zepad_bench.locks import stage_lock
+from zepad_bench.nn.codec import head_from_state, head_state
 from zepad_bench.nn.encoder import Encoder, extract_features
-from zepad_bench.nn.heads import MLPHead, train_head
+from zepad_bench.nn.heads import train_head
 from zepad_bench.registry import Registry
+from zepad_bench.stages import ForceSpec, StageGraph
 from zepad_bench.store import ResultStore
 from zepad_bench.suite import Cell, Suite, instantiate
 
@@ -66,26 +69,6 @@ def _cpu_count() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def _head_state(head: torch.nn.Module | None) -> dict[str, Any] | None:
-    if head is None:
-        return None
-    if not isinstance(head, MLPHead):
-        raise TypeError(f"branch heads must be MLPHead to be cached, got {type(head).__name__}")
-    return {
-        "in_dim": head.in_dim,
-        "num_classes": head.num_classes,
-        "state_dict": {k: v.detach().cpu() for k, v in head.state_dict().items()},
-    }
-
-
-def _head_from_state(state: dict[str, Any] | None) -> MLPHead | None:
-    if state is None:
-        return None
-    head = MLPHead(state["in_dim"], state["num_classes"])
-    head.load_state_dict(state["state_dict"])
-    return head.eval()
-
-
 BUDGET_TOLERANCE = 1e-5
 """Float slack of the budget check (uint8 images made float, then perturbed in float32)."""
 
@@ -120,17 +103,22 @@ class Runner:
         registry: Registry,
         workdir: str | Path = ".zepad-bench",
         device: str | None = None,
-        force: bool = False,
+        force: bool | str | list[str] | ForceSpec = False,
         progress: Any = None,
         log: Callable[[str], None] | None = None,
+        since: str | None = None,
     ):
         self.suite, self.registry = suite, registry
         self.workdir = Path(workdir)
         self.cache, self.store = ArtifactCache(self.workdir), ResultStore(self.workdir)
         self.device = resolve_device(device or suite.device)
-        self.force, self.progress = force, progress
+        self.force = force if isinstance(force, ForceSpec) else ForceSpec.parse(force)
+        self.progress = progress
+        self.graph = StageGraph(suite, registry)
         self.log = log or (lambda message: None)
         self._memo: dict[tuple[str, str], Any] = {}
+        self._fresh: set[str] = set()  # keys computed in this run (forcing propagates downstream)
+        self.since = since or _now("microseconds")  # start of the run (a Slurm run's jobs share the driver's)
         self.computed: Counter[str] = Counter()
         self.reused: Counter[str] = Counter()
         self.seconds: dict[str, float] = {}
@@ -154,32 +142,69 @@ class Runner:
         key = content_key({"stage": stage, **material})
         if (stage, key) in self._memo:
             return self._memo[(stage, key)], key
-        if not self.force and self.cache.has(stage, key):
-            value = decode(self.cache.load(stage, key))
-            self.reused[stage] += 1
-        else:
-            seed_everything(seed)
-            start = time.perf_counter()
-            value = compute()
-            seconds = time.perf_counter() - start
-            self.cache.save(stage, key, encode(value), material)
-            self.store.log_stage(stage, key, label, seconds, self.suite.name, _now())
-            self.computed[stage] += 1
-            self.seconds[key] = seconds
-            self.log(f"{stage:<9} {label}  [{seconds:.1f}s]")
+        forced = self._forced(stage, key, material)
+        value = _MISSING if forced else self._cached(stage, key, label, decode)
+        if value is not _MISSING:
+            self._memo[(stage, key)] = value
+            return value, key
+        with stage_lock(self.workdir, stage, key):
+            # a concurrent job (Slurm) may have made it while this one waited for the lock
+            forced = forced and not self.store.computed_since(key, self.since)
+            value = _MISSING if forced else self._cached(stage, key, label, decode)
+            if value is _MISSING:
+                value = self._compute(stage, key, material, label, seed, compute, encode)
         self._memo[(stage, key)] = value
         return value, key
+
+    def _cached(self, stage: str, key: str, label: str, decode: Callable[[Any], Any]) -> Any:
+        """The decoded artifact of ``key``, or ``_MISSING`` (absent, or written by an older plugin
+        version in a form that no longer decodes: then it is made anew)."""
+        if not self.cache.has(stage, key):
+            return _MISSING
+        try:
+            value = decode(self.cache.load(stage, key))
+        except Exception as exc:
+            self.log(f"{stage:<9} {label}: cached artifact does not decode ({_one_line(exc)}); recomputing")
+            return _MISSING
+        self.reused[stage] += 1
+        return value
+
+    def _compute(
+        self,
+        stage: str,
+        key: str,
+        material: dict[str, Any],
+        label: str,
+        seed: int,
+        compute: Callable[[], Any],
+        encode: Callable[[Any], Any],
+    ) -> Any:
+        seed_everything(seed)
+        start = time.perf_counter()
+        value = compute()
+        seconds = time.perf_counter() - start
+        self.cache.save(stage, key, encode(value), material)
+        self.store.log_stage(stage, key, label, seconds, self.suite.name, _now("microseconds"))
+        self.computed[stage] += 1
+        self._fresh.add(key)
+        self.seconds[key] = seconds
+        self.log(f"{stage:<9} {label}  [{seconds:.1f}s]")
+        return value
+
+    def _forced(self, stage: str, key: str, material: dict[str, Any]) -> bool:
+        """``--force`` names this stage (kind or plugin) or a stage it reads was recomputed by force,
+        and no job of this run (``since``) has recomputed it yet."""
+        if not self.force or key in self._fresh:
+            return False
+        fresh = self._fresh | self.store.keys_computed_since(self.since)
+        if key in fresh:
+            return False
+        return self.force.matches(stage, material.get("plugin")) or _mentions(material, fresh)
 
     # ------------------------------------------------------------------ stages
     def dataset(self, id_: str, split: str, seed: int) -> tuple[LabeledImages, str]:
         """A dataset split; sets without an official split are split (and sampled) by ``seed``."""
-        spec = self.suite.spec("datasets", id_)
-        material = {
-            "table": spec.resolved(),
-            "split": split,
-            "image_size": self.suite.image_size,
-            "seed": seed,
-        }
+        material = self.graph.dataset(id_, split, seed).material
 
         def compute() -> LabeledImages:
             source = instantiate(self.suite, self.registry, "datasets", id_)
@@ -205,14 +230,8 @@ class Runner:
         checkpoint is the same file for every seed)."""
         spec = self.suite.spec("encoders", id_)
         data_id = spec.reserved.get("data")
-        data, data_key = self.dataset(data_id, "train", seed) if data_id else (None, None)
-        material = {
-            "table": {"plugin": spec.plugin, "params": spec.params},
-            "fingerprint": instantiate(self.suite, self.registry, "encoders", id_).fingerprint(),
-            "data": data_key,
-            "image_size": self.suite.image_size,
-            "seed": seed,
-        }
+        data, _ = self.dataset(data_id, "train", seed) if data_id else (None, None)
+        material = self.graph.encoder(id_, seed).material
 
         def compute() -> Encoder:
             source = instantiate(self.suite, self.registry, "encoders", id_)
@@ -229,20 +248,10 @@ class Runner:
         return encoder.to(self.device).eval(), key
 
     def attack(self, cell: Cell):
-        spec = self.suite.spec("attacks", cell.attack)
         surrogate_ids = self.suite.surrogates(cell.victim, cell.scenario)
-        surrogates = [self.encoder(i, cell.seed) for i in surrogate_ids]
-        encoders = [e for e, _ in surrogates]
-        data_id = spec.reserved.get("data", self.suite.attacker_data)
-        data, data_key = self.dataset(data_id, "train", cell.seed)
-        material = {
-            "table": {"plugin": spec.plugin, "params": spec.params},
-            "eps": cell.eps,
-            "surrogates": [k for _, k in surrogates],
-            "data": data_key,
-            "batch_size": self.suite.batch_size,
-            "seed": cell.seed,
-        }
+        encoders = [self.encoder(i, cell.seed)[0] for i in surrogate_ids]
+        data, _ = self.dataset(self.graph.attacker_data(cell.attack), "train", cell.seed)
+        node = self.graph.attack(cell)
 
         def new_attack():
             attack = instantiate(self.suite, self.registry, "attacks", cell.attack, eps=cell.eps)
@@ -254,30 +263,22 @@ class Runner:
             attack = new_attack()
             images = UnlabeledBatches(data.images, self.suite.batch_size, seed=cell.seed, device=self.device)
             attack.fit(encoders, images)
-            return attack
+            return _round_trip(attack, new_attack, images)
 
         def decode(state: dict[str, Any]):
             attack = new_attack()
             attack.load_state_dict(state)
             return attack
 
-        label = f"{cell.attack}@{cell.eps:.4f} on {'+'.join(surrogate_ids)} (seed {cell.seed})"
-        return self._stage("attack", material, label, cell.seed, compute, lambda a: a.state_dict(), decode)
+        return self._stage(
+            "attack", node.material, node.label, cell.seed, compute, lambda a: a.state_dict(), decode
+        )
 
     def defense(self, cell: Cell) -> tuple[DefendedModel, str]:
-        spec = self.suite.spec("defenses", cell.defense)
-        victim, victim_key = self.encoder(cell.victim, cell.seed)
+        victim, _ = self.encoder(cell.victim, cell.seed)
         auxiliaries = [self.encoder(i, cell.seed) for i in self.suite.auxiliaries(cell.victim)]
-        data, data_key = self.dataset(cell.tuning, "train", cell.seed)
-        defense_cls = self.registry.get("defenses", spec.plugin)
-        tuning_params = {k: v for k, v in spec.params.items() if k not in defense_cls.inference_params}
-        material = {
-            "table": {"plugin": spec.plugin, "params": tuning_params},
-            "victim": victim_key,
-            "auxiliaries": [k for _, k in auxiliaries],
-            "data": data_key,
-            "seed": cell.seed,
-        }
+        data, _ = self.dataset(cell.tuning, "train", cell.seed)
+        material = self.graph.defense(cell).material
 
         def new_defense():
             defense = instantiate(self.suite, self.registry, "defenses", cell.defense)
@@ -295,7 +296,7 @@ class Runner:
                         "name": b.name,
                         "role": b.role,
                         "encoder": b.encoder.to_state(),
-                        "head": _head_state(b.head),
+                        "head": head_state(b.head),
                         "head_data": b.head_data,
                     }
                     for b in model.branches
@@ -308,7 +309,7 @@ class Runner:
                     b["name"],
                     b["role"],
                     Encoder.from_state(b["encoder"]),
-                    _head_from_state(b["head"]),
+                    head_from_state(b["head"]),
                     b["head_data"],
                 )
                 for b in state["branches"]
@@ -405,8 +406,8 @@ class Runner:
                 f"{model.branches[branch].name} on {data.name}",
                 int(params.get("seed", 0)),
                 compute,
-                _head_state,
-                _head_from_state,
+                head_state,
+                head_from_state,
             )
             return value.to(self.device)
 
@@ -414,35 +415,8 @@ class Runner:
 
     # ------------------------------------------------------------------ cells
     def cell_key(self, cell: Cell) -> str:
-        task = self.suite.spec("tasks", cell.task)
-        return content_key(
-            {
-                "suite": self.suite.name,
-                "cell": cell.__dict__,
-                "tables": {
-                    "victim": self.suite.spec("encoders", cell.victim).resolved(),
-                    "auxiliaries": [
-                        self.suite.spec("encoders", a).resolved() for a in self.suite.auxiliaries(cell.victim)
-                    ],
-                    "attack": self.suite.spec("attacks", cell.attack).resolved(),
-                    "defense": self.suite.spec("defenses", cell.defense).resolved(),
-                    "task": task.resolved(),
-                    "datasets": {
-                        id_: self.suite.spec("datasets", id_).resolved() for id_ in self._datasets_of(cell)
-                    },
-                    "image_size": self.suite.image_size,
-                    "batch_size": self.suite.batch_size,
-                },
-            }
-        )
-
-    def _datasets_of(self, cell: Cell) -> list[str]:
-        """Every dataset id a cell's stages read: pretraining, attacker, tuning and task data."""
-        encoders = [cell.victim, *self.suite.auxiliaries(cell.victim)]
-        ids = [self.suite.spec("encoders", e).reserved.get("data") for e in encoders]
-        ids.append(self.suite.spec("attacks", cell.attack).reserved.get("data", self.suite.attacker_data))
-        ids += [cell.tuning, self.suite.spec("tasks", cell.task).reserved["data"]]
-        return sorted({i for i in ids if i})
+        """The key of the cell's task stage: derived from the keys of every stage the cell reads."""
+        return self.graph.task(cell).key
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         start = time.perf_counter()
@@ -452,7 +426,7 @@ class Runner:
         train, train_key = self.dataset(task_spec.reserved["data"], "train", cell.seed)
         test, test_key = self.dataset(task_spec.reserved["data"], "test", cell.seed)
         test_adv = self.adversarial(attack, attack_key, test, test_key, cell.seed)
-        adv_key = content_key({"adv": attack_key, "data": test_key, "batch_size": self.suite.batch_size})
+        adv_key = self.graph.adversarial(cell).key
         task = instantiate(self.suite, self.registry, "tasks", cell.task)
         ctx = self._ctx(cell.seed)
         task.ctx = ctx
@@ -525,9 +499,55 @@ class Runner:
         return out
 
     def pending(self, cells: list[Cell]) -> list[Cell]:
-        """Cells without a stored result (all cells when ``force``)."""
-        return list(cells) if self.force else [c for c in cells if not self.store.has(self.cell_key(c))]
+        """Cells without a stored result, and those reading a stage that ``force`` names."""
+        return [
+            c for c in cells if self.force.hits(self.graph.task(c)) or not self.store.has(self.cell_key(c))
+        ]
 
 
-def _now() -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+_MISSING = object()
+
+
+def _one_line(exc: BaseException) -> str:
+    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
+
+
+def _mentions(material: Any, keys: set[str]) -> bool:
+    """Whether ``material`` holds one of ``keys`` (the keys of the stages it reads) anywhere."""
+    if isinstance(material, str):
+        return material in keys
+    if isinstance(material, dict):
+        return any(_mentions(v, keys) for v in material.values())
+    if isinstance(material, (list, tuple)):
+        return any(_mentions(v, keys) for v in material)
+    return False
+
+
+def _round_trip(attack, new_attack: Callable[[], Any], images) -> Any:
+    """The fitted attack as a later run will load it: ``state_dict()`` through ``torch.save``/``load``
+    (weights only) into a fresh instance, which must perturb a batch. A state that does not survive
+    is a one-line error naming the plugin and ``state_dict``, on the first run rather than the rerun."""
+    import io
+
+    from zepad_bench.errors import UserError
+
+    x = next(iter(images))[:2]
+    attack.perturb(x)  # a bug of perturb itself keeps its traceback
+    try:
+        buffer = io.BytesIO()
+        torch.save(attack.state_dict(), buffer)
+        buffer.seek(0)
+        restored = new_attack()
+        restored.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=True))
+        restored.perturb(x)
+    except Exception as exc:
+        raise UserError(
+            f"attack plugin {attack.name!r}: its fitted state does not survive the cache "
+            f"(state_dict() → load_state_dict() → perturb failed: {_one_line(exc)}); keep the fitted "
+            "state in tensors or plain data, or override state_dict()/load_state_dict()"
+        ) from None
+    return restored
+
+
+def _now(timespec: str = "seconds") -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec=timespec)

@@ -108,3 +108,11 @@ class ResultStore:
         for row in rows:
             row["machine"] = json.loads(row["machine"])
         return rows
+
+    def computed_since(self, key: str, since: str) -> bool:
+        """Whether the stage ``key`` was computed at or after ``since`` (an ISO timestamp)."""
+        return key in self.keys_computed_since(since)
+
+    def keys_computed_since(self, since: str) -> set[str]:
+        with self._connect() as db:
+            return {k for (k,) in db.execute("SELECT key FROM stage_runs WHERE created >= ?", (since,))}

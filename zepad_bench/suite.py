@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 import itertools
 import os
 import re
@@ -393,24 +392,14 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
 
 def instantiate(suite: Suite, registry: Registry, section: str, id_: str, eps: float | None = None):
     """Create the plugin object of table ``section.id_``; bad params become a :class:`SuiteError`."""
+    from zepad_bench.params import check
+
     spec = suite.spec(section, id_)
     cls = registry.get(KIND_OF[section], spec.plugin)
     try:
+        check(cls, spec.params)  # names, types and allowed values from the declaration, before construction
         return cls(eps, **spec.params) if section == "attacks" else cls(**spec.params)
-    except TypeError as exc:
-        accepted = dict.fromkeys(
-            p
-            for klass in cls.__mro__
-            if "__init__" in vars(klass) and klass.__module__ != "zepad_bench.interfaces"
-            for p, kind in inspect.signature(klass.__init__).parameters.items()
-            if p not in ("self", "eps") and kind.kind not in (kind.VAR_KEYWORD, kind.VAR_POSITIONAL)
-        )
-        raise SuiteError(
-            suite.path,
-            f"{section}.{id_}",
-            f"bad parameters for plugin {spec.plugin!r}: {exc}; accepted: {', '.join(accepted) or 'none'}",
-        ) from None
-    except ValueError as exc:
+    except (TypeError, ValueError) as exc:
         raise SuiteError(
             suite.path, f"{section}.{id_}", f"bad parameters for plugin {spec.plugin!r}: {exc}"
         ) from None

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Literal
 
 from torch import Tensor
 
 from zepad_bench.nn.encoder import Encoder
-from zepad_bench_plugins.attacks.common import UniversalAttack, check_choice, cycle, random_delta
+from zepad_bench_plugins.attacks.common import UniversalAttack, cycle, random_delta
 
 
 class RandomNoise(UniversalAttack):
@@ -20,9 +21,11 @@ class RandomNoise(UniversalAttack):
     name = "random-noise"
     role = "control"
 
-    def __init__(self, eps: float, *, distribution: str = "sign"):
+    param_help = {"distribution": "±eps signs, or uniform in [−eps, eps]"}
+
+    def __init__(self, eps: float, *, distribution: Literal["sign", "uniform"] = "sign"):
         super().__init__(eps)
-        self.distribution = check_choice("distribution", distribution, ("sign", "uniform"))
+        self.distribution = distribution
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
         super().fit(encoders, images)

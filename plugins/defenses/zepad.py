@@ -242,6 +242,12 @@ class ZePAD(Defense):
         train_idx, val_idx = stratified_split(data.labels, self.val_fraction, self._seed(0))
         return data.subset(train_idx), data.subset(val_idx)
 
+    def code_dependencies(self) -> list[type]:
+        """The generator attack's class (Algorithm 1): its code is part of the tuning's cache key."""
+        if self.adversary != "generator":
+            return []
+        return [load_registry(self.generator_plugins).get("attacks", self.generator)]
+
     def _fit_generator(self, victim: Encoder, data: LabeledImages) -> Attack:
         """Algorithm 1's generator G: a downstream-agnostic attack fitted on the clean victim and D_f."""
         attack = load_registry(self.generator_plugins).get("attacks", self.generator)(

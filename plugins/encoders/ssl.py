@@ -23,6 +23,17 @@ class SSLEncoder(EncoderSource):
 
     name = "ssl"
     methods: ClassVar[tuple[str, ...]] = SSL_METHODS
+    extra_params = "recipe parameters of the method (e.g. lr, temperature, queue_size)"
+    param_help = {
+        "method": "SSL method",
+        "arch": "backbone architecture (built-in or registered by a plugin)",
+        "arch_params": "keyword arguments of the backbone builder",
+        "epochs": "pretraining epochs",
+        "batch_size": "pretraining batch size",
+        "input_size": "resize inside the encoder (None: the suite's image size)",
+        "normalisation": "input normalisation statistics",
+    }
+    param_choices = {"method": SSL_METHODS, "normalisation": NORMALISATIONS}
 
     def __init__(
         self,
@@ -36,15 +47,11 @@ class SSLEncoder(EncoderSource):
         **recipe: Any,
     ):
         super().__init__()
-        from zepad_bench.nn.backbones import ARCHS
+        from zepad_bench.nn.backbones import known_archs
         from zepad_bench.nn.ssl import recipe as resolve
 
-        if arch not in ARCHS:
-            raise ValueError(f"unknown arch {arch!r}; known: {', '.join(ARCHS)}")
-        if normalisation not in NORMALISATIONS:
-            raise ValueError(
-                f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
-            )
+        if arch not in known_archs():
+            raise ValueError(f"unknown arch {arch!r}; known: {', '.join(known_archs())}")
         for what, value in (("epochs", epochs), ("batch_size", batch_size)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{what} must be a positive integer, got {value!r}")

@@ -42,18 +42,31 @@ class Stripes(DatasetSource):
         return LabeledImages((images * 255).round().to(torch.uint8), labels, ["h", "v"])
 
 
-class RandomInit(EncoderSource):
-    """Outside encoder source: a seeded random-init small CNN."""
-
-    name = "outside-random"
+class TinyConv(torch.nn.Module):
+    """Outside backbone: one 3×3 conv, ReLU and global average pooling (``out_dim`` = width)."""
 
     def __init__(self, width: int = 8):
         super().__init__()
-        self.width = width
+        self.conv = torch.nn.Conv2d(3, width, 3, padding=1)
+        self.out_dim = width
+
+    def forward(self, x):
+        return torch.relu(self.conv(x)).mean((2, 3))
+
+
+class RandomInit(EncoderSource):
+    """Outside encoder source: a seeded random-init small CNN (or another registered ``arch``)."""
+
+    name = "outside-random"
+    param_help = {"width": "channel width of the backbone", "arch": "a registered architecture"}
+
+    def __init__(self, width: int = 8, arch: str = "small-cnn"):
+        super().__init__()
+        self.width, self.arch = width, arch
 
     def build(self, data):
         torch.manual_seed(self.ctx.seed)
-        return Encoder("small-cnn", {"width": self.width})
+        return Encoder(self.arch, {"width": self.width})
 
 
 @hookimpl
@@ -69,3 +82,8 @@ def register_datasets(register):
 @hookimpl
 def register_encoders(register):
     register(RandomInit)
+
+
+@hookimpl
+def register_backbones(register):
+    register("outside-tiny", TinyConv)

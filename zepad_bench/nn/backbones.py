@@ -1,13 +1,13 @@
-"""Backbones by name: solo-learn's CIFAR ResNet18 stem, the ImageNet ResNet18, and a small CPU CNN."""
+"""Backbones by name: solo-learn's CIFAR ResNet18 stem, the ImageNet ResNet18, a small CPU CNN, and
+those plugins register through the ``register_backbones`` hook."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import torch
 from torch import nn
-
-ARCHS = ("resnet18", "resnet18-imagenet", "resnet50", "small-cnn")
 
 
 class SmallCNN(nn.Module):
@@ -32,25 +32,57 @@ class SmallCNN(nn.Module):
         return self.pool(self.features(x)).flatten(1)
 
 
-def build_backbone(arch: str, **params: Any) -> tuple[nn.Module, int]:
-    """Return ``(backbone, feature_dim)``; torchvision layer names, so solo-learn keys load as is.
+def _resnet(arch: str) -> Callable[[], nn.Module]:
+    """solo-learn's CIFAR variant (conv1 3×3, stride 1, padding 2; maxpool and fc removed), or with
+    ``-imagenet`` the standard stem, fc removed; torchvision layer names, so solo-learn keys load as is."""
 
-    ``resnet18``/``resnet50``: solo-learn's CIFAR variant (conv1 3×3, stride 1, padding 2; maxpool
-    and fc removed). ``resnet18-imagenet``: the standard stem, fc removed.
-    """
-    from torchvision import models
+    def build() -> nn.Module:
+        from torchvision import models
 
-    if arch == "small-cnn":
-        net = SmallCNN(**params)
-        return net, net.out_dim
-    if arch in ("resnet18", "resnet18-imagenet", "resnet50"):
-        if params:
-            raise ValueError(f"{arch} takes no parameters, got {sorted(params)}")
         net = models.resnet50() if arch == "resnet50" else models.resnet18()
-        dim = net.fc.in_features
+        net.out_dim = net.fc.in_features
         net.fc = nn.Identity()
         if arch != "resnet18-imagenet":
             net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)
             net.maxpool = nn.Identity()
-        return net, dim
-    raise ValueError(f"unknown arch {arch!r}; known: {', '.join(ARCHS)}")
+        return net
+
+    return build
+
+
+BUILDERS: dict[str, Callable[..., nn.Module]] = {
+    "resnet18": _resnet("resnet18"),
+    "resnet18-imagenet": _resnet("resnet18-imagenet"),
+    "resnet50": _resnet("resnet50"),
+    "small-cnn": SmallCNN,
+}
+"""Architecture name → builder (``**arch_params`` → an ``nn.Module`` with an integer ``out_dim``): the
+built-ins, plus what plugins register through the ``register_backbones`` hook."""
+
+
+BUILT_IN = tuple(BUILDERS)
+
+
+def register_backbone(name: str, builder: Callable[..., nn.Module]) -> None:
+    """Make ``name`` buildable (and so loadable from cached encoder states); built-in names are taken."""
+    if name in BUILT_IN:
+        raise ValueError(f"backbone {name!r} is a built-in architecture; choose another name")
+    BUILDERS[name] = builder
+
+
+def known_archs() -> tuple[str, ...]:
+    return tuple(BUILDERS)
+
+
+def build_backbone(arch: str, **params: Any) -> tuple[nn.Module, int]:
+    """Return ``(backbone, feature_dim)`` made by the registered builder of ``arch``."""
+    if arch not in BUILDERS:
+        raise ValueError(f"unknown arch {arch!r}; known: {', '.join(BUILDERS)} (plugins may add more)")
+    try:
+        net = BUILDERS[arch](**params)
+    except TypeError as exc:
+        raise ValueError(f"arch {arch!r}: bad arch_params {params}: {exc}") from None
+    dim = getattr(net, "out_dim", None)
+    if not isinstance(net, nn.Module) or isinstance(dim, bool) or not isinstance(dim, int):
+        raise ValueError(f"arch {arch!r}: its builder must return an nn.Module with an integer `out_dim`")
+    return net, dim

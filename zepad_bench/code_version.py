@@ -1,0 +1,144 @@
+"""A plugin's code version: its provider (distribution and version) plus a hash of the source it runs.
+
+The source hash covers the plugin class's module and, transitively, every module it imports
+(anywhere in the file, lazy imports included) from its own top-level package or from
+``zepad_bench``. Sources are hashed as their compiled code without docstrings and line numbers,
+so comments, formatting and documentation do not invalidate the cache, while any change to code
+does — for built-ins, editable installs and ad-hoc modules alike (an installed wheel's files only
+change with its version).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+import inspect
+import re
+import sys
+import types
+from pathlib import Path
+
+HOST_PACKAGE = "zepad_bench"
+
+
+def _code_digest(code: types.CodeType, out: hashlib._Hash) -> None:
+    """Feed the instructions, names and constants of ``code`` (not its line numbers) into ``out``."""
+    out.update(code.co_code)
+    out.update(repr((code.co_names, code.co_varnames, code.co_freevars, code.co_cellvars)).encode())
+    for const in code.co_consts:
+        if isinstance(const, types.CodeType):
+            _code_digest(const, out)
+        else:
+            out.update(repr(const).encode())
+
+
+def _origin(module: str) -> Path | None:
+    """The source file of ``module``, found under its (imported) top-level package without importing it."""
+    top, _, rest = module.partition(".")
+    path = getattr(sys.modules.get(top), "__file__", None)
+    if path is None:  # locating a top-level module does not run it
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            return None
+        path = spec.origin if spec is not None else None
+    if path is None:
+        return None
+    path = Path(path)
+    if not rest:
+        return path if path.suffix == ".py" else None
+    if path.name != "__init__.py":
+        return None
+    base = path.parent.joinpath(*rest.split("."))
+    for candidate in (base.with_suffix(".py"), base / "__init__.py"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+IMPORT = re.compile(
+    r"^[ \t]*(?:from[ \t]+(\.*[\w.]*)[ \t]+import[ \t]+(\([^)]*\)|[^\n#]*)|import[ \t]+([^\n#]*))", re.M
+)
+
+
+def _imports(source: str, module: str, is_package: bool) -> set[str]:
+    """Absolute names of the modules ``source`` imports (``from a import b`` also yields ``a.b``)."""
+    names: set[str] = set()
+    package = module if is_package else module.rpartition(".")[0]
+    for base, imported, plain in IMPORT.findall(source):
+        if plain:
+            names.update(n.split(" as ")[0].strip() for n in plain.split(","))
+            continue
+        level = len(base) - len(base.lstrip("."))
+        base = base.lstrip(".")
+        if level:
+            parts = package.split(".")
+            anchor = ".".join(parts[: len(parts) - level + 1])
+            base = f"{anchor}.{base}" if base else anchor
+        names.add(base)
+        for name in imported.strip("()").split(","):
+            name = name.split(" as ")[0].strip()
+            if name:
+                names.add(f"{base}.{name}")
+    return names
+
+
+def _module_digest(module: str) -> tuple[str, tuple[str, ...]]:
+    """(sha256 of the module's compiled code without docstrings, the in-scope modules it imports)."""
+    path = _origin(module)
+    if path is None:
+        return "", ()
+    stat = path.stat()
+    return _file_digest(module, path, stat.st_mtime_ns, stat.st_size)
+
+
+@functools.cache
+def _file_digest(module: str, path: Path, mtime_ns: int, size: int) -> tuple[str, tuple[str, ...]]:
+    source = path.read_text()
+    digest = hashlib.sha256()
+    # optimize=2 drops docstrings (and asserts): documentation edits keep the cache valid
+    _code_digest(compile(source, "<plugin>", "exec", dont_inherit=True, optimize=2), digest)
+    return digest.hexdigest(), tuple(sorted(_imports(source, module, path.name == "__init__.py")))
+
+
+def closure(module: str) -> dict[str, str]:
+    """Digest of ``module`` and of every module it reaches in its own top-level package and
+    ``zepad_bench`` (by name; found and hashed without importing them)."""
+    scope = {module.partition(".")[0], HOST_PACKAGE}
+    seen: dict[str, str] = {}
+    todo = [module]
+    while todo:
+        name = todo.pop()
+        if name in seen or name.partition(".")[0] not in scope:
+            continue
+        digest, imported = _module_digest(name)
+        if not digest:
+            continue
+        seen[name] = digest
+        todo.extend(imported)
+    return seen
+
+
+def source_hash(module: str) -> str:
+    """Hash of :func:`closure` of ``module``."""
+    blob = "\n".join(f"{name}:{digest}" for name, digest in sorted(closure(module).items()))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def files_stamp(module: str) -> list[tuple[str, int, int]]:
+    """(path, mtime_ns, size) of every file of :func:`closure` of ``module`` (any edit, docs included)."""
+    out = []
+    for name in sorted(closure(module)):
+        path = _origin(name)
+        if path is not None:
+            stat = path.stat()
+            out.append((str(path), stat.st_mtime_ns, stat.st_size))
+    return out
+
+
+def code_version(cls: type, provider: object) -> str:
+    """``"<provider> <source hash[:16]>"`` for a plugin class (provider: the registry's entry)."""
+    module = inspect.getmodule(cls)
+    name = module.__name__ if module is not None else cls.__module__
+    return f"{provider} src:{source_hash(name)[:16]}"

@@ -1,0 +1,22 @@
+"""Load a suite with CLI axis overrides: shared by the CLI and the executors' jobs (no import cycle)."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from zepad_bench.suite import Suite
+
+
+def split_ids(value: str | None) -> list[str] | None:
+    """``"a, b"`` → ``["a", "b"]``; ``None`` (axis not given) stays ``None``."""
+    return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
+
+
+def load_with_axes(suite_path: str, axes: dict[str, str | None]) -> Suite:
+    """Load and validate ``suite_path`` with every installed plugin; ``axes`` replace grid axes."""
+    from zepad_bench.registry import load_registry
+    from zepad_bench.suite import load_suite
+
+    suite = load_suite(suite_path, load_registry())
+    return suite.with_axes(**{k: split_ids(v) for k, v in axes.items()})

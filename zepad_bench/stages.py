@@ -1,0 +1,261 @@
+"""The stage graph of a suite: every stage's key derived once, from resolved inputs, before any work.
+
+A stage's key is the hash of its resolved parameters (every declared default filled in), the
+plugin's code version (provider + source hash, :mod:`zepad_bench.code_version`), its fingerprint,
+and the keys of the stages it reads. A cell's key is the key of its task stage, so a changed
+default, an edited plugin module or a replaced unpinned checkpoint changes exactly the keys of
+the stages downstream of it, and ``pending()`` sees those cells as not done.
+
+    dataset ─┬─ encoder ─┬─ attack ── adversarial ─┐
+             │           └─ defense ───────────────┼─ task (= the cell)
+             └─────────────────────────────────────┘
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from zepad_bench.cache import content_key
+from zepad_bench.code_version import code_version
+from zepad_bench.errors import UserError
+from zepad_bench.params import resolved
+from zepad_bench.registry import KINDS, Registry
+from zepad_bench.suite import KIND_OF, Cell, Suite, instantiate
+
+STAGE_KINDS = ("dataset", "encoder", "attack", "defense", "adversarial", "task")
+
+
+@dataclass(frozen=True, eq=False)
+class Stage:
+    """One node: its kind, key, the plugin it runs (``None`` for derived stages), what it reads."""
+
+    kind: str
+    key: str
+    label: str
+    material: dict[str, Any] = field(repr=False)
+    plugin: str | None = None
+    inputs: tuple[Stage, ...] = field(default=(), repr=False)
+    args: tuple[Any, ...] = ()
+    """What the runner's method for this stage takes (encoders: id and seed), for executors."""
+
+    def closure(self) -> Iterator[Stage]:
+        """This stage and every stage it reads, inputs before readers, each once."""
+        seen: set[tuple[str, str]] = set()
+
+        def visit(stage: Stage) -> Iterator[Stage]:
+            if (stage.kind, stage.key) in seen:
+                return
+            seen.add((stage.kind, stage.key))
+            for parent in stage.inputs:
+                yield from visit(parent)
+            yield stage
+
+        yield from visit(self)
+
+
+def _node(kind: str, label: str, material: dict[str, Any], plugin=None, inputs=(), args=()) -> Stage:
+    key = content_key({"stage": kind, **material})
+    return Stage(kind, key, label, material, plugin, tuple(inputs), tuple(args))
+
+
+class StageGraph:
+    """Stages of ``suite`` (memoised): the one place where keys are derived."""
+
+    def __init__(self, suite: Suite, registry: Registry):
+        self.suite, self.registry = suite, registry
+        self._memo: dict[tuple, Stage] = {}
+
+    def _plugin_material(self, section: str, id_: str, drop: tuple[str, ...] = ()) -> dict[str, Any]:
+        spec = self.suite.spec(section, id_)
+        kind = KIND_OF[section]
+        cls = self.registry.get(kind, spec.plugin)
+        plugin = instantiate(self.suite, self.registry, section, id_, eps=self.suite.grid["eps"][0])
+        code = code_version(cls, self.registry.provider(kind, spec.plugin))
+        return {
+            "plugin": spec.plugin,
+            "params": resolved(cls, spec.params, drop),
+            "code": [code, *(code_version(dep, dep.__module__) for dep in plugin.code_dependencies())],
+            "fingerprint": plugin.fingerprint(),
+        }
+
+    def _memoised(self, key: tuple, build) -> Stage:
+        if key not in self._memo:
+            self._memo[key] = build()
+        return self._memo[key]
+
+    def dataset(self, id_: str, split: str, seed: int) -> Stage:
+        """A split of a dataset; the seed splits sets without an official split and samples data."""
+
+        def build() -> Stage:
+            material = {
+                **self._plugin_material("datasets", id_),
+                "split": split,
+                "image_size": self.suite.image_size,
+                "seed": seed,
+            }
+            plugin = self.suite.spec("datasets", id_).plugin
+            return _node("dataset", f"{id_}:{split} (seed {seed})", material, plugin)
+
+        return self._memoised(("dataset", id_, split, seed), build)
+
+    def encoder(self, id_: str, seed: int) -> Stage:
+        """A public encoder; pretrained inside the suite per seed (a loaded file is the same for all)."""
+
+        def build() -> Stage:
+            data_id = self.suite.spec("encoders", id_).reserved.get("data")
+            data = self.dataset(data_id, "train", seed) if data_id else None
+            material = {
+                **self._plugin_material("encoders", id_),
+                "data": data.key if data else None,
+                "image_size": self.suite.image_size,
+                "seed": seed,
+            }
+            plugin = self.suite.spec("encoders", id_).plugin
+            inputs = [data] if data else []
+            return _node("encoder", f"{id_} (seed {seed})", material, plugin, inputs, (id_, seed))
+
+        return self._memoised(("encoder", id_, seed), build)
+
+    def attacker_data(self, attack_id: str) -> str:
+        return self.suite.spec("attacks", attack_id).reserved.get("data", self.suite.attacker_data)
+
+    def attack(self, cell: Cell) -> Stage:
+        surrogate_ids = self.suite.surrogates(cell.victim, cell.scenario)
+
+        def build() -> Stage:
+            surrogates = [self.encoder(i, cell.seed) for i in surrogate_ids]
+            data = self.dataset(self.attacker_data(cell.attack), "train", cell.seed)
+            material = {
+                **self._plugin_material("attacks", cell.attack),
+                "eps": cell.eps,
+                "surrogates": [s.key for s in surrogates],
+                "data": data.key,
+                "batch_size": self.suite.batch_size,
+                "seed": cell.seed,
+            }
+            label = f"{cell.attack}@{cell.eps:.4f} on {'+'.join(surrogate_ids)} (seed {cell.seed})"
+            plugin = self.suite.spec("attacks", cell.attack).plugin
+            return _node("attack", label, material, plugin, [*surrogates, data])
+
+        return self._memoised(("attack", cell.attack, cell.eps, tuple(surrogate_ids), cell.seed), build)
+
+    def defense(self, cell: Cell) -> Stage:
+        def build() -> Stage:
+            spec = self.suite.spec("defenses", cell.defense)
+            cls = self.registry.get("defenses", spec.plugin)
+            victim = self.encoder(cell.victim, cell.seed)
+            auxiliaries = [self.encoder(i, cell.seed) for i in self.suite.auxiliaries(cell.victim)]
+            data = self.dataset(cell.tuning, "train", cell.seed)
+            material = {
+                **self._plugin_material("defenses", cell.defense, drop=tuple(cls.inference_params)),
+                "victim": victim.key,
+                "auxiliaries": [a.key for a in auxiliaries],
+                "data": data.key,
+                "seed": cell.seed,
+            }
+            label = f"{cell.defense} for {cell.victim} on D_f={cell.tuning} (seed {cell.seed})"
+            return _node("defense", label, material, spec.plugin, [victim, *auxiliaries, data])
+
+        return self._memoised(("defense", cell.defense, cell.victim, cell.tuning, cell.seed), build)
+
+    def task_data(self, cell: Cell) -> str:
+        return self.suite.spec("tasks", cell.task).reserved["data"]
+
+    def adversarial(self, cell: Cell) -> Stage:
+        """The attacked test split of the cell's task dataset."""
+        attack, test = self.attack(cell), self.dataset(self.task_data(cell), "test", cell.seed)
+        return self.adversarial_of(attack, test)
+
+    def adversarial_of(self, attack: Stage, test: Stage) -> Stage:
+        def build() -> Stage:
+            material = {"attack": attack.key, "data": test.key, "batch_size": self.suite.batch_size}
+            label = f"{attack.label.split(' on ')[0]} on {test.label}"
+            return _node("adversarial", label, material, None, [attack, test])
+
+        return self._memoised(("adversarial", attack.key, test.key), build)
+
+    def task(self, cell: Cell) -> Stage:
+        """The cell itself: its key is the results store's row key."""
+
+        def build() -> Stage:
+            spec = self.suite.spec("tasks", cell.task)
+            defense_spec = self.suite.spec("defenses", cell.defense)
+            defense_cls = self.registry.get("defenses", defense_spec.plugin)
+            attack, defense, adversarial = self.attack(cell), self.defense(cell), self.adversarial(cell)
+            train, test = (
+                self.dataset(self.task_data(cell), "train", cell.seed),
+                self.dataset(self.task_data(cell), "test", cell.seed),
+            )
+            material = {
+                **self._plugin_material("tasks", cell.task),
+                "suite": self.suite.name,
+                "cell": cell.__dict__,
+                "attack": attack.key,
+                "defense": defense.key,
+                # fusion and detection settings act after the tuning: they are part of the cell
+                "defense_inference": {
+                    k: v
+                    for k, v in resolved(defense_cls, defense_spec.params).items()
+                    if k in defense_cls.inference_params
+                },
+                "adversarial": adversarial.key,
+                "train": train.key,
+                "test": test.key,
+                "batch_size": self.suite.batch_size,
+            }
+            return _node(
+                "task", cell.label(), material, spec.plugin, [attack, defense, adversarial, train, test]
+            )
+
+        return self._memoised(("task", cell), build)
+
+
+@dataclass(frozen=True)
+class ForceSpec:
+    """What ``--force`` recomputes: ``all``, stage kinds (``attack``) or plugins (``attack:uap``, ``uap``);
+    every stage downstream of a forced one is recomputed too."""
+
+    targets: frozenset[str] = frozenset()
+
+    @classmethod
+    def parse(cls, value: bool | str | Sequence[str] | None) -> ForceSpec:
+        if value is None or value is False:
+            return cls()
+        if value is True:
+            return cls(frozenset({"all"}))
+        values = [value] if isinstance(value, str) else list(value)
+        targets = frozenset(v.strip() for item in values for v in item.split(",") if v.strip())
+        for target in targets:
+            kind, sep, _ = target.partition(":")
+            if sep and kind not in STAGE_KINDS:
+                raise UserError(
+                    f"--force {target!r}: unknown stage {kind!r}; known: {', '.join(STAGE_KINDS)}"
+                )
+        return cls(targets)
+
+    def __bool__(self) -> bool:
+        return bool(self.targets)
+
+    def matches(self, kind: str, plugin: str | None) -> bool:
+        if not self.targets:
+            return False
+        if "all" in self.targets or kind in self.targets:
+            return True
+        return plugin is not None and (plugin in self.targets or f"{kind}:{plugin}" in self.targets)
+
+    def check_known(self, registry: Registry) -> None:
+        """A target naming no stage kind and no registered plugin is a one-line error."""
+        plugins = {name for kind in KINDS for name in registry.kind(kind)}
+        for target in self.targets - {"all", *STAGE_KINDS}:
+            name = target.partition(":")[2] or target
+            if name not in plugins:
+                raise UserError(
+                    f"--force {target!r}: no stage or plugin of that name; use all, a stage "
+                    f"({', '.join(STAGE_KINDS)}), a plugin name or stage:plugin"
+                )
+
+    def hits(self, stage: Stage) -> bool:
+        """Whether ``stage`` or any stage it reads is forced."""
+        return any(self.matches(s.kind, s.plugin) for s in stage.closure())
