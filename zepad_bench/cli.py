@@ -49,11 +49,11 @@ def _axis_options(func):
     return func
 
 
-def _load(suite_path: str, axes: dict[str, str | None]):
+def _load(suite_path: str, axes: dict[str, str | None], download: bool = False):
     from zepad_bench.registry import load_registry
     from zepad_bench.suite import load_suite
 
-    suite = load_suite(suite_path, load_registry())
+    suite = load_suite(suite_path, load_registry(), download=download)
     return suite.with_axes(**{k: _split(v) for k, v in axes.items()})
 
 
@@ -96,6 +96,9 @@ def cli() -> None:
 @click.option("--slurm-timeout", default=240, show_default=True, type=int, help="Minutes per Slurm job.")
 @click.option("--slurm-jobs", default=8, show_default=True, type=int, help="Most Slurm jobs running at once.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--download", is_flag=True, help="First fetch and verify what the suite needs (datasets, encoders)."
+)
 def run(
     suite_path,
     workdir,
@@ -108,6 +111,7 @@ def run(
     slurm_timeout,
     slurm_jobs,
     quiet,
+    download,
     **axes,
 ):
     """Run SUITE's grid of cells (cached, resumable) and publish its leaderboard.
@@ -117,9 +121,11 @@ def run(
     and reused by every defense and task, a defense is tuned once and reused by every task.
     Finished cells are skipped; an interrupted run resumes where it stopped.
     """
+    from zepad_bench.download import fetch_all
     from zepad_bench.executors import run_local, run_slurm
 
-    suite = _load(suite_path, axes)
+    suite = _load(suite_path, axes, download)
+    fetch_all(suite)
     if executor == "slurm":
         options = {
             "slurm_partition": slurm_partition,

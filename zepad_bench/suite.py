@@ -18,7 +18,7 @@ from zepad_bench.registry import Registry
 SECTIONS = ("suite", "datasets", "encoders", "attacks", "defenses", "tasks", "grid")
 SCENARIOS = ("semi-black-box", "white-box")
 RESERVED = {  # keys of plugin tables that the runner consumes (not passed to the plugin)
-    "datasets": ("plugin",),
+    "datasets": ("plugin", "download"),
     "encoders": ("plugin", "data", "auxiliaries"),
     "attacks": ("plugin", "data"),
     "defenses": ("plugin",),
@@ -111,6 +111,7 @@ class Suite:
     grid: dict[str, list[Any]]
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     registry: Registry | None = field(repr=False, default=None)
+    download: frozenset[str] = frozenset()  # dataset ids to fetch before running (never part of keys)
 
     def spec(self, kind: str, id_: str) -> PluginSpec:
         return self.tables[kind][id_]
@@ -175,8 +176,12 @@ def _id_list(path: Path, key: str, value: Any) -> list:
     return value
 
 
-def load_suite(path: str | Path, registry: Registry) -> Suite:
-    """Parse and fully validate a suite: names, types, budgets, references, plugin params, data paths."""
+def load_suite(path: str | Path, registry: Registry, download: bool = False) -> Suite:
+    """Parse and fully validate a suite: names, types, budgets, references, plugin params, data paths.
+
+    Datasets to be downloaded (``download``: all; else those with ``download = true``) that can
+    ``fetch()`` skip the data-path check; validation itself never downloads.
+    """
     path = Path(path)
     try:
         raw = tomllib.loads(path.read_text())
@@ -227,6 +232,7 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
             raise SuiteError(path, "suite.plugins", str(exc)) from None
 
     tables: dict[str, dict[str, PluginSpec]] = {}
+    downloads: set[str] = set()
     for section in RESERVED:
         tables[section] = {}
         entries = _expect(path, section, raw.get(section, {}), dict, f"[{section}.<id>] tables")
@@ -242,6 +248,11 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
                     f"unknown {section[:-1]} plugin {plugin!r}; known: {', '.join(sorted(known)) or 'none'}",
                 )
             reserved = {k: table[k] for k in RESERVED[section] if k in table and k != "plugin"}
+            if section == "datasets" and (
+                _expect(path, f"{key}.download", reserved.pop("download", False), bool, "true or false")
+                or download
+            ):
+                downloads.add(id_)
             params = {k: v for k, v in table.items() if k not in RESERVED[section]}
             tables[section][id_] = PluginSpec(id_, plugin, reserved, params)
 
@@ -331,10 +342,13 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         grid,
         raw,
         registry,
+        frozenset(downloads),
     )
     for section, entries in tables.items():
         for id_ in entries:
-            instantiate(suite, registry, section, id_, eps=grid["eps"][0]).check()
+            plugin = instantiate(suite, registry, section, id_, eps=grid["eps"][0])
+            if not (id_ in downloads and section == "datasets" and callable(getattr(plugin, "fetch", None))):
+                plugin.check()
     return suite
 
 
