@@ -40,6 +40,10 @@ def build_backbone(arch: str, **params: Any) -> tuple[nn.Module, int]:
     """
     from torchvision import models
 
+    from zepad_bench.nn import hub
+
+    if arch.startswith(hub.PREFIXES):  # public hub models: see zepad_bench.nn.hub
+        return hub.build_hub_backbone(arch, **params)
     if arch == "small-cnn":
         net = SmallCNN(**params)
         return net, net.out_dim
