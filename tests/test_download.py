@@ -21,7 +21,7 @@ from conftest import SMOKE_SUITE
 
 from zepad_bench import load_registry
 from zepad_bench.cli import cli
-from zepad_bench.download import fetch_datasets
+from zepad_bench.download import fetch_all
 from zepad_bench.errors import UserError
 from zepad_bench.suite import load_suite
 from zepad_bench_plugins.datasets.folders import Animals10
@@ -137,12 +137,12 @@ def test_validation_never_downloads_and_names_the_flag(tmp_path, cifar_archive):
     with pytest.raises(UserError, match="--download"):
         load_suite(path, registry)
     suite = load_suite(path, registry, download=True)
-    assert "c10" in suite.download and not (tmp_path / "data").exists()
+    assert "datasets.c10" in suite.download and not (tmp_path / "data").exists()
     marked = load_suite(suite_with_cifar(tmp_path, "download = true"), registry)
-    assert marked.download == {"c10"} and not (tmp_path / "data").exists()
+    assert marked.download == {"datasets.c10"} and not (tmp_path / "data").exists()
     # the flag is no part of the table, so cached stages and results are shared with later runs
     assert marked.spec("datasets", "c10") == suite.spec("datasets", "c10")
-    assert fetch_datasets(marked) == ["c10"]
+    assert fetch_all(marked) == ["datasets.c10"]
     assert load_suite(path, registry).download == frozenset()  # now valid without the flag
 
 

@@ -77,6 +77,24 @@ def _job_run_cells(
     return len(indices)
 
 
+def encoders_to_pretrain(suite, cells: list) -> list[str]:
+    """Ids of the encoders ``cells`` use that are pretrained in the run (their table has ``data``), in
+    first-use order: on Slurm each gets its own job before any attack or defense job needs it."""
+    used = dict.fromkeys(e for c in cells for e in [c.victim, *suite.auxiliaries(c.victim)])
+    return [e for e in used if "data" in suite.spec("encoders", e).reserved]
+
+
+def _job_build_encoder(
+    suite_path: str, axes: dict[str, str | None], workdir: str, device: str | None, force: bool, id_: str
+) -> str:
+    """Slurm job body: build (pretrain, load or fetch from a hub) one encoder into the shared cache."""
+    from zepad_bench.cli import _load
+    from zepad_bench.runner import Runner
+
+    suite = _load(suite_path, axes)
+    return Runner(suite, suite.registry, workdir, device, force).encoder(id_)[1]
+
+
 def run_slurm(
     suite_path: str,
     axes: dict[str, str | None],
@@ -86,7 +104,8 @@ def run_slurm(
     options: dict[str, Any],
     cluster: str | None = None,
 ) -> list[dict[str, Any]]:
-    """Fan out through submitit: first one job per distinct attack fit and defense tuning, then the cells.
+    """Fan out through submitit: one job per encoder pretrained in the run, then one per distinct
+    attack fit and defense tuning, then the cells.
 
     The workdir must be on a filesystem shared by the nodes; stages meet in its content-addressed
     cache, so the second phase reuses every fit. ``cluster="local"`` runs the same jobs as local
@@ -110,6 +129,14 @@ def run_slurm(
         c = cells[i]
         first["attack"].setdefault((c.attack, c.eps, c.victim, c.scenario, c.seed), i)
         first["defense"].setdefault((c.defense, c.victim, c.tuning, c.seed), i)
+    jobs = [
+        executor.submit(_job_build_encoder, str(suite_path), axes, workdir, device, force, id_)
+        for id_ in encoders_to_pretrain(suite, [cells[i] for i in pending])
+    ]
+    if jobs:
+        console.print(f"submitted {len(jobs)} encoder pretraining jobs")
+    for job in jobs:
+        job.result()
     for stage in ("attack", "defense"):
         jobs = [
             executor.submit(_job_run_cells, str(suite_path), axes, workdir, device, force, [i], stage)

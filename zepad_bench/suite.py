@@ -42,6 +42,7 @@ GRID_AXES = {  # axis → (table its values refer to, or None)
     "seeds": None,
 }
 TUNE_ON_TASK = "task"  # `[grid] tuning = "task"`: each cell tunes on its own task's dataset (D_f = D_d)
+FETCHED = ("datasets", "encoders")  # sections whose plugins may fetch() their files (`run --download`)
 CLI_AXES = ("victims", "scenarios", "attacks", "defenses", "tuning", "tasks")
 
 
@@ -111,7 +112,7 @@ class Suite:
     grid: dict[str, list[Any]]
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     registry: Registry | None = field(repr=False, default=None)
-    download: frozenset[str] = frozenset()  # dataset ids to fetch before running (never part of keys)
+    download: frozenset[str] = frozenset()  # "<section>.<id>" tables to fetch first (never in any key)
 
     def spec(self, kind: str, id_: str) -> PluginSpec:
         return self.tables[kind][id_]
@@ -179,8 +180,8 @@ def _id_list(path: Path, key: str, value: Any) -> list:
 def load_suite(path: str | Path, registry: Registry, download: bool = False) -> Suite:
     """Parse and fully validate a suite: names, types, budgets, references, plugin params, data paths.
 
-    Datasets to be downloaded (``download``: all; else those with ``download = true``) that can
-    ``fetch()`` skip the data-path check; validation itself never downloads.
+    Tables to be downloaded (``download``: every dataset and encoder; else datasets with
+    ``download = true``) whose plugin can ``fetch()`` skip the path check; validation never downloads.
     """
     path = Path(path)
     try:
@@ -248,11 +249,11 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
                     f"unknown {section[:-1]} plugin {plugin!r}; known: {', '.join(sorted(known)) or 'none'}",
                 )
             reserved = {k: table[k] for k in RESERVED[section] if k in table and k != "plugin"}
-            if section == "datasets" and (
-                _expect(path, f"{key}.download", reserved.pop("download", False), bool, "true or false")
-                or download
-            ):
-                downloads.add(id_)
+            marked = section == "datasets" and _expect(
+                path, f"{key}.download", reserved.pop("download", False), bool, "true or false"
+            )
+            if marked or (download and section in FETCHED):
+                downloads.add(key)
             params = {k: v for k, v in table.items() if k not in RESERVED[section]}
             tables[section][id_] = PluginSpec(id_, plugin, reserved, params)
 
@@ -347,7 +348,7 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
     for section, entries in tables.items():
         for id_ in entries:
             plugin = instantiate(suite, registry, section, id_, eps=grid["eps"][0])
-            if not (id_ in downloads and section == "datasets" and callable(getattr(plugin, "fetch", None))):
+            if not (f"{section}.{id_}" in downloads and callable(getattr(plugin, "fetch", None))):
                 plugin.check()
     return suite
 
