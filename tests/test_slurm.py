@@ -22,3 +22,15 @@ def test_slurm_path_fits_each_stage_once_then_runs_cells(smoke_suite, tmp_path, 
     runs = Runner(suite, suite.registry, workdir).store.stage_runs("smoke")
     stages = [r["stage"] for r in runs]
     assert stages.count("attack") == 1 and stages.count("defense") == 1
+
+
+def test_encoders_pretrained_in_the_run_get_their_own_jobs(smoke_suite):
+    from zepad_bench.executors import encoders_to_pretrain
+
+    text = smoke_suite.read_text().replace(
+        "[encoders.rand2]",
+        '[encoders.ssl]\nplugin = "ssl"\nmethod = "simclr"\ndata = "stripes"\n\n[encoders.rand2]',
+    )
+    smoke_suite.write_text(text.replace('auxiliaries = ["rand2"]', 'auxiliaries = ["ssl", "rand2"]'))
+    suite = load_suite(smoke_suite, load_registry(["zb_outside_plugin"]))
+    assert encoders_to_pretrain(suite, suite.cells()) == ["ssl"]  # loaded encoders are built in attack jobs

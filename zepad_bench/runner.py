@@ -19,6 +19,7 @@ from zepad_bench.cache import ArtifactCache, content_key
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages, UnlabeledBatches
 from zepad_bench.interfaces import Branch, DefendedModel, TaskData
+from zepad_bench.nn import precision
 from zepad_bench.nn.encoder import Encoder, extract_features
 from zepad_bench.nn.heads import MLPHead, train_head
 from zepad_bench.registry import Registry
@@ -126,6 +127,8 @@ class Runner:
         encode: Callable[[Any], Any],
         decode: Callable[[Any], Any],
     ) -> tuple[Any, str]:
+        if self.suite.precision != "fp32":  # fp32 keys stay those of runs made before the option
+            material = {**material, "precision": self.suite.precision}
         key = content_key({"stage": stage, **material})
         if (stage, key) in self._memo:
             return self._memo[(stage, key)], key
@@ -135,7 +138,8 @@ class Runner:
         else:
             seed_everything(seed)
             start = time.perf_counter()
-            value = compute()
+            with precision.use(self.suite.precision):
+                value = compute()
             seconds = time.perf_counter() - start
             self.cache.save(stage, key, encode(value), material)
             self.store.log_stage(stage, key, label, seconds, self.suite.name, _now())
@@ -403,6 +407,7 @@ class Runner:
                     "image_size": self.suite.image_size,
                     "batch_size": self.suite.batch_size,
                     "seed": self.suite.seed,
+                    **({"precision": self.suite.precision} if self.suite.precision != "fp32" else {}),
                 },
             }
         )
@@ -439,7 +444,8 @@ class Runner:
         )
         seed_everything(cell.seed)
         task_start = time.perf_counter()
-        metrics = task.run(model, data)
+        with precision.use(self.suite.precision):
+            metrics = task.run(model, data)
         task_seconds = time.perf_counter() - task_start
         key = self.cell_key(cell)
         if ctx.records:
@@ -458,6 +464,7 @@ class Runner:
                 "attack_role": attack.role,
                 "defense_role": model.defense.role,
                 "report_metrics": list(task.report_metrics),
+                "precision": self.suite.precision,
                 "attack_key": attack_key,
                 "defense_key": defense_key,
                 "branches": [{"name": b.name, "role": b.role} for b in model.branches],

@@ -113,6 +113,7 @@ class Suite:
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     registry: Registry | None = field(repr=False, default=None)
     download: frozenset[str] = frozenset()  # "<section>.<id>" tables to fetch first (never in any key)
+    precision: str = "fp32"  # "bf16": backbones under bf16 autocast (zepad_bench.nn.precision)
 
     def spec(self, kind: str, id_: str) -> PluginSpec:
         return self.tables[kind][id_]
@@ -204,6 +205,7 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
         "batch_size",
         "plugins",
         "description",
+        "precision",
     }
     for key in head:
         if key not in known_suite_keys:
@@ -219,6 +221,9 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
     if not 8 <= image_size <= 512:
         raise SuiteError(path, "suite.image_size", f"expected 8..512, got {image_size}")
     batch_size = _expect(path, "suite.batch_size", head.get("batch_size", 256), int, "an integer")
+    precision = _expect(path, "suite.precision", head.get("precision", "fp32"), str, "a string")
+    if precision not in ("fp32", "bf16"):
+        raise SuiteError(path, "suite.precision", f"expected fp32 or bf16, got {precision!r}")
     try:
         eps = parse_eps(head.get("eps", "10/255"))
     except ValueError as exc:
@@ -344,6 +349,7 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
         raw,
         registry,
         frozenset(downloads),
+        precision,
     )
     for section, entries in tables.items():
         for id_ in entries:
