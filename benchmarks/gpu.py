@@ -166,6 +166,7 @@ plugin = "classification"
 data = "digits"
 
 [grid]
+victims = ["victim"]
 scenarios = ["white-box"]
 """
 

@@ -128,7 +128,7 @@ class Runner:
         encode: Callable[[Any], Any],
         decode: Callable[[Any], Any],
     ) -> tuple[Any, str]:
-        if self.suite.precision != "fp32":  # fp32 keys stay those of runs made before the option
+        if self.suite.precision != "fp32" and stage != "dataset":  # fp32 keys: as before the option
             material = {**material, "precision": self.suite.precision}
         key = content_key({"stage": stage, **material})
         if (stage, key) in self._memo:
