@@ -96,6 +96,9 @@ def cli() -> None:
 @click.option("--slurm-timeout", default=240, show_default=True, type=int, help="Minutes per Slurm job.")
 @click.option("--slurm-jobs", default=8, show_default=True, type=int, help="Most Slurm jobs running at once.")
 @click.option("--quiet", is_flag=True, help="No progress bars.")
+@click.option(
+    "--download", is_flag=True, help="First fetch and verify what the suite needs (datasets, encoders)."
+)
 def run(
     suite_path,
     workdir,
@@ -108,6 +111,7 @@ def run(
     slurm_timeout,
     slurm_jobs,
     quiet,
+    download,
     **axes,
 ):
     """Run SUITE's grid of cells (cached, resumable) and publish its leaderboard.
@@ -117,12 +121,14 @@ def run(
     and reused by every defense and task, a defense is tuned once and reused by every task.
     Finished cells are skipped; an interrupted run resumes where it stopped.
     """
+    from zepad_bench.download import fetch_all
     from zepad_bench.executors import run_local, run_slurm
     from zepad_bench.stages import ForceSpec
 
-    suite = _load(suite_path, axes)
-    full = _load(suite_path, {})
+    suite = _load(suite_path, axes, download)
+    full = _load(suite_path, {}, download)
     ForceSpec.parse(force).check_known(suite.registry)
+    fetch_all(suite)
     if executor == "slurm":
         options = {
             "slurm_partition": slurm_partition,

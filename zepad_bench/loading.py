@@ -13,10 +13,11 @@ def split_ids(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
-def load_with_axes(suite_path: str, axes: dict[str, str | None]) -> Suite:
-    """Load and validate ``suite_path`` with every installed plugin; ``axes`` replace grid axes."""
+def load_with_axes(suite_path: str, axes: dict[str, str | None], download: bool = False) -> Suite:
+    """Load and validate ``suite_path`` with every installed plugin; ``axes`` replace grid axes;
+    ``download``: tables that ``run --download`` will fetch skip their path check."""
     from zepad_bench.registry import load_registry
     from zepad_bench.suite import load_suite
 
-    suite = load_suite(suite_path, load_registry())
+    suite = load_suite(suite_path, load_registry(), download=download)
     return suite.with_axes(**{k: split_ids(v) for k, v in axes.items()})

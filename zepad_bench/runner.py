@@ -20,8 +20,10 @@ from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages, UnlabeledBatches
 from zepad_bench.interfaces import Branch, DefendedModel, TaskData
 from zepad_bench.locks import stage_lock
+from zepad_bench.nn import precision
+from zepad_bench.nn.batched import extract_features_together, groups_by_architecture
 from zepad_bench.nn.codec import head_from_state, head_state
-from zepad_bench.nn.encoder import Encoder, extract_features
+from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.heads import train_head
 from zepad_bench.registry import Registry
 from zepad_bench.stages import ForceSpec, StageGraph
@@ -181,7 +183,8 @@ class Runner:
     ) -> Any:
         seed_everything(seed)
         start = time.perf_counter()
-        value = compute()
+        with precision.use(self.suite.precision):
+            value = compute()
         seconds = time.perf_counter() - start
         self.cache.save(stage, key, encode(value), material)
         self.store.log_stage(stage, key, label, seconds, self.suite.name, _now("microseconds"))
@@ -357,15 +360,24 @@ class Runner:
     def _feature_fn(
         self, model: DefendedModel, defense_key: str, images: dict[str, tuple[Any, str]], seed: int
     ):
+        together: dict[tuple[int, str], torch.Tensor] = {}
+
         def features(branch: int, which: str) -> torch.Tensor:
             source, source_key = images[which]
             material = {"defense": defense_key, "branch": model.branches[branch].name, "images": source_key}
             tensor = source.images if isinstance(source, LabeledImages) else source
 
             def compute() -> torch.Tensor:
-                return extract_features(
-                    model.branches[branch].encoder, tensor, self.suite.batch_size, self.device
-                )
+                # branches of one architecture are evaluated together (nn.batched); the others' features
+                # wait in `together` until their own (cached) stage asks for them
+                if (branch, which) not in together:
+                    encoders = [b.encoder for b in model.branches]
+                    group = next(g for g in groups_by_architecture(encoders) if branch in g)
+                    feats = extract_features_together(
+                        [encoders[i] for i in group], tensor, self.suite.batch_size, self.device
+                    )
+                    together.update({(i, which): f for i, f in zip(group, feats)})
+                return together.pop((branch, which))
 
             value, _ = self._stage(
                 "features",
@@ -442,7 +454,8 @@ class Runner:
         )
         seed_everything(cell.seed)
         task_start = time.perf_counter()
-        metrics = task.run(model, data)
+        with precision.use(self.suite.precision):
+            metrics = task.run(model, data)
         task_seconds = time.perf_counter() - task_start
         key = self.cell_key(cell)
         if ctx.records:
@@ -464,6 +477,7 @@ class Runner:
                 "task_plugin": task.name,
                 "surrogates": self.suite.surrogates(cell.victim, cell.scenario),
                 "test_size": len(test),
+                "precision": self.suite.precision,
                 "attack_key": attack_key,
                 "defense_key": defense_key,
                 "branches": [{"name": b.name, "role": b.role} for b in model.branches],

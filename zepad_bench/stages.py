@@ -80,6 +80,14 @@ class StageGraph:
             "fingerprint": plugin.fingerprint(),
         }
 
+    def _node(
+        self, kind: str, label: str, material: dict[str, Any], plugin=None, inputs=(), args=()
+    ) -> Stage:
+        """A stage of this suite; under ``precision = "bf16"`` every stage but data is keyed apart."""
+        if self.suite.precision != "fp32" and kind != "dataset":  # fp32 keys: as before the option
+            material = {**material, "precision": self.suite.precision}
+        return _node(kind, label, material, plugin, inputs, args)
+
     def _memoised(self, key: tuple, build) -> Stage:
         if key not in self._memo:
             self._memo[key] = build()
@@ -96,7 +104,7 @@ class StageGraph:
                 "seed": seed,
             }
             plugin = self.suite.spec("datasets", id_).plugin
-            return _node("dataset", f"{id_}:{split} (seed {seed})", material, plugin)
+            return self._node("dataset", f"{id_}:{split} (seed {seed})", material, plugin)
 
         return self._memoised(("dataset", id_, split, seed), build)
 
@@ -114,7 +122,7 @@ class StageGraph:
             }
             plugin = self.suite.spec("encoders", id_).plugin
             inputs = [data] if data else []
-            return _node("encoder", f"{id_} (seed {seed})", material, plugin, inputs, (id_, seed))
+            return self._node("encoder", f"{id_} (seed {seed})", material, plugin, inputs, (id_, seed))
 
         return self._memoised(("encoder", id_, seed), build)
 
@@ -137,7 +145,7 @@ class StageGraph:
             }
             label = f"{cell.attack}@{cell.eps:.4f} on {'+'.join(surrogate_ids)} (seed {cell.seed})"
             plugin = self.suite.spec("attacks", cell.attack).plugin
-            return _node("attack", label, material, plugin, [*surrogates, data])
+            return self._node("attack", label, material, plugin, [*surrogates, data])
 
         return self._memoised(("attack", cell.attack, cell.eps, tuple(surrogate_ids), cell.seed), build)
 
@@ -156,7 +164,7 @@ class StageGraph:
                 "seed": cell.seed,
             }
             label = f"{cell.defense} for {cell.victim} on D_f={cell.tuning} (seed {cell.seed})"
-            return _node("defense", label, material, spec.plugin, [victim, *auxiliaries, data])
+            return self._node("defense", label, material, spec.plugin, [victim, *auxiliaries, data])
 
         return self._memoised(("defense", cell.defense, cell.victim, cell.tuning, cell.seed), build)
 
@@ -172,7 +180,7 @@ class StageGraph:
         def build() -> Stage:
             material = {"attack": attack.key, "data": test.key, "batch_size": self.suite.batch_size}
             label = f"{attack.label.split(' on ')[0]} on {test.label}"
-            return _node("adversarial", label, material, None, [attack, test])
+            return self._node("adversarial", label, material, None, [attack, test])
 
         return self._memoised(("adversarial", attack.key, test.key), build)
 
@@ -205,7 +213,7 @@ class StageGraph:
                 "test": test.key,
                 "batch_size": self.suite.batch_size,
             }
-            return _node(
+            return self._node(
                 "task", cell.label(), material, spec.plugin, [attack, defense, adversarial, train, test]
             )
 

@@ -20,7 +20,7 @@ from zepad_bench.registry import Registry
 SECTIONS = ("suite", "datasets", "encoders", "attacks", "defenses", "tasks", "grid")
 SCENARIOS = ("semi-black-box", "white-box")
 RESERVED = {  # keys of plugin tables that the runner consumes (not passed to the plugin)
-    "datasets": ("plugin",),
+    "datasets": ("plugin", "download"),
     "encoders": ("plugin", "data", "auxiliaries"),
     "attacks": ("plugin", "data"),
     "defenses": ("plugin",),
@@ -44,6 +44,7 @@ GRID_AXES = {  # axis → (table its values refer to, or None)
     "seeds": None,
 }
 TUNE_ON_TASK = "task"  # `[grid] tuning = "task"`: each cell tunes on its own task's dataset (D_f = D_d)
+FETCHED = ("datasets", "encoders")  # sections whose plugins may fetch() their files (`run --download`)
 CLI_AXES = ("victims", "scenarios", "attacks", "defenses", "tuning", "tasks")
 
 
@@ -113,6 +114,8 @@ class Suite:
     grid: dict[str, list[Any]]
     raw: dict[str, Any] = field(repr=False, default_factory=dict)
     registry: Registry | None = field(repr=False, default=None)
+    download: frozenset[str] = frozenset()  # "<section>.<id>" tables to fetch first (never in any key)
+    precision: str = "fp32"  # "bf16": backbones under bf16 autocast (zepad_bench.nn.precision)
 
     def spec(self, kind: str, id_: str) -> PluginSpec:
         return self.tables[kind][id_]
@@ -223,8 +226,12 @@ def _importable_from(folder: Path):
             sys.path.remove(entry)
 
 
-def load_suite(path: str | Path, registry: Registry) -> Suite:
-    """Parse and fully validate a suite: names, types, budgets, references, plugin params, data paths."""
+def load_suite(path: str | Path, registry: Registry, download: bool = False) -> Suite:
+    """Parse and fully validate a suite: names, types, budgets, references, plugin params, data paths.
+
+    Tables to be downloaded (``download``: every dataset and encoder; else datasets with
+    ``download = true``) whose plugin can ``fetch()`` skip the path check; validation never downloads.
+    """
     path = Path(path)
     raw = _read_toml(path)
     for section in raw:
@@ -241,6 +248,7 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         "batch_size",
         "plugins",
         "description",
+        "precision",
     }
     for key in head:
         if key not in known_suite_keys:
@@ -256,6 +264,9 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
     if not 8 <= image_size <= 512:
         raise SuiteError(path, "suite.image_size", f"expected 8..512, got {image_size}")
     batch_size = _expect(path, "suite.batch_size", head.get("batch_size", 256), int, "an integer")
+    precision = _expect(path, "suite.precision", head.get("precision", "fp32"), str, "a string")
+    if precision not in ("fp32", "bf16"):
+        raise SuiteError(path, "suite.precision", f"expected fp32 or bf16, got {precision!r}")
     try:
         eps = parse_eps(head.get("eps", "10/255"))
     except ValueError as exc:
@@ -272,6 +283,7 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
             raise SuiteError(path, "suite.plugins", f"{exc} (searched {folder} first)") from None
 
     tables: dict[str, dict[str, PluginSpec]] = {}
+    downloads: set[str] = set()
     for section in RESERVED:
         tables[section] = {}
         entries = _expect(path, section, raw.get(section, {}), dict, f"[{section}.<id>] tables")
@@ -287,6 +299,11 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
                     f"unknown {section[:-1]} plugin {plugin!r}; known: {', '.join(sorted(known)) or 'none'}",
                 )
             reserved = {k: table[k] for k in RESERVED[section] if k in table and k != "plugin"}
+            marked = section == "datasets" and _expect(
+                path, f"{key}.download", reserved.pop("download", False), bool, "true or false"
+            )
+            if marked or (download and section in FETCHED):
+                downloads.add(key)
             params = {k: v for k, v in table.items() if k not in RESERVED[section]}
             params = _resolve_paths(known[plugin], params, path.resolve().parent)
             tables[section][id_] = PluginSpec(id_, plugin, reserved, params)
@@ -377,10 +394,14 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         grid,
         raw,
         registry,
+        frozenset(downloads),
+        precision,
     )
     for section, entries in tables.items():
         for id_ in entries:
             plugin = instantiate(suite, registry, section, id_, eps=grid["eps"][0])
+            if f"{section}.{id_}" in downloads and callable(getattr(plugin, "fetch", None)):
+                continue  # fetched by `run --download` before any work; validation never downloads
             try:
                 plugin.check()
             except SuiteError:

@@ -1,34 +1,66 @@
-"""The paper's torchvision datasets, read from ``root`` by torchvision's own code (``download=False``)."""
+"""The paper's torchvision datasets, read from ``root`` by torchvision's own code.
+
+``fetch()`` runs torchvision's own download (``download=True``: fetch, verify the md5, extract) into
+``root``; the runner calls it only for datasets a suite asks to download (``--download`` or
+``download = true``). Loading never downloads.
+"""
 
 from __future__ import annotations
+
+from typing import Any, ClassVar
 
 import torch
 
 from zepad_bench.data.transforms import to_nchw_rgb
-from zepad_bench_plugins.datasets.base import DiskDataset, Table
+from zepad_bench.errors import UserError
+from zepad_bench_plugins.datasets.base import SPLITS, DiskDataset, Table
 
 
-def _how_to(cls: str, holds: str, splits: bool = False) -> str:
-    call = (
-        f"torchvision.datasets.{cls}(root, split='train'|'test', download=True)"
-        if splits
-        else f"torchvision.datasets.{cls}(root, download=True)"
+def _how_to(holds: str) -> str:
+    return (
+        "run with `zepad-bench run SUITE --download` (or set download = true in its [datasets.<id>] "
+        f"table) to fetch it with torchvision, or point root= at the folder holding {holds}"
     )
-    return f"download it with {call} on a machine with internet, or point root= at the folder holding {holds}"
 
 
-class CIFAR10(DiskDataset):
+class TorchvisionDataset(DiskDataset):
+    """A set torchvision can read and download: ``source(split)`` builds torchvision's dataset object."""
+
+    source_class: ClassVar[str]  # the class name in torchvision.datasets
+    split_style: ClassVar[str] = "split"  # how the class takes the split: split="train"|"test", or train=bool
+
+    def _construct(self, split: str, download: bool) -> Any:
+        import torchvision.datasets
+
+        cls = getattr(torchvision.datasets, self.source_class)
+        which = {"train": split == "train"} if self.split_style == "train" else {"split": split}
+        return cls(str(self.root), download=download, **which)
+
+    def source(self, split: str) -> Any:
+        """torchvision's dataset object of ``split`` under ``root`` (never downloads); errors → UserError."""
+        return self.open(lambda: self._construct(split, download=False))
+
+    def fetch(self) -> None:
+        """Download and verify every split into ``root`` with torchvision (files already verified stay)."""
+        for split in SPLITS:
+            try:
+                self._construct(split, download=True)
+            except (OSError, RuntimeError) as exc:  # no network, refused, checksum mismatch, disk full
+                raise UserError(f"{self.title}: download into {self.root.resolve()} failed: {exc}") from None
+
+
+class CIFAR10(TorchvisionDataset):
     """CIFAR-10 (Krizhevsky 2009), official 50k/10k split, from the python batches (32×32)."""
 
     name = "cifar10"
     title = "CIFAR10"
     required = ("cifar-10-batches-py",)
-    how_to = _how_to("CIFAR10", "cifar-10-batches-py")
+    how_to = _how_to("cifar-10-batches-py")
+    source_class = "CIFAR10"
+    split_style = "train"
 
     def _table(self, split: str, seed: int) -> Table:
-        from torchvision.datasets import CIFAR10 as Source
-
-        data = self.open(lambda: Source(str(self.root), train=split == "train", download=False))
+        data = self.source(split)
         images = to_nchw_rgb(data.data)
         return Table(torch.tensor(data.targets), list(data.classes), self.array_reader(images))
 
@@ -36,7 +68,7 @@ class CIFAR10(DiskDataset):
 STL10_CLASSES = ("airplane", "bird", "car", "cat", "deer", "dog", "horse", "monkey", "ship", "truck")
 
 
-class STL10(DiskDataset):
+class STL10(TorchvisionDataset):
     """STL-10 (Coates 2011), labelled train 5k / test 8k (96×96), from the binary files.
 
     torchvision verifies every file's checksum, ``unlabeled_X.bin`` included, so all must be present.
@@ -45,29 +77,27 @@ class STL10(DiskDataset):
     name = "stl10"
     title = "STL10"
     required = ("stl10_binary",)
-    how_to = _how_to("STL10", "stl10_binary", splits=True)
+    how_to = _how_to("stl10_binary")
+    source_class = "STL10"
 
     def _table(self, split: str, seed: int) -> Table:
-        from torchvision.datasets import STL10 as Source
-
-        data = self.open(lambda: Source(str(self.root), split=split, download=False))
+        data = self.source(split)
         classes = getattr(data, "classes", None) or list(STL10_CLASSES)
         images = torch.from_numpy(data.data)
         return Table(torch.from_numpy(data.labels).long(), classes, self.array_reader(images))
 
 
-class SVHN(DiskDataset):
+class SVHN(TorchvisionDataset):
     """SVHN (Netzer 2011) cropped digits, official train 73,257 / test 26,032 (32×32), label 10 → 0."""
 
     name = "svhn"
     title = "SVHN"
     required = ("train_32x32.mat", "test_32x32.mat")
-    how_to = _how_to("SVHN", "train_32x32.mat and test_32x32.mat", splits=True)
+    how_to = _how_to("train_32x32.mat and test_32x32.mat")
+    source_class = "SVHN"
 
     def _table(self, split: str, seed: int) -> Table:
-        from torchvision.datasets import SVHN as Source
-
-        data = self.open(lambda: Source(str(self.root), split=split, download=False))
+        data = self.source(split)
         return Table(
             torch.from_numpy(data.labels).long(),
             [str(d) for d in range(10)],
@@ -75,7 +105,7 @@ class SVHN(DiskDataset):
         )
 
 
-class GTSRB(DiskDataset):
+class GTSRB(TorchvisionDataset):
     """GTSRB (Stallkamp 2012), 43 classes, official train 26,640 / test 12,630 (.ppm files of varying size).
 
     The paper's code split the training folder at random instead; this uses the official test set.
@@ -84,12 +114,11 @@ class GTSRB(DiskDataset):
     name = "gtsrb"
     title = "GTSRB"
     required = ("gtsrb/GTSRB/Training", "gtsrb/GTSRB/Final_Test/Images", "gtsrb/GT-final_test.csv")
-    how_to = _how_to("GTSRB", "gtsrb/", splits=True)
+    how_to = _how_to("gtsrb/")
+    source_class = "GTSRB"
 
     def _table(self, split: str, seed: int) -> Table:
-        from torchvision.datasets import GTSRB as Source
-
-        data = self.open(lambda: Source(str(self.root), split=split, download=False))
+        data = self.source(split)
         samples = data._samples  # (path, class id) pairs; torchvision has no public list
         return Table(
             torch.tensor([c for _, c in samples], dtype=torch.long),

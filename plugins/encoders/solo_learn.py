@@ -20,7 +20,10 @@ class SoloLearnEncoder(EncoderSource):
 
     Params: ``path``, ``arch`` (default "resnet18", solo-learn's CIFAR stem), ``arch_params``,
     ``sha256`` (pins the file), ``normalisation`` ("cifar" | "imagenet"), ``input_size`` (resize
-    inside the encoder, e.g. 32 for a CIFAR checkpoint fed 64×64 images).
+    inside the encoder, e.g. 32 for a CIFAR checkpoint fed 64×64 images), ``paper`` (an id of the
+    paper's encoders manifest, e.g. "simclr-cifar10": ``run --download`` fetches that file into
+    ``path`` and verifies its sha256 where a source is reachable; a file already at ``path``, e.g.
+    one built by ``zepad-bench pretrain``, is used as is).
     """
 
     name = "solo-learn"
@@ -34,8 +37,18 @@ class SoloLearnEncoder(EncoderSource):
         sha256: str | None = None,
         normalisation: str = "cifar",
         input_size: int | None = None,
+        paper: str | None = None,
     ):
         super().__init__()
+        if paper is not None:
+            from zepad_bench.paper_encoders import paper_encoder
+
+            entry = paper_encoder(paper)
+            for key, value in (("arch", arch), ("normalisation", normalisation)):
+                if value != entry[key]:
+                    raise ValueError(
+                        f"paper encoder {paper} has {key} {entry[key]!r}; set {key} = {entry[key]!r}"
+                    )
         if normalisation not in NORMALISATIONS:
             raise ValueError(
                 f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
@@ -48,13 +61,26 @@ class SoloLearnEncoder(EncoderSource):
             raise ValueError(f"input_size must be a positive integer, got {input_size!r}")
         self.path, self.arch, self.arch_params = Path(path).expanduser(), arch, arch_params
         self.sha256, self.normalisation, self.input_size = sha256, normalisation, input_size
+        self.paper = paper
 
     def check(self) -> None:
         if not self.path.is_file():
+            fetch = "fetch it with `zepad-bench run SUITE --download`, " if self.paper else ""
             raise UserError(
-                f"{self.path}: checkpoint not found (encoder plugin 'solo-learn'): bring solo-learn's file, "
-                "or build it with `zepad-bench pretrain --method M --dataset D --out DIR`"
+                f"{self.path}: checkpoint not found (encoder plugin 'solo-learn'): {fetch}bring solo-learn's "
+                "file, build it with `zepad-bench pretrain --method M --dataset D --out DIR`, or rebuild it "
+                'in the run with plugin = "ssl", recipe = "solo-learn"'
             )
+
+    def fetch(self) -> None:
+        """``--download``: fetch and verify the manifest's file (``paper``) into ``path`` unless a file is
+        already there."""
+        if self.paper is None or self.path.is_file():
+            self.check()
+            return
+        from zepad_bench.paper_encoders import fetch_paper_encoder
+
+        fetch_paper_encoder(self.paper, self.path)
 
     def fingerprint(self) -> str:
         """The pinned sha256, else the file's size and modification time (a replaced file is re-read)."""

@@ -13,12 +13,20 @@ if TYPE_CHECKING:
     from zepad_bench.nn.encoder import Encoder
 
 
+DEFAULTS = {"arch": "small-cnn", "epochs": 20, "batch_size": 256, "normalisation": "cifar"}
+"""The ``ssl`` plugin's settings without a preset (CPU-sized)."""
+
+
 class SSLEncoder(EncoderSource):
     """Pretrains an encoder with an SSL method (solo-learn CIFAR recipe) on the table's ``data``.
 
     Params: ``method`` (one of :attr:`methods`), ``arch``, ``arch_params``, ``epochs``,
     ``batch_size``, ``input_size``, ``normalisation`` ("cifar" | "imagenet"), and any recipe
     parameter of the method (e.g. ``lr``, ``temperature``, ``queue_size``), validated up front.
+    ``recipe = "solo-learn"`` presets everything to solo-learn's published recipe of the method on
+    ``recipe_dataset`` ("cifar10": 1000 epochs, batch 256, CIFAR ResNet18; "imagenet100": 400
+    epochs, ImageNet ResNet18 at 224 px; see :mod:`zepad_bench.nn.ssl.presets`); params given in the
+    table still win. Without a preset: small-cnn, 20 epochs, batch 256, CIFAR normalisation.
     """
 
     name = "ssl"
@@ -38,27 +46,68 @@ class SSLEncoder(EncoderSource):
     def __init__(
         self,
         method: str,
-        arch: str = "small-cnn",
+        arch: str | None = None,
         arch_params: dict[str, Any] | None = None,
-        epochs: int = 20,
-        batch_size: int = 256,
+        epochs: int | None = None,
+        batch_size: int | None = None,
         input_size: int | None = None,
-        normalisation: str = "cifar",
-        **recipe: Any,
+        normalisation: str | None = None,
+        recipe: str | None = None,
+        recipe_dataset: str = "cifar10",
+        **overrides: Any,
     ):
         super().__init__()
         from zepad_bench.nn.backbones import known_archs
         from zepad_bench.nn.ssl import recipe as resolve
+        from zepad_bench.nn.ssl.presets import RECIPES, solo_learn_preset
 
-        if arch not in known_archs():
-            raise ValueError(f"unknown arch {arch!r}; known: {', '.join(known_archs())}")
-        for what, value in (("epochs", epochs), ("batch_size", batch_size)):
+        settings: dict[str, Any] = {
+            "arch": "small-cnn",
+            "epochs": 20,
+            "batch_size": 256,
+            "normalisation": "cifar",
+        }
+        if recipe is not None:
+            if recipe not in RECIPES:
+                raise ValueError(f"recipe must be one of {', '.join(RECIPES)}, got {recipe!r}")
+            preset, preset_overrides = solo_learn_preset(method, recipe_dataset)
+            settings.update(preset)
+            overrides = {**preset_overrides, **overrides}
+        given = {"arch": arch, "epochs": epochs, "batch_size": batch_size, "normalisation": normalisation}
+        settings.update({k: v for k, v in given.items() if v is not None})
+        if input_size is not None:
+            settings["input_size"] = input_size
+        if settings["arch"] not in known_archs():
+            raise ValueError(f"unknown arch {settings['arch']!r}; known: {', '.join(known_archs())}")
+        if settings["normalisation"] not in NORMALISATIONS:
+            raise ValueError(
+                f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {settings['normalisation']!r}"
+            )
+        for what in ("epochs", "batch_size"):
+            value = settings[what]
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise ValueError(f"{what} must be a positive integer, got {value!r}")
-        resolve(method, **recipe)
-        self.method, self.arch, self.arch_params = method, arch, dict(arch_params or {})
-        self.epochs, self.batch_size, self.input_size = epochs, batch_size, input_size
-        self.normalisation, self.recipe = normalisation, recipe
+        self.cfg = resolve(method, **overrides)
+        self.method, self.arch, self.arch_params = method, settings["arch"], dict(arch_params or {})
+        self.epochs, self.batch_size = settings["epochs"], settings["batch_size"]
+        self.input_size, self.normalisation = settings.get("input_size"), settings["normalisation"]
+        self.recipe, self.preset = overrides, recipe
+
+    def fingerprint(self) -> str:
+        """With a preset, the resolved settings and recipe (so a changed preset is recomputed)."""
+        if self.preset is None:
+            return super().fingerprint()
+        import json
+
+        resolved = {
+            "arch": self.arch,
+            "epochs": self.epochs,
+            "batch_size": self.batch_size,
+            "input_size": self.input_size,
+            "normalisation": self.normalisation,
+            "recipe": self.cfg,
+        }
+        return json.dumps(resolved, sort_keys=True)
 
     def build(self, data: LabeledImages | None) -> Encoder:
         from zepad_bench.nn.ssl import pretrain

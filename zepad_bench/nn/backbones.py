@@ -75,7 +75,12 @@ def known_archs() -> tuple[str, ...]:
 
 
 def build_backbone(arch: str, **params: Any) -> tuple[nn.Module, int]:
-    """Return ``(backbone, feature_dim)`` made by the registered builder of ``arch``."""
+    """Return ``(backbone, feature_dim)`` made by the registered builder of ``arch``; ``timm:<name>``
+    and ``open_clip:<name>`` are public hub models (:mod:`zepad_bench.nn.hub`)."""
+    from zepad_bench.nn import hub
+
+    if arch.startswith(hub.PREFIXES):
+        return hub.build_hub_backbone(arch, **params)
     if arch not in BUILDERS:
         raise ValueError(f"unknown arch {arch!r}; known: {', '.join(BUILDERS)} (plugins may add more)")
     try:

@@ -9,6 +9,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zepad_bench.nn.backbones import build_backbone
+from zepad_bench.nn.precision import run_backbone
 
 CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
 CIFAR_STD = (0.247, 0.243, 0.261)
@@ -46,7 +47,7 @@ class Encoder(nn.Module):
             x = F.interpolate(
                 x, size=(self.input_size, self.input_size), mode="bilinear", align_corners=False
             )
-        return self.backbone((x - self.mean) / self.std)
+        return run_backbone(self.backbone, (x - self.mean) / self.std)
 
     def spec(self) -> dict[str, Any]:
         return {

@@ -25,6 +25,8 @@ from lightly.models.modules.nn_memory_bank import NNMemoryBankModule
 from lightly.models.utils import deactivate_requires_grad, update_momentum
 from torch import Tensor, nn
 
+from zepad_bench.nn.precision import run_backbone
+
 COMMON_DEFAULTS: dict[str, Any] = {
     "optimizer": "lars",  # lars | sgd | adam
     "lr": 0.4,
@@ -67,7 +69,7 @@ class Method(nn.Module):
 
     def features(self, x: Tensor, backbone: nn.Module | None = None) -> Tensor:
         """Backbone features of [0, 1] images (normalised here, as the :class:`Encoder` does)."""
-        return (backbone or self.backbone)((x - self.mean) / self.std)
+        return run_backbone(backbone or self.backbone, (x - self.mean) / self.std)
 
     def loss(self, views: list[Tensor], labels: Tensor | None, step: Step) -> Tensor:
         raise NotImplementedError
