@@ -58,7 +58,7 @@ def test_runner_features_of_zepad_branches_equal_the_sequential_path(tmp_path):
     model, defense_key = runner.defense(cell)
     encoders_ = [b.encoder for b in model.branches]
     assert any(len(g) > 1 for g in groups_by_architecture(encoders_))  # victim and auxiliary copies
-    test, test_key = runner.dataset("stripes", "test")
+    test, test_key = runner.dataset("stripes", "test", 0)
     features = runner._feature_fn(model, defense_key, {"test": (test, test_key)}, cell.seed)
     for i, encoder in enumerate(encoders_):
         assert torch.allclose(features(i, "test"), extract_features(encoder, test.images), atol=1e-5)

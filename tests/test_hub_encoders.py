@@ -144,13 +144,13 @@ def test_a_hub_victim_runs_a_cell_within_the_pixel_budget_and_caches(tmp_path):
     row = runner.run_cell(cell)
     assert row["metrics"]
     attack, attack_key = runner.attack(cell)  # crafted on the ViT and the CLIP tower (white-box)
-    test, test_key = runner.dataset("stripes", "test")
+    test, test_key = runner.dataset("stripes", "test", 0)
     adv = runner.adversarial(attack, attack_key, test, test_key, cell.seed)
     delta = adv - test.images.float() / 255
     assert delta.abs().max() <= cell.eps + 1e-6 and delta.abs().max() > cell.eps / 2  # pixel units
     again = Runner(suite, suite.registry, tmp_path / "w", device="cpu")
     for id_ in ("vit", "clip"):
-        first, second = runner.encoder(id_)[0], again.encoder(id_)[0]
+        first, second = runner.encoder(id_, 0)[0], again.encoder(id_, 0)[0]
         x = torch.rand(2, 3, 16, 16)
         with torch.no_grad():
             assert torch.equal(first(x), second(x))

@@ -139,7 +139,7 @@ def test_run_download_fetches_a_suites_paper_encoder(tmp_path, manifest):
     suite = load_suite(path, registry, download=True)  # validation alone fetches nothing
     assert "encoders.paper" in suite.download and not dest.exists()
     assert "encoders.paper" in fetch_all(suite) and dest.is_file()
-    encoder, _ = Runner(suite, suite.registry, tmp_path / "w", device="cpu").encoder("paper")
+    encoder, _ = Runner(suite, suite.registry, tmp_path / "w", device="cpu").encoder("paper", 0)
     assert encoder.meta["sha256"] == paper_encoders()["simclr-cifar10"]["sha256"]
 
 
