@@ -18,7 +18,7 @@ import torch
 from zepad_bench.cache import ArtifactCache, content_key
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages, UnlabeledBatches
-from zepad_bench.interfaces import Branch, DefendedModel, TaskData
+from zepad_bench.interfaces import TRANSFER_SCENARIOS, Branch, DefendedModel, TaskData
 from zepad_bench.nn.encoder import Encoder, extract_features
 from zepad_bench.nn.heads import MLPHead, train_head
 from zepad_bench.registry import Registry
@@ -202,8 +202,7 @@ class Runner:
 
     def attack(self, cell: Cell):
         spec = self.suite.spec("attacks", cell.attack)
-        surrogate_ids = self.suite.surrogates(cell.victim, cell.scenario)
-        surrogates = [self.encoder(i) for i in surrogate_ids]
+        surrogate_ids, surrogates = self._attacked_encoders(cell)
         encoders = [e for e, _ in surrogates]
         data_id = spec.reserved.get("data", self.suite.attacker_data)
         data, data_key = self.dataset(data_id, "train")
@@ -235,6 +234,62 @@ class Runner:
 
         label = f"{cell.attack}@{cell.eps:.4f} on {'+'.join(surrogate_ids)} (seed {cell.seed})"
         return self._stage("attack", material, label, cell.seed, compute, lambda a: a.state_dict(), decode)
+
+    def _attacked_encoders(self, cell: Cell) -> tuple[list[str], list[tuple[Encoder, str]]]:
+        """Names and ``(encoder, cache key)`` of the encoders an attack is fitted on: the public
+        surrogates (transfer scenarios), or every branch of the defended model (``defense-aware``,
+        ``adaptive``), keyed by the defense's tuning so the attack is refitted per defense."""
+        if cell.scenario in TRANSFER_SCENARIOS:
+            ids = self.suite.surrogates(cell.victim, cell.scenario)
+            return ids, [self.encoder(i) for i in ids]
+        model, defense_key = self.defense(cell)
+        names = [b.name for b in model.branches]
+        return names, [(b.encoder, f"{defense_key}:{b.name}") for b in model.branches]
+
+    def adaptive_adversarial(
+        self,
+        cell: Cell,
+        attack,
+        attack_key: str,
+        model: DefendedModel,
+        task,
+        data: TaskData,
+        keys: tuple[str, str],
+    ) -> tuple[torch.Tensor, str, dict[str, float]]:
+        """``adaptive`` scenario: the test images attacked per batch through the task's whole pipeline
+        (``attack.perturb_pipeline`` with the test labels), the stage key, and the pipeline's input-
+        gradient statistics (:func:`zepad_bench.pipeline.input_gradient_stats`). Cached on the fitted
+        attack (which includes the defense), the task's table and its train/test data."""
+        from zepad_bench.errors import UserError
+        from zepad_bench.pipeline import DefendedPipeline, input_gradient_stats
+
+        task_spec = self.suite.spec("tasks", cell.task)
+        material = {
+            "attack": attack_key,
+            "task": task_spec.resolved(),
+            "train": keys[0],
+            "test": keys[1],
+            "batch_size": self.suite.batch_size,
+        }
+
+        def compute() -> dict[str, Any]:
+            pipeline = DefendedPipeline(model, task.pipeline_heads(model, data))
+            out = []
+            batches = range(0, len(data.test), self.suite.batch_size)
+            for start in self._ctx(cell.seed).track(batches, f"adaptive {data.test.name}"):
+                window = slice(start, start + self.suite.batch_size)
+                x = data.test.float_images(window).to(self.device)
+                x_adv = attack.perturb_pipeline(pipeline, x, data.test.labels[window].to(self.device))
+                if (x_adv - x).abs().max() > attack.eps + 1e-6:
+                    raise UserError(f"attack {attack.name} exceeded its budget eps={attack.eps:.4f}")
+                out.append(x_adv.detach().float().cpu())
+            images = torch.cat(out)
+            stats = input_gradient_stats(pipeline, data.test.float_images(slice(None)), data.test.labels)
+            return {"images": images, "stats": stats}
+
+        label = f"{attack.name}@{cell.eps:.4f} adaptive on {cell.defense}/{cell.task} (seed {cell.seed})"
+        value, key = self._stage("adaptive", material, label, cell.seed, compute, lambda v: v, lambda v: v)
+        return value["images"], key, dict(value["stats"])
 
     def defense(self, cell: Cell) -> tuple[DefendedModel, str]:
         spec = self.suite.spec("defenses", cell.defense)
@@ -422,24 +477,26 @@ class Runner:
         task_spec = self.suite.spec("tasks", cell.task)
         train, train_key = self.dataset(task_spec.reserved["data"], "train")
         test, test_key = self.dataset(task_spec.reserved["data"], "test")
-        test_adv = self.adversarial(attack, attack_key, test, test_key, cell.seed)
-        adv_key = content_key({"adv": attack_key, "data": test_key, "batch_size": self.suite.batch_size})
         task = instantiate(self.suite, self.registry, "tasks", cell.task)
         ctx = self._ctx(cell.seed)
         task.ctx = ctx
-        images = {"train": (train, train_key), "test": (test, test_key), "test_adv": (test_adv, adv_key)}
+        images = {"train": (train, train_key), "test": (test, test_key)}
         feature_fn = self._feature_fn(model, defense_key, images, cell.seed)
-        data = TaskData(
-            train,
-            test,
-            test_adv,
-            attack,
-            feature_fn,
-            self._head_fn(model, defense_key, (train, train_key), feature_fn),
-        )
+        head_fn = self._head_fn(model, defense_key, (train, train_key), feature_fn)
+        pipeline_stats: dict[str, float] = {}
+        if cell.scenario == "adaptive":
+            clean_data = TaskData(train, test, test.float_images(slice(None)), attack, feature_fn, head_fn)
+            test_adv, adv_key, pipeline_stats = self.adaptive_adversarial(
+                cell, attack, attack_key, model, task, clean_data, (train_key, test_key)
+            )
+        else:
+            test_adv = self.adversarial(attack, attack_key, test, test_key, cell.seed)
+            adv_key = content_key({"adv": attack_key, "data": test_key, "batch_size": self.suite.batch_size})
+        images["test_adv"] = (test_adv, adv_key)
+        data = TaskData(train, test, test_adv, attack, feature_fn, head_fn)
         seed_everything(cell.seed)
         task_start = time.perf_counter()
-        metrics = task.run(model, data)
+        metrics = {**task.run(model, data), **pipeline_stats}
         task_seconds = time.perf_counter() - task_start
         key = self.cell_key(cell)
         if ctx.records:
