@@ -62,7 +62,7 @@ class DefendedPipeline(nn.Module):
         self.requires_grad_(False).eval()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model.fuse([h(e(x)) for e, h in zip(self.encoders, self.heads)]).float()
+        return self.model.fuse([h(e(x)) for e, h in zip(self.encoders, self.heads)])
 
 
 class EOT(nn.Module):
