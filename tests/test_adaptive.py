@@ -190,3 +190,15 @@ def test_defense_aware_and_adaptive_cells_run_on_the_defended_model(tmp_path):
         == rows[(adaptive_cell.scenario, adaptive_cell.eps, adaptive_cell.defense)]["metrics"]
     )
     assert again.computed["adaptive"] == 0 and again.reused["adaptive"] == 1
+
+
+def test_suites_pair_every_defense_with_defense_aware_and_adaptive_attacks():
+    from pathlib import Path
+
+    root = Path(__file__).parent.parent / "suites"
+    for name, sweep in (("quickstart", 1), ("adaptive_offline", 5)):
+        suite = load_suite(root / f"{name}.toml", load_registry())
+        cells = suite.cells()
+        for scenario in ("defense-aware", "adaptive"):
+            assert {c.defense for c in cells if c.scenario == scenario} == set(suite.grid["defenses"])
+        assert len({c.eps for c in cells if c.scenario == "adaptive"}) == sweep

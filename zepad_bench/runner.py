@@ -254,26 +254,26 @@ class Runner:
         model: DefendedModel,
         task,
         data: TaskData,
-        keys: tuple[str, str],
+        test_key: str,
     ) -> tuple[torch.Tensor, str, dict[str, float]]:
         """``adaptive`` scenario: the test images attacked per batch through the task's whole pipeline
         (``attack.perturb_pipeline`` with the test labels), the stage key, and the pipeline's input-
         gradient statistics (:func:`zepad_bench.pipeline.input_gradient_stats`). Cached on the fitted
-        attack (which includes the defense), the task's table and its train/test data."""
+        attack (whose key includes the defense), the heads' content and the test data, so tasks whose
+        pipelines are the same (classification and detection on one dataset) share one attack run."""
         from zepad_bench.errors import UserError
-        from zepad_bench.pipeline import DefendedPipeline, input_gradient_stats
+        from zepad_bench.pipeline import DefendedPipeline, heads_digest, input_gradient_stats
 
-        task_spec = self.suite.spec("tasks", cell.task)
+        heads = task.pipeline_heads(model, data)
         material = {
             "attack": attack_key,
-            "task": task_spec.resolved(),
-            "train": keys[0],
-            "test": keys[1],
+            "heads": heads_digest(heads),
+            "test": test_key,
             "batch_size": self.suite.batch_size,
         }
 
         def compute() -> dict[str, Any]:
-            pipeline = DefendedPipeline(model, task.pipeline_heads(model, data))
+            pipeline = DefendedPipeline(model, heads)
             out = []
             batches = range(0, len(data.test), self.suite.batch_size)
             for start in self._ctx(cell.seed).track(batches, f"adaptive {data.test.name}"):
@@ -487,7 +487,7 @@ class Runner:
         if cell.scenario == "adaptive":
             clean_data = TaskData(train, test, test.float_images(slice(None)), attack, feature_fn, head_fn)
             test_adv, adv_key, pipeline_stats = self.adaptive_adversarial(
-                cell, attack, attack_key, model, task, clean_data, (train_key, test_key)
+                cell, attack, attack_key, model, task, clean_data, test_key
             )
         else:
             test_adv = self.adversarial(attack, attack_key, test, test_key, cell.seed)
