@@ -4,6 +4,14 @@ Pure functions on :func:`robustness_frame` (the leaderboard's results frame plus
 and defense roles). Robust accuracy under the strongest attack with sanity checks is how RobustBench
 and AutoAttack report robustness (Croce & Hein, ICML 2020, Sec. 5; Carlini et al. 2019, "On
 Evaluating Adversarial Robustness", Sec. 5 checklist); a defense is as robust as its worst case.
+
+Usage (e.g. in the leaderboard)::
+
+    frame = robustness_frame(rows)                    # rows: ResultStore rows of one suite
+    worst = worst_case(frame, max_eps=suite.eps)      # "RA worst" (± std) per task and defense
+    flags = sanity_flags(frame)                       # footnotes; JSON-able dicts
+    auc = ra_auc(frame)                               # "RA AUC" per adaptive attack and defense
+    robustness_figure(frame, out / "ra_vs_eps.png")   # None when no ε sweep
 """
 
 from __future__ import annotations
@@ -106,7 +114,7 @@ def sanity_flags(frame: pd.DataFrame, tol: float = 0.0) -> list[dict[str, Any]]:
       fall at all from the smallest to the largest ε while above 0;
     - ``grad-zero`` / ``grad-nan``: the adaptive pipeline's input gradient was exactly zero / not
       finite on some samples (metrics ``grad_zero_frac`` / ``grad_nan_frac``, gradient masking);
-    - ``ra-above-ba``: RA above the clean accuracy BA (the attack helps the classifier).
+    - ``ra-above-ba``: an attack's RA above the clean accuracy BA (the attack helps the classifier).
     """
     flags: list[dict[str, Any]] = []
     ra = _means(frame, "RA")
@@ -158,7 +166,7 @@ def sanity_flags(frame: pd.DataFrame, tol: float = 0.0) -> list[dict[str, Any]]:
         for _, row in _means(frame, metric).iterrows():
             if row[metric] > 0:
                 flags.append(_flag(kind, row, f"{row[metric]:.1f} % of samples have {what} input gradients"))
-    for _, row in ra.merge(ba, on=[*SETTING, "scenario", "attack", "eps", "defense"]).iterrows():
+    for _, row in attacks.merge(ba, on=[*SETTING, "scenario", "attack", "eps", "defense"]).iterrows():
         if row["RA"] > row["_BA"] + tol:
             flags.append(_flag("ra-above-ba", row, f"RA {row['RA']:.2f} above BA {row['_BA']:.2f}"))
     return flags
