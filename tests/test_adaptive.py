@@ -24,6 +24,11 @@ TINY_ZEPAD = (
     "bmp_batch_size = 32\nbmp_recipe = { proj_hidden_dim = 32, proj_output_dim = 16 }"
 )
 EXTRA = """
+[tasks.det]
+plugin = "detection"
+data = "stripes"
+epochs = 2
+
 [attacks.adaptive]
 plugin = "adaptive"
 scenarios = ["adaptive"]
@@ -158,7 +163,7 @@ def test_unsupported_pairings_are_rejected_naming_both(tmp_path):
 def test_defense_aware_and_adaptive_cells_run_on_the_defended_model(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text(suite_text())
-    suite = load(path).with_axes(tasks=["cls"])
+    suite = load(path).with_axes(tasks=["cls", "det"])
     cells = suite.cells()
     assert sorted({(c.scenario, c.attack, round(c.eps * 255)) for c in cells}) == [
         ("adaptive", "adaptive", 2),
@@ -167,7 +172,7 @@ def test_defense_aware_and_adaptive_cells_run_on_the_defended_model(tmp_path):
         ("semi-black-box", "sign", 16),
     ]
     runner = Runner(suite, suite.registry, tmp_path / "wd", device="cpu")
-    rows = {(c.scenario, c.eps, c.defense): runner.run_cell(c) for c in cells}
+    rows = {(c.scenario, c.eps, c.defense, c.task): runner.run_cell(c) for c in cells}
 
     aware = [c for c in cells if c.scenario == "defense-aware" and c.defense == "none2"][0]
     attack, key = runner.attack(aware)
@@ -177,18 +182,20 @@ def test_defense_aware_and_adaptive_cells_run_on_the_defended_model(tmp_path):
     assert len(keys) == 2  # fitted once per defense (the key includes the defense's tuning)
 
     for defense in ("none", "none2"):
-        weak, strong = rows[("adaptive", 2 / 255, defense)], rows[("adaptive", 16 / 255, defense)]
+        weak, strong = (
+            rows[("adaptive", 2 / 255, defense, "cls")],
+            rows[("adaptive", 16 / 255, defense, "cls")],
+        )
+        assert rows[("adaptive", 2 / 255, defense, "det")]["metrics"]["RA"] == weak["metrics"]["RA"]
         assert strong["metrics"]["RA"] <= weak["metrics"]["RA"]
         assert strong["metrics"]["grad_zero_frac"] == 0 and strong["metrics"]["grad_nan_frac"] == 0
         assert strong["metrics"]["RA"] < strong["metrics"]["BA"]  # 16/255 per sample breaks the toy model
-    assert runner.computed["adaptive"] == 4
+    assert runner.computed["adaptive"] == 4  # classification and detection share each attack run
 
     again = Runner(suite, suite.registry, tmp_path / "wd", device="cpu", force=False)
     adaptive_cell = [c for c in cells if c.scenario == "adaptive"][0]
-    assert (
-        again.run_cell(adaptive_cell)["metrics"]
-        == rows[(adaptive_cell.scenario, adaptive_cell.eps, adaptive_cell.defense)]["metrics"]
-    )
+    key = (adaptive_cell.scenario, adaptive_cell.eps, adaptive_cell.defense, adaptive_cell.task)
+    assert again.run_cell(adaptive_cell)["metrics"] == rows[key]["metrics"]
     assert again.computed["adaptive"] == 0 and again.reused["adaptive"] == 1
 
 
