@@ -20,10 +20,11 @@ MEMBERS = ("pgd", "apgd-ce", "apgd-dlr", "square")
 
 
 class AdaptiveEnsemble(Attack):
-    """Per-sample worst case over an ensemble of white-box attacks and a gradient-free check, run on
-    the task's complete pipeline (branch encoders → task heads → the defense's fusion), in the manner
-    of AutoAttack (Croce & Hein, ICML 2020, Sec. 4: APGD-CE, APGD-DLR, Square; a sample is robust
-    only if every member fails on it).
+    """AutoAttack-style ensemble (Croce & Hein, ICML 2020) on the whole defended task pipeline.
+
+    Per-sample worst case over white-box attacks and a gradient-free check, run on the task's
+    complete pipeline (branch encoders → task heads → the defense's fusion), in the manner of
+    AutoAttack (Sec. 4: APGD-CE, APGD-DLR, Square; a sample is robust only if every member fails).
 
     Members (ART 1.20 implementations, on a ``PyTorchClassifier`` over the pipeline, ``clip_values``
     (0, 1) so ε is in pixels), run in order on the samples still classified right:
