@@ -244,6 +244,8 @@ def robustness_figure(frame: pd.DataFrame, path: str | Path, metric: str = "RA")
                 label=f"{defense} · {attack}" if several else defense,
             )
         ax.set_xscale("log", base=2)
+        ticks = sorted(part["eps"].unique() * 255)
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
         ax.set_xlabel("ε (/255)", fontsize=8)
         ax.set_ylabel(f"{metric} (%)", fontsize=8)
         ax.set_ylim(-2, 102)
