@@ -13,7 +13,7 @@ from zepad_bench.zoo import pretrain_command
 
 AXIS_OPTIONS = (
     ("victims", "encoder ids"),
-    ("scenarios", "scenarios (semi-black-box, white-box)"),
+    ("scenarios", "scenarios (semi-black-box, white-box, defense-aware, adaptive)"),
     ("attacks", "attack ids"),
     ("defenses", "defense ids"),
     ("tuning", "tuning dataset ids (D_f)"),

@@ -66,8 +66,21 @@ class Plugin:
         return []
 
 
+TRANSFER_SCENARIOS = ("semi-black-box", "white-box")
+SCENARIOS = (*TRANSFER_SCENARIOS, "defense-aware", "adaptive")
+"""Threat models. Transfer: fitted on public encoders (the victim; + its auxiliaries in white-box).
+``defense-aware``: fitted on the defended model's encoders (every branch) and unlabeled images, still
+no head and no label. ``adaptive``: per sample on the task's whole differentiable pipeline (branch
+encoders → the task's heads → the defense's fusion) with the test labels, as in white-box evaluation."""
+
+
 class Attack(Plugin):
     """A downstream-agnostic attack: fitted on public encoders and unlabeled images only."""
+
+    scenarios: ClassVar[tuple[str, ...]] = (*TRANSFER_SCENARIOS, "defense-aware")
+    """The scenarios this attack supports (the suite validator rejects any other pairing). Any attack
+    fitted by :meth:`fit` works in ``defense-aware`` (it just gets the defended encoders); an attack
+    that lists ``"adaptive"`` implements :meth:`perturb_pipeline`."""
 
     role: ClassVar[str] = "attack"
     """``"attack"``, or ``"control"`` for a reference that is not an attack (equal-budget noise):
@@ -90,6 +103,12 @@ class Attack(Plugin):
     def perturb(self, x: Tensor) -> Tensor:
         """Return ``x_adv`` in [0, 1] with ``‖x_adv − x‖∞ ≤ eps``."""
         raise NotImplementedError
+
+    def perturb_pipeline(self, pipeline: nn.Module, x: Tensor, y: Tensor) -> Tensor:
+        """``adaptive`` scenario: ``x_adv`` against ``pipeline`` (a differentiable module, images in
+        [0, 1] → fused class logits, eval mode, frozen) given the true labels ``y``; same budget rules
+        as :meth:`perturb`. Called after :meth:`fit` (with the defended encoders) per test batch."""
+        raise NotImplementedError(f"{self.name} does not support the adaptive scenario")
 
     def state_dict(self) -> dict[str, Any]:
         """Fitted state to cache; by default every tensor attribute (e.g. a universal ``delta``)."""
@@ -225,6 +244,15 @@ class Task(Plugin):
     def run(self, model: DefendedModel, data: TaskData) -> dict[str, float | str]:
         """Return metrics (percentages for accuracies/rates)."""
         raise NotImplementedError
+
+    def pipeline_heads(self, model: DefendedModel, data: TaskData) -> list[nn.Module]:
+        """Per-branch class heads that make the task's differentiable pipeline (``adaptive``
+        scenario; the defense's ``fuse`` on top). Default: each branch's joint head when it was tuned
+        on this dataset, else the paper MLP head on frozen train features (20 epochs, lr 5e-3,
+        batch 256, seed ``ctx.seed + branch``) — the heads ``classification`` trains by default."""
+        from zepad_bench.pipeline import task_heads
+
+        return task_heads(model, data, self.ctx.seed, self.ctx.device)[0]
 
 
 def device_of(module: torch.nn.Module) -> torch.device:

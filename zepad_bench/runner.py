@@ -18,7 +18,7 @@ import torch
 from zepad_bench.cache import ArtifactCache, content_key
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages, UnlabeledBatches
-from zepad_bench.interfaces import Branch, DefendedModel, TaskData
+from zepad_bench.interfaces import TRANSFER_SCENARIOS, Branch, DefendedModel, TaskData
 from zepad_bench.locks import stage_lock
 from zepad_bench.nn import precision
 from zepad_bench.nn.batched import extract_features_together, groups_by_architecture
@@ -251,8 +251,8 @@ class Runner:
         return encoder.to(self.device).eval(), key
 
     def attack(self, cell: Cell):
-        surrogate_ids = self.suite.surrogates(cell.victim, cell.scenario)
-        encoders = [self.encoder(i, cell.seed)[0] for i in surrogate_ids]
+        _, surrogates = self._attacked_encoders(cell)
+        encoders = [e for e, _ in surrogates]
         data, _ = self.dataset(self.graph.attacker_data(cell.attack), "train", cell.seed)
         node = self.graph.attack(cell)
 
@@ -276,6 +276,60 @@ class Runner:
         return self._stage(
             "attack", node.material, node.label, cell.seed, compute, lambda a: a.state_dict(), decode
         )
+
+    def _attacked_encoders(self, cell: Cell) -> tuple[list[str], list[tuple[Encoder, str]]]:
+        """Names and ``(encoder, cache key)`` of the encoders an attack is fitted on: the public
+        surrogates (transfer scenarios), or every branch of the defended model (``defense-aware``,
+        ``adaptive``), keyed by the defense's tuning so the attack is refitted per defense."""
+        if cell.scenario in TRANSFER_SCENARIOS:
+            ids = self.suite.surrogates(cell.victim, cell.scenario)
+            return ids, [self.encoder(i, cell.seed) for i in ids]
+        model, defense_key = self.defense(cell)
+        names = [b.name for b in model.branches]
+        return names, [(b.encoder, f"{defense_key}:{b.name}") for b in model.branches]
+
+    def adaptive_adversarial(
+        self,
+        cell: Cell,
+        attack,
+        attack_key: str,
+        model: DefendedModel,
+        task,
+        data: TaskData,
+        test_key: str,
+    ) -> tuple[torch.Tensor, str, dict[str, float]]:
+        """``adaptive`` scenario: the test images attacked per batch through the task's whole pipeline
+        (``attack.perturb_pipeline`` with the test labels), the stage key, and the pipeline's input-
+        gradient statistics (:func:`zepad_bench.pipeline.input_gradient_stats`). Cached on the fitted
+        attack (whose key includes the defense), the heads' content and the test data, so tasks whose
+        pipelines are the same (classification and detection on one dataset) share one attack run."""
+        from zepad_bench.pipeline import DefendedPipeline, heads_digest, input_gradient_stats
+
+        heads = task.pipeline_heads(model, data)
+        material = {
+            "attack": attack_key,
+            "heads": heads_digest(heads),
+            "test": test_key,
+            "batch_size": self.suite.batch_size,
+        }
+
+        def compute() -> dict[str, Any]:
+            pipeline = DefendedPipeline(model, heads)
+            out = []
+            batches = range(0, len(data.test), self.suite.batch_size)
+            for start in self._ctx(cell.seed).track(batches, f"adaptive {data.test.name}"):
+                window = slice(start, start + self.suite.batch_size)
+                x = data.test.float_images(window).to(self.device)
+                x_adv = attack.perturb_pipeline(pipeline, x, data.test.labels[window].to(self.device))
+                check_budget(attack, x, x_adv.detach().float())
+                out.append(x_adv.detach().float().cpu())
+            images = torch.cat(out)
+            stats = input_gradient_stats(pipeline, data.test.float_images(slice(None)), data.test.labels)
+            return {"images": images, "stats": stats}
+
+        label = f"{attack.name}@{cell.eps:.4f} adaptive on {cell.defense}/{cell.task} (seed {cell.seed})"
+        value, key = self._stage("adaptive", material, label, cell.seed, compute, lambda v: v, lambda v: v)
+        return value["images"], key, dict(value["stats"])
 
     def defense(self, cell: Cell) -> tuple[DefendedModel, str]:
         victim, _ = self.encoder(cell.victim, cell.seed)
@@ -437,25 +491,27 @@ class Runner:
         task_spec = self.suite.spec("tasks", cell.task)
         train, train_key = self.dataset(task_spec.reserved["data"], "train", cell.seed)
         test, test_key = self.dataset(task_spec.reserved["data"], "test", cell.seed)
-        test_adv = self.adversarial(attack, attack_key, test, test_key, cell.seed)
-        adv_key = self.graph.adversarial(cell).key
         task = instantiate(self.suite, self.registry, "tasks", cell.task)
         ctx = self._ctx(cell.seed)
         task.ctx = ctx
-        images = {"train": (train, train_key), "test": (test, test_key), "test_adv": (test_adv, adv_key)}
+        images = {"train": (train, train_key), "test": (test, test_key)}
         feature_fn = self._feature_fn(model, defense_key, images, cell.seed)
-        data = TaskData(
-            train,
-            test,
-            test_adv,
-            attack,
-            feature_fn,
-            self._head_fn(model, defense_key, (train, train_key), feature_fn),
-        )
+        head_fn = self._head_fn(model, defense_key, (train, train_key), feature_fn)
+        pipeline_stats: dict[str, float] = {}
+        if cell.scenario == "adaptive":
+            clean_data = TaskData(train, test, test.float_images(slice(None)), attack, feature_fn, head_fn)
+            test_adv, adv_key, pipeline_stats = self.adaptive_adversarial(
+                cell, attack, attack_key, model, task, clean_data, test_key
+            )
+        else:
+            test_adv = self.adversarial(attack, attack_key, test, test_key, cell.seed)
+            adv_key = self.graph.adversarial(cell).key
+        images["test_adv"] = (test_adv, adv_key)
+        data = TaskData(train, test, test_adv, attack, feature_fn, head_fn)
         seed_everything(cell.seed)
         task_start = time.perf_counter()
         with precision.use(self.suite.precision):
-            metrics = task.run(model, data)
+            metrics = {**task.run(model, data), **pipeline_stats}
         task_seconds = time.perf_counter() - task_start
         key = self.cell_key(cell)
         if ctx.records:

@@ -20,6 +20,7 @@ from typing import Any
 from zepad_bench.cache import content_key
 from zepad_bench.code_version import code_version
 from zepad_bench.errors import UserError
+from zepad_bench.interfaces import TRANSFER_SCENARIOS
 from zepad_bench.params import resolved
 from zepad_bench.registry import KINDS, Registry
 from zepad_bench.suite import KIND_OF, Cell, Suite, instantiate
@@ -130,10 +131,20 @@ class StageGraph:
         return self.suite.spec("attacks", attack_id).reserved.get("data", self.suite.attacker_data)
 
     def attack(self, cell: Cell) -> Stage:
-        surrogate_ids = self.suite.surrogates(cell.victim, cell.scenario)
+        """The fitted attack: on the public surrogates (transfer scenarios), or on every branch of the
+        defended model (``defense-aware``, ``adaptive``): then the defense's tuning is its input."""
+        if cell.scenario in TRANSFER_SCENARIOS:
+            surrogate_ids = self.suite.surrogates(cell.victim, cell.scenario)
+            reads = ("public", *surrogate_ids)
+        else:
+            surrogate_ids = [f"{cell.defense}'s branches"]
+            reads = ("defended", cell.defense, cell.victim, cell.tuning)
 
         def build() -> Stage:
-            surrogates = [self.encoder(i, cell.seed) for i in surrogate_ids]
+            if reads[0] == "public":
+                surrogates = [self.encoder(i, cell.seed) for i in surrogate_ids]
+            else:
+                surrogates = [self.defense(cell)]
             data = self.dataset(self.attacker_data(cell.attack), "train", cell.seed)
             material = {
                 **self._plugin_material("attacks", cell.attack),
@@ -147,7 +158,7 @@ class StageGraph:
             plugin = self.suite.spec("attacks", cell.attack).plugin
             return self._node("attack", label, material, plugin, [*surrogates, data])
 
-        return self._memoised(("attack", cell.attack, cell.eps, tuple(surrogate_ids), cell.seed), build)
+        return self._memoised(("attack", cell.attack, cell.eps, reads, cell.seed), build)
 
     def defense(self, cell: Cell) -> Stage:
         def build() -> Stage:

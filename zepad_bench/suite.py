@@ -15,14 +15,14 @@ from typing import Any
 import tomllib
 
 from zepad_bench.errors import SuiteError, UserError
+from zepad_bench.interfaces import SCENARIOS
 from zepad_bench.registry import Registry
 
 SECTIONS = ("suite", "datasets", "encoders", "attacks", "defenses", "tasks", "grid")
-SCENARIOS = ("semi-black-box", "white-box")
 RESERVED = {  # keys of plugin tables that the runner consumes (not passed to the plugin)
     "datasets": ("plugin", "download"),
     "encoders": ("plugin", "data", "auxiliaries"),
-    "attacks": ("plugin", "data"),
+    "attacks": ("plugin", "data", "scenarios"),
     "defenses": ("plugin",),
     "tasks": ("plugin", "data"),
 }
@@ -116,6 +116,10 @@ class Suite:
     registry: Registry | None = field(repr=False, default=None)
     download: frozenset[str] = frozenset()  # "<section>.<id>" tables to fetch first (never in any key)
     precision: str = "fp32"  # "bf16": backbones under bf16 autocast (zepad_bench.nn.precision)
+    adaptive_eps: list[float] | None = None
+    """``[suite] adaptive_eps``: the ε list of ``adaptive`` cells (RA-vs-ε curves); else the grid's."""
+    scenario_filter: list[str] | None = None
+    """``--scenarios`` on the CLI: only cells of these scenarios run."""
 
     def spec(self, kind: str, id_: str) -> PluginSpec:
         return self.tables[kind][id_]
@@ -124,20 +128,48 @@ class Suite:
         """The grid's product; with ``tuning = "task"`` each cell tunes on its task's dataset (D_f = D_d)."""
         g = self.grid
         cells = []
-        for victim, scenario, attack, eps, defense, tune, task, seed in itertools.product(
-            g["victims"],
-            g["scenarios"],
-            g["attacks"],
-            g["eps"],
-            g["defenses"],
-            g["tuning"],
-            g["tasks"],
-            g["seeds"],
+        scenarios = list(dict.fromkeys(s for a in g["attacks"] for s in self.attack_scenarios(a)))
+        for victim, scenario, attack in itertools.product(g["victims"], scenarios, g["attacks"]):
+            if scenario not in self.attack_scenarios(attack):
+                continue
+            if self.scenario_filter is not None and scenario not in self.scenario_filter:
+                continue
+            cells += self._cells(victim, scenario, attack)
+        return cells
+
+    def _cells(self, victim: str, scenario: str, attack: str) -> list[Cell]:
+        g, cells = self.grid, []
+        eps_list = self.adaptive_eps if scenario == "adaptive" and self.adaptive_eps else g["eps"]
+        for eps, defense, tune, task, seed in itertools.product(
+            eps_list, g["defenses"], g["tuning"], g["tasks"], g["seeds"]
         ):
             if tune == TUNE_ON_TASK:
                 tune = self.spec("tasks", task).reserved["data"]
             cells.append(Cell(victim, scenario, attack, eps, defense, tune, task, seed))
         return cells
+
+    def attack_scenarios(self, attack: str) -> list[str]:
+        """The scenarios attack table ``attack`` runs in: its ``scenarios`` key, else the grid's axis."""
+        return list(self.spec("attacks", attack).reserved.get("scenarios", self.grid["scenarios"]))
+
+    def unsupported_pairing(self) -> tuple[str, str, str] | None:
+        """``(attack id, scenario, message)`` of the first grid pairing the attack's plugin does not
+        support (``Attack.scenarios``), or ``None``."""
+        if self.registry is None:
+            return None
+        for attack in self.grid["attacks"]:
+            spec = self.spec("attacks", attack)
+            supported = self.registry.get("attacks", spec.plugin).scenarios
+            for scenario in self.attack_scenarios(attack):
+                if scenario not in supported:
+                    return (
+                        attack,
+                        scenario,
+                        f"attack {attack!r} (plugin {spec.plugin!r}) does not support scenario "
+                        f"{scenario!r}; it supports: {', '.join(supported)} (set `scenarios` in "
+                        f"[attacks.{attack}] or the grid's `scenarios`)",
+                    )
+        return None
 
     def auxiliaries(self, victim: str) -> list[str]:
         return list(self.spec("encoders", victim).reserved.get("auxiliaries", []))
@@ -162,7 +194,14 @@ class Suite:
                 if axis == "scenarios" and id_ not in SCENARIOS:
                     raise UserError(f"--scenarios: unknown scenario {id_!r}; known: {', '.join(SCENARIOS)}")
             grid[axis] = list(ids)
-        return Suite(**{**self.__dict__, "grid": grid})
+        changed = {"grid": grid}
+        if axes.get("scenarios") is not None:
+            changed["scenario_filter"] = list(axes["scenarios"])
+        suite = Suite(**{**self.__dict__, **changed})
+        bad = suite.unsupported_pairing()
+        if bad:
+            raise UserError(f"--scenarios/--attacks: {bad[2]}")
+        return suite
 
 
 def _expect(path: Path, key: str, value: Any, types: type | tuple[type, ...], what: str) -> Any:
@@ -249,6 +288,7 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
         "plugins",
         "description",
         "precision",
+        "adaptive_eps",
     }
     for key in head:
         if key not in known_suite_keys:
@@ -271,6 +311,12 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
         eps = parse_eps(head.get("eps", "10/255"))
     except ValueError as exc:
         raise SuiteError(path, "suite.eps", f"expected {exc}") from None
+    adaptive_eps = None
+    if "adaptive_eps" in head:
+        try:
+            adaptive_eps = [parse_eps(v) for v in _id_list(path, "suite.adaptive_eps", head["adaptive_eps"])]
+        except ValueError as exc:
+            raise SuiteError(path, "suite.adaptive_eps", f"expected {exc}") from None
     plugins = _expect(path, "suite.plugins", head.get("plugins", []), list, "a list of module paths")
     if plugins:
         from zepad_bench.registry import load_registry
@@ -333,6 +379,14 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
             )
         ):
             ref(f"encoders.{id_}.auxiliaries[{i}]", aux, "encoders")
+    for id_, spec in tables["attacks"].items():
+        if "scenarios" in spec.reserved:
+            key = f"attacks.{id_}.scenarios"
+            for i, scenario in enumerate(_id_list(path, key, spec.reserved["scenarios"])):
+                if scenario not in SCENARIOS:
+                    raise SuiteError(
+                        path, f"{key}[{i}]", f"expected one of {', '.join(SCENARIOS)}, got {scenario!r}"
+                    )
     for id_, spec in tables["tasks"].items():
         if "data" not in spec.reserved:
             raise SuiteError(path, f"tasks.{id_}.data", "missing: the downstream dataset id of this task")
@@ -396,7 +450,12 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
         registry,
         frozenset(downloads),
         precision,
+        adaptive_eps,
     )
+    bad = suite.unsupported_pairing()
+    if bad:
+        key = f"attacks.{bad[0]}.scenarios" if "scenarios" in tables["attacks"][bad[0]].reserved else "grid"
+        raise SuiteError(path, key, bad[2])
     for section, entries in tables.items():
         for id_ in entries:
             plugin = instantiate(suite, registry, section, id_, eps=grid["eps"][0])

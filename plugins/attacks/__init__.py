@@ -1,6 +1,8 @@
-"""Built-in attacks: the paper's five DAEs, an ART adapter and the equal-budget random-noise control."""
+"""Built-in attacks: the paper's five DAEs, an ART adapter, the equal-budget random-noise control and
+the adaptive ensemble on the defended pipeline."""
 
 from zepad_bench import hookimpl
+from zepad_bench_plugins.attacks.adaptive import AdaptiveEnsemble
 from zepad_bench_plugins.attacks.advencoder import AdvEncoder
 from zepad_bench_plugins.attacks.art_adapter import ARTAttack
 from zepad_bench_plugins.attacks.pap import PAP
@@ -9,7 +11,7 @@ from zepad_bench_plugins.attacks.ssp import SSP
 from zepad_bench_plugins.attacks.uap import UAP
 from zepad_bench_plugins.attacks.uapgd import UAPGD
 
-ATTACKS = (AdvEncoder, PAP, UAP, UAPGD, SSP, ARTAttack, RandomNoise)
+ATTACKS = (AdvEncoder, PAP, UAP, UAPGD, SSP, ARTAttack, RandomNoise, AdaptiveEnsemble)
 
 
 @hookimpl

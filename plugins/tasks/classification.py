@@ -7,6 +7,7 @@ import torch
 from zepad_bench import DefendedModel, Task, TaskData
 from zepad_bench.metrics import accuracy, attack_success_rate, max_confidence
 from zepad_bench.nn.heads import predict_logits
+from zepad_bench.pipeline import task_heads
 
 
 def branch_logits(
@@ -21,33 +22,13 @@ def branch_logits(
 ) -> tuple[list[dict[str, torch.Tensor]], list[str]]:
     """Per branch: logits on each split in ``which``; a jointly tuned head is used when it was tuned
     on this task's dataset (``head="auto"``), else a new head is trained on frozen train features."""
-    outputs, head_kinds = [], []
-    for i, branch in enumerate(model.branches):
-        joint = (
-            head == "auto"
-            and branch.head is not None
-            and branch.head_data == data.train.name
-            and branch.head.num_classes == data.train.num_classes
-        )
-        if joint:
-            branch_head = branch.head
-        else:
-            branch_head = data.head(
-                model,
-                i,
-                epochs=epochs,
-                lr=lr,
-                batch_size=batch_size,
-                seed=task.ctx.seed + i,
-                device=task.ctx.device,
-            )
-        head_kinds.append("joint" if joint else "retrained")
-        outputs.append(
-            {
-                w: predict_logits(branch_head, data.features(model, i, w), device=task.ctx.device)
-                for w in which
-            }
-        )
+    heads, head_kinds = task_heads(
+        model, data, task.ctx.seed, task.ctx.device, head, epochs=epochs, lr=lr, batch_size=batch_size
+    )
+    outputs = [
+        {w: predict_logits(h, data.features(model, i, w), device=task.ctx.device) for w in which}
+        for i, h in enumerate(heads)
+    ]
     return outputs, head_kinds
 
 
@@ -63,6 +44,19 @@ class Classification(Task):
         if head not in ("auto", "retrained"):
             raise ValueError(f"head must be 'auto' or 'retrained', got {head!r}")
         self.epochs, self.lr, self.batch_size, self.head = epochs, lr, batch_size, head
+
+    def pipeline_heads(self, model: DefendedModel, data: TaskData) -> list[torch.nn.Module]:
+        """The heads :meth:`run` uses (adaptive scenario)."""
+        return task_heads(
+            model,
+            data,
+            self.ctx.seed,
+            self.ctx.device,
+            self.head,
+            epochs=self.epochs,
+            lr=self.lr,
+            batch_size=self.batch_size,
+        )[0]
 
     def run(self, model: DefendedModel, data: TaskData) -> dict[str, float | str]:
         outputs, head_kinds = branch_logits(

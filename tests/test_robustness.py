@@ -1,0 +1,136 @@
+"""Worst-case RA, sanity flags and RA-vs-ε curves on constructed result frames."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from zepad_bench.robustness import (
+    ra_auc,
+    ra_curves,
+    robustness_figure,
+    robustness_frame,
+    sanity_flags,
+    worst_case,
+)
+
+E = 1 / 255
+
+
+def cell(attack, eps, RA, *, defense="zepad", scenario="semi-black-box", seed=0, BA=90.0, role="attack", **m):
+    metrics = {"BA": BA, "RA": RA, **m}
+    return {
+        "victim": "byol",
+        "scenario": scenario,
+        "attack": attack,
+        "eps": eps,
+        "defense": defense,
+        "tuning": "digits",
+        "task": "classification",
+        "task_data": "digits",
+        "seed": seed,
+        "metrics": metrics,
+        "config": {"attack_plugin": attack, "attack_role": role, "defense_role": "defense"},
+    }
+
+
+def clean_rows():
+    """A consistent suite: every attack beats the control, adaptive is strongest, RA falls with ε."""
+    rows = []
+    for seed, shift in ((0, 0.0), (1, 2.0)):
+        rows += [
+            cell("random-noise", 16 * E, 85 + shift, seed=seed, role="control"),
+            cell("uapgd", 16 * E, 60 + shift, seed=seed),
+            cell("uapgd-aware", 16 * E, 40 + shift, scenario="defense-aware", seed=seed),
+        ]
+        for eps, ra in ((2, 70), (4, 45), (16, 5)):
+            rows.append(
+                cell("adaptive", eps * E, ra + shift, scenario="adaptive", seed=seed, grad_zero_frac=0.0)
+            )
+    return rows
+
+
+def kinds(rows):
+    return sorted({f["kind"] for f in sanity_flags(robustness_frame(rows))})
+
+
+def test_no_flag_on_a_consistent_suite():
+    assert sanity_flags(robustness_frame(clean_rows())) == []
+
+
+@pytest.mark.parametrize(
+    "change, kind",
+    [
+        (lambda r: r.append(cell("uap", 16 * E, 88.0, role="attack")), "above-control"),
+        (lambda r: r.append(cell("pap", 2 * E, 50.0)), "adaptive-weaker"),
+        (
+            lambda r: r.append(cell("adaptive", 8 * E, 60.0, scenario="adaptive", grad_zero_frac=0.0)),
+            "ra-not-falling",
+        ),
+        (
+            lambda r: r.append(cell("adaptive", 32 * E, 0.0, scenario="adaptive", grad_zero_frac=12.5)),
+            "grad-zero",
+        ),
+        (
+            lambda r: r.append(cell("adaptive", 32 * E, 0.0, scenario="adaptive", grad_nan_frac=1.0)),
+            "grad-nan",
+        ),
+        (lambda r: r.append(cell("ssp", 16 * E, 80.0, BA=70.0)), "ra-above-ba"),
+    ],
+)
+def test_each_flag_fires_on_its_constructed_case(change, kind):
+    rows = clean_rows()
+    change(rows)
+    assert kind in kinds(rows)
+    flag = next(f for f in sanity_flags(robustness_frame(rows)) if f["kind"] == kind)
+    assert {"kind", "defense", "attack", "message"} <= set(flag) and flag["defense"] == "zepad"
+
+
+def test_flat_curve_above_zero_is_flagged_but_a_saturated_one_is_not():
+    flat = [cell("adaptive", e * E, 100.0, scenario="adaptive", BA=100.0) for e in (1, 2, 4)]
+    saturated = [cell("adaptive", e * E, 0.0, scenario="adaptive") for e in (1, 2, 4)]
+    assert kinds(flat) == ["ra-not-falling"]
+    assert kinds(saturated) == []
+
+
+def test_worst_case_is_the_per_seed_minimum_then_mean_and_std():
+    rows = clean_rows()
+    rows.append(cell("adaptive", 32 * E, 0.0, scenario="adaptive", seed=1))  # above the budget below
+    table = worst_case(robustness_frame(rows), max_eps=16 * E)
+    (row,) = table.to_dict("records")
+    assert row["RA worst"] == pytest.approx(6.0)  # seeds: 5 and 7 (adaptive @16/255)
+    assert row["RA worst std"] == pytest.approx(math.sqrt(2.0))
+    assert row["seeds"] == 2 and row["worst attack"] == "adaptive/adaptive@16/255"
+    unbounded = worst_case(robustness_frame(rows)).iloc[0]
+    assert unbounded["RA worst"] == pytest.approx(2.5)  # seed 1's 32/255 cell counts without max_eps
+
+
+def test_worst_case_ignores_controls_and_na_and_serves_retrieval():
+    rows = [cell("random-noise", 16 * E, 1.0, role="control"), cell("uapgd", 16 * E, "n/a")]
+    rows.append({**cell("uapgd", 16 * E, 30.0), "task": "retrieval"})
+    table = worst_case(robustness_frame(rows))
+    assert table[["task", "RA worst"]].values.tolist() == [["retrieval", 30.0]]
+
+
+def test_curve_and_area_under_it():
+    frame = robustness_frame(clean_rows())
+    curve = ra_curves(frame)
+    assert curve["eps"].tolist() == pytest.approx([2 * E, 4 * E, 16 * E])
+    assert curve["mean"].tolist() == pytest.approx([71.0, 46.0, 6.0])
+    (auc,) = ra_auc(frame).to_dict("records")
+    by_hand = ((70 + 45) / 2 * 2 + (45 + 5) / 2 * 12) / 14  # trapezoid over [2, 16]/255, seed 0
+    assert auc["RA AUC"] == pytest.approx(by_hand + 1.0)  # mean of seed 0 and seed 1 = seed 0 + 2
+    assert auc["eps_min"] == pytest.approx(2 * E) and auc["seeds"] == 2
+
+
+def test_robustness_figure(tmp_path):
+    frame = robustness_frame(clean_rows())
+    assert robustness_figure(frame, tmp_path / "ra.png").stat().st_size > 0
+    assert robustness_figure(frame[frame["scenario"] != "adaptive"], tmp_path / "none.png") is None
+
+
+def test_a_control_above_ba_is_not_an_attack_failure():
+    rows = clean_rows()
+    rows[0]["metrics"]["RA"] = 95.0  # random noise that helps the classifier says nothing of the attacks
+    assert kinds(rows) == []
