@@ -266,7 +266,7 @@ class Runner:
             attack = new_attack()
             images = UnlabeledBatches(data.images, self.suite.batch_size, seed=cell.seed, device=self.device)
             attack.fit(encoders, images)
-            return _round_trip(attack, new_attack, images)
+            return _round_trip(attack, new_attack, images, perturbs=cell.scenario != "adaptive")
 
         def decode(state: dict[str, Any]):
             attack = new_attack()
@@ -593,23 +593,26 @@ def _mentions(material: Any, keys: set[str]) -> bool:
     return False
 
 
-def _round_trip(attack, new_attack: Callable[[], Any], images) -> Any:
+def _round_trip(attack, new_attack: Callable[[], Any], images, perturbs: bool = True) -> Any:
     """The fitted attack as a later run will load it: ``state_dict()`` through ``torch.save``/``load``
-    (weights only) into a fresh instance, which must perturb a batch. A state that does not survive
-    is a one-line error naming the plugin and ``state_dict``, on the first run rather than the rerun."""
+    (weights only) into a fresh instance, which must perturb a batch (``perturbs``; an adaptive
+    attack perturbs a pipeline, not a batch). A state that does not survive is a one-line error
+    naming the plugin and ``state_dict``, on the first run rather than the rerun."""
     import io
 
     from zepad_bench.errors import UserError
 
     x = next(iter(images))[:2]
-    attack.perturb(x)  # a bug of perturb itself keeps its traceback
+    if perturbs:
+        attack.perturb(x)  # a bug of perturb itself keeps its traceback
     try:
         buffer = io.BytesIO()
         torch.save(attack.state_dict(), buffer)
         buffer.seek(0)
         restored = new_attack()
         restored.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=True))
-        restored.perturb(x)
+        if perturbs:
+            restored.perturb(x)
     except Exception as exc:
         raise UserError(
             f"attack plugin {attack.name!r}: its fitted state does not survive the cache "
