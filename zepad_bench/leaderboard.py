@@ -23,6 +23,9 @@ BLOCK_COLUMNS = ("victim", "tuning", "task_data")  # a block of rows per value, 
 HEADERS = {"victim": "victim", "tuning": "D_f", "task_data": "D_d"}
 LOWER_IS_BETTER = re.compile(r"^(ASR|FPR|top1_change)$")
 WORST = "worst"
+FLAG_TOLERANCE = 1.0
+"""Percentage points a sanity check must be exceeded by before it is flagged (seed noise of weak
+universal attacks is about this size on the quickstart)."""
 
 GLOSSARY = {
     "BA": "benign accuracy: accuracy on the clean test images (%)",
@@ -279,6 +282,91 @@ def glossary(frame: pd.DataFrame, rows: list[dict[str, Any]]) -> list[str]:
     return lines
 
 
+def flags(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """AutoAttack-style sanity flags (:func:`zepad_bench.robustness.sanity_flags`), one per
+    (kind, defense, attack, scenario, ε) with the tasks it fired on (tasks sharing one fused
+    classifier, e.g. classification and detection, repeat the same finding)."""
+    from zepad_bench.robustness import sanity_flags
+
+    merged: dict[tuple, dict[str, Any]] = {}
+    for flag in sanity_flags(results_frame(rows), tol=FLAG_TOLERANCE):
+        key = (flag["kind"], flag["defense"], flag["attack"], flag["scenario"], flag["eps"])
+        entry = merged.setdefault(key, {**flag, "tasks": []})
+        entry["tasks"].append(flag.pop("task"))
+        entry.pop("task", None)
+    return list(merged.values())
+
+
+def flag_section(found: list[dict[str, Any]]) -> list[str]:
+    if not found:
+        return []
+    lines = [
+        "## Sanity flags",
+        "",
+        f"AutoAttack-style checks on the means over seeds (a difference counts above {FLAG_TOLERANCE:g} "
+        "point): an attack weaker than the equal-budget control, an adaptive attack weaker than a "
+        "transfer attack, RA that does not fall as ε grows, zero or NaN input gradients, RA above BA. "
+        "Each marks a number to distrust, not a result.",
+        "",
+    ]
+    for f in found:
+        lines.append(
+            f"- `{f['kind']}` {f['defense']} × {f['attack']} [{f['scenario']}, ε {f['eps'] * 255:g}/255; "
+            f"{', '.join(f['tasks'])}]: {f['message']}"
+        )
+    return lines + [""]
+
+
+def curve_section(rows: list[dict[str, Any]]) -> list[str]:
+    """Adaptive RA against ε: the area under each defense's curve (mean RA over the ε range)."""
+    from zepad_bench.robustness import ra_auc
+
+    auc = ra_auc(results_frame(rows))
+    if auc.empty or not (auc["eps_max"] > auc["eps_min"]).any():
+        return []
+    auc = auc[auc["eps_max"] > auc["eps_min"]]
+    table = pd.DataFrame(
+        {
+            "task": auc["task"],
+            "attack": auc["attack"],
+            "defense": auc["defense"],
+            "ε range": [f"{a * 255:g}–{b * 255:g}/255" for a, b in zip(auc["eps_min"], auc["eps_max"])],
+            "RA AUC": [
+                Stat((m,)).text() if s != s else f"{m:.2f} ± {s:.2f}"
+                for m, s in zip(auc["RA AUC"], auc["RA AUC std"])
+            ],
+        }
+    )
+    return [
+        "## Robust accuracy against ε (adaptive scenario)",
+        "",
+        "RA AUC: the area under RA(ε) divided by the ε range (the mean RA over it), per seed, then "
+        "mean ± std; the figure beside this board plots the curves.",
+        "",
+        table.to_markdown(index=False, disable_numparse=True),
+        "",
+    ]
+
+
+def ranking(rows: list[dict[str, Any]], task: str = "classification") -> str:
+    """One line ranking defenses by worst-case RA on ``task`` (per seed the minimum over attacks)."""
+    from zepad_bench.robustness import worst_case
+
+    worst = worst_case(results_frame([r for r in rows if r["task"] == task]))
+    if worst.empty:
+        return ""
+    worst = worst.sort_values("RA worst", ascending=False)
+    ranked = [
+        f"{d} {Stat((m,)).text() if s != s else f'{m:.2f} ± {s:.2f}'} ({w})"
+        for d, m, s, w in zip(
+            worst["defense"], worst["RA worst"], worst["RA worst std"], worst["worst attack"]
+        )
+    ]
+    return (
+        f"Defenses ranked by worst-case RA on `{task}` (worst attack in brackets): " + "; ".join(ranked) + "."
+    )
+
+
 def sections(rows: list[dict[str, Any]]) -> tuple[list[str], list[dict]]:
     """Every task's section (markdown) and tables (JSON)."""
     frame = results_frame(rows)
@@ -321,6 +409,8 @@ def render(
     ]
     body, _ = sections(rows)
     lines += body
+    lines += flag_section(flags(rows))
+    lines += curve_section(rows)
     if frame["task_data"].nunique() > 1:
         lines += ["## Per downstream dataset and task (paper Tables 3–4 layout; means over seeds)", ""]
         lines += per_dataset_section(frame)
@@ -336,7 +426,9 @@ def readme_block(
     tasks: tuple[str, ...] = ("classification",),
 ) -> str:
     """The README's results block, generated from the same rows as the leaderboard (so it cannot drift)."""
-    body, _ = sections([r for r in rows if r["task"] in tasks] or rows)
+    shown = [r for r in rows if r["task"] in tasks] or rows
+    body, _ = sections(shown)
+    found = flags(shown)
     lines = [
         f"Generated by `zepad-bench leaderboard {source or suite} --readme README.md` from "
         f"`leaderboard/{suite}.json`; full board: `leaderboard/{suite}.md`.",
@@ -345,7 +437,10 @@ def readme_block(
         "",
         noise_note(rows),
         "",
+        ranking(shown, shown[0]["task"]),
+        "",
         *[line.replace("### ", "#### ") for line in body if not line.startswith("## ")],
+        *[line.replace("## ", "#### ") for line in flag_section(found)],
     ]
     return "\n".join(lines).rstrip() + "\n"
 
@@ -385,6 +480,7 @@ def publish(
         "description": description,
         "runs": runs or [],
         "tables": tables,
+        "flags": flags(rows),
         "results": rows,
     }
     atomic_write_bytes(js, json.dumps(payload, indent=1, sort_keys=True, default=str).encode())

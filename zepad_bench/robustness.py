@@ -31,10 +31,7 @@ def robustness_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
     (``"attack"``/``"control"``, ``"defense"``/``"baseline"``) from each row's config."""
     from zepad_bench.leaderboard import results_frame
 
-    frame = results_frame(rows)
-    frame["attack_role"] = [r["config"].get("attack_role", "attack") for r in rows]
-    frame["defense_role"] = [r["config"].get("defense_role", "defense") for r in rows]
-    return frame
+    return results_frame(rows)
 
 
 def _numeric(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
