@@ -139,6 +139,23 @@ def test_budget_and_range_for_any_input(name, eps, seed, kind, n, encoders, atta
 
 
 @pytest.mark.parametrize("name", NAMES)
+def test_unclamped_attacks_leave_the_unit_box_but_keep_the_budget(name, encoders, attacker_images):
+    """``clamp=false`` (the authors' evaluation): x + δ is not clipped to [0, 1], the budget still holds;
+    the default (``clamp=true``) never leaves [0, 1] on the same inputs."""
+    eps = 8 / 255
+    x = torch.cat([torch.zeros(2, 3, SIZE, SIZE), torch.ones(2, 3, SIZE, SIZE)])
+    attack = CLASSES[name](eps, clamp=False, **FAST[name])
+    attack.ctx = RunContext(seed=0)
+    attack.fit(encoders, TensorStream(attacker_images))
+    assert attack.clamp is False
+    x_adv = attack.perturb(x)
+    assert (x_adv - x).abs().max() <= eps + 1e-6
+    assert (x_adv < 0).any() or (x_adv > 1).any()
+    clamped = fitted(name, eps, encoders, attacker_images).perturb(x)
+    assert clamped.min() >= 0 and clamped.max() <= 1
+
+
+@pytest.mark.parametrize("name", NAMES)
 def test_fit_reads_only_unlabeled_tensors_and_leaves_encoders_untouched(name, attacker_images):
     torch.manual_seed(1)
     encoder = Encoder("small-cnn", {"width": 8}).train()  # train mode: BN statistics would move if used
@@ -293,6 +310,7 @@ def test_ssp_distorts_its_layer_more_than_noise(pretrained, attacker_images):
         ("art", {"attack": "ProjectedGradientDescent", "params": {"eps": 0.1}}),
         ("art", {"attack": "ProjectedGradientDescent", "params": [1]}),
         ("random-noise", {"distribution": "gauss"}),
+        *((name, {**FAST[name], "clamp": "no"}) for name in NAMES),
     ],
 )
 def test_bad_params_rejected_at_init(name, params):

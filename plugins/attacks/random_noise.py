@@ -20,8 +20,8 @@ class RandomNoise(UniversalAttack):
     name = "random-noise"
     role = "control"
 
-    def __init__(self, eps: float, *, distribution: str = "sign"):
-        super().__init__(eps)
+    def __init__(self, eps: float, *, distribution: str = "sign", clamp: bool = True):
+        super().__init__(eps, clamp=clamp)
         self.distribution = check_choice("distribution", distribution, ("sign", "uniform"))
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:

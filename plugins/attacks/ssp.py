@@ -18,6 +18,7 @@ from zepad_bench_plugins.attacks.common import (
     frozen,
     layer_output,
     resolve_layer,
+    set_clamp,
 )
 
 SSP_LAYERS = {
@@ -34,7 +35,8 @@ class SSP(Attack):
     """Self-supervised perturbation (Naseer et al., "A Self-supervised Approach for …", CVPR 2020).
 
     As the authors' ``ssp.py``: per image, maximise MSE(h(x'), h(x)) of an intermediate layer h by
-    100 signed steps of 0.01, each projected to the ε-ball and [0, 1].
+    100 signed steps of 0.01, each projected to the ε-ball and [0, 1] (the authors clip to [0, 1]
+    too; ``clamp=false`` skips it). ``ssp-universal`` is PAP's universal variant.
 
     Label-free by design; adapted by taking h from the public encoder itself (summed over encoders
     in white-box) instead of an ImageNet VGG-16. Not universal: ``fit`` only checks the layers and
@@ -45,8 +47,17 @@ class SSP(Attack):
 
     name = "ssp"
 
-    def __init__(self, eps: float, *, layer: str | None = None, steps: int = 100, step_size: float = 0.01):
+    def __init__(
+        self,
+        eps: float,
+        *,
+        layer: str | None = None,
+        steps: int = 100,
+        step_size: float = 0.01,
+        clamp: bool = True,
+    ):
         super().__init__(eps)
+        set_clamp(self, clamp)
         self.layer = check_layer(layer)
         self.steps = check_int("steps", steps)
         self.step_size = check_float("step_size", step_size, 0.0, 1.0)
@@ -71,4 +82,4 @@ class SSP(Attack):
                 return sum(F.mse_loss(layer_output(e, t, x_adv), c) for (e, t), c in zip(pairs, clean))
 
             start = torch.randn(x.shape, generator=self.ctx.generator()).to(x)  # the authors' N(0, 1) start
-            return pgd(distortion, x, self.eps, self.step_size, self.steps, start=start)
+            return pgd(distortion, x, self.eps, self.step_size, self.steps, start=start, clamp=self.clamp)

@@ -10,7 +10,6 @@ from torch import Tensor
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench_plugins.attacks.common import (
     UniversalAttack,
-    apply_delta,
     check_float,
     check_int,
     cosine_distance,
@@ -28,9 +27,10 @@ class UAPGD(UniversalAttack):
     ``step_size`` for the first ``decay_after`` images, then ``step_size·decay``. Defaults follow PAP's
     re-implementation (no official code): T = 10, β = 0.5, α = 0.002 then 2e-4 after 10k of 30k images,
     δ starts U(−ε, ε). Adaptation to an encoder: the loss is the feature distance
-    Σ_encoders mean(1 − cos(f(x), f(clamp(x+δ, 0, 1)))) instead of CE on predicted labels, so there
+    Σ_encoders mean(1 − cos(f(x), f(x+δ))) instead of CE on predicted labels, so there
     is no "already fooled" skip or early stop and every image contributes; δ is updated per batch
-    instead of per image; PAP's weight-gain term γ·x (γ = 1e-5) is omitted.
+    instead of per image; PAP's weight-gain term γ·x (γ = 1e-5) is omitted. ``uapgd-reference`` is the
+    reference algorithm. x+δ is clamped to [0, 1] unless ``clamp=false`` (the authors').
     """
 
     name = "uapgd"
@@ -45,8 +45,9 @@ class UAPGD(UniversalAttack):
         decay_after: int = 10000,
         decay: float = 0.1,
         momentum: float = 0.5,
+        clamp: bool = True,
     ):
-        super().__init__(eps)
+        super().__init__(eps, clamp=clamp)
         self.images = check_int("images", images)
         self.steps = check_int("steps", steps)
         self.step_size = check_float("step_size", step_size, 0.0, 1.0)
@@ -69,9 +70,7 @@ class UAPGD(UniversalAttack):
                 momentum = torch.zeros_like(delta)
                 for _ in range(self.steps):
                     delta.requires_grad_(True)
-                    (grad,) = torch.autograd.grad(
-                        cosine_distance(clean, encoders, apply_delta(x, delta)), delta
-                    )
+                    (grad,) = torch.autograd.grad(cosine_distance(clean, encoders, self.add(x, delta)), delta)
                     momentum = self.momentum * momentum + grad
                     delta = (delta.detach() + alpha * momentum.sign()).clamp(-self.eps, self.eps)
                 seen += len(x)
