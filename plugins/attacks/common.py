@@ -161,6 +161,23 @@ def take(images: Iterable[Tensor], count: int) -> Iterator[Tensor]:
             return
 
 
+def rebatch(batches: Iterable[Tensor], size: int | None) -> Iterator[Tensor]:
+    """``batches`` regrouped into batches of exactly ``size`` images (``None``: unchanged), e.g. an
+    author's batch size over the suite's stream; a last partial group is dropped."""
+    if size is None:
+        yield from batches
+        return
+    pending: list[Tensor] = []
+    count = 0
+    for batch in batches:
+        pending.append(batch)
+        count += len(batch)
+        while count >= size:
+            joined = torch.cat(pending)
+            yield joined[:size]
+            pending, count = [joined[size:]], count - size
+
+
 def collect(images: Iterable[Tensor], limit: int) -> tuple[Tensor, int]:
     """The first ``limit`` images of one pass (float, CPU) and the stream's batch size."""
     out: list[Tensor] = []
@@ -234,8 +251,12 @@ class PseudoLabelProbe(nn.Module):
         self.weight, self.bias = weight, bias
 
     def forward(self, x: Tensor) -> Tensor:
-        features = torch.cat([F.normalize(encoder(x), dim=1) for encoder in self.encoders], dim=1)
-        return features @ self.weight.to(features).T + self.bias.to(features)
+        return self.logits([encoder(x) for encoder in self.encoders])
+
+    def logits(self, features: Sequence[Tensor]) -> Tensor:
+        """The probe's logits from the encoders' raw features (one tensor per encoder, same order)."""
+        joint = torch.cat([F.normalize(f, dim=1) for f in features], dim=1)
+        return joint @ self.weight.to(joint).T + self.bias.to(joint)
 
 
 def fit_probe(
