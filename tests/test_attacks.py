@@ -19,10 +19,18 @@ from zepad_bench.errors import UserError
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench_plugins.attacks import ATTACKS
 from zepad_bench_plugins.attacks.advencoder import PerturbationGenerator, high_pass
-from zepad_bench_plugins.attacks.common import UniversalAttack, apply_delta, layer_output, resolve_layer
+from zepad_bench_plugins.attacks.common import (
+    PseudoLabelProbe,
+    UniversalAttack,
+    apply_delta,
+    layer_output,
+    rebatch,
+    resolve_layer,
+)
 from zepad_bench_plugins.attacks.pap import PAP_LAYERS
 from zepad_bench_plugins.attacks.ssp import SSP_LAYERS
 from zepad_bench_plugins.attacks.uap import deepfool
+from zepad_bench_plugins.attacks.uapgd import epgd_increment
 
 SIZE = 16
 # Tiny but working settings per attack (the papers' defaults are for GPUs and 10k+ images).
@@ -31,7 +39,11 @@ FAST = {
     "pap": dict(steps=20, step_size=0.005, noise_images=4),
     "uap": dict(clusters=3, max_images=64, max_passes=1, candidates=3, deepfool_iters=3),
     "uapgd": dict(images=128, steps=3, step_size=0.01, decay_after=64),
+    "uapgd-reference": dict(
+        images=128, steps=5, step_size=0.02, decay_after=1000, clusters=3, probe_images=48
+    ),
     "ssp": dict(steps=5, step_size=0.02),
+    "ssp-universal": dict(steps=20, step_size=0.005),
     "art": dict(
         attack="ProjectedGradientDescent", params={"max_iter": 3, "eps_step": 0.02}, clusters=3, max_images=64
     ),
@@ -136,6 +148,23 @@ def test_budget_and_range_for_any_input(name, eps, seed, kind, n, encoders, atta
     if isinstance(attack, UniversalAttack):  # one δ for every image
         assert torch.equal(x_adv, apply_delta(x, attack.delta))
         assert attack.delta.abs().max() <= eps + 1e-6
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_unclamped_attacks_leave_the_unit_box_but_keep_the_budget(name, encoders, attacker_images):
+    """``clamp=false`` (the authors' evaluation): x + δ is not clipped to [0, 1], the budget still holds;
+    the default (``clamp=true``) never leaves [0, 1] on the same inputs."""
+    eps = 8 / 255
+    x = torch.cat([torch.zeros(2, 3, SIZE, SIZE), torch.ones(2, 3, SIZE, SIZE)])
+    attack = CLASSES[name](eps, clamp=False, **FAST[name])
+    attack.ctx = RunContext(seed=0)
+    attack.fit(encoders, TensorStream(attacker_images))
+    assert attack.clamp is False
+    x_adv = attack.perturb(x)
+    assert (x_adv - x).abs().max() <= eps + 1e-6
+    assert (x_adv < 0).any() or (x_adv > 1).any()
+    clamped = fitted(name, eps, encoders, attacker_images).perturb(x)
+    assert clamped.min() >= 0 and clamped.max() <= 1
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -292,10 +321,16 @@ def test_ssp_distorts_its_layer_more_than_noise(pretrained, attacker_images):
         ("uapgd", {"momentum": -0.1}),
         ("uapgd", {"steps": 2.5}),
         ("ssp", {"steps": True}),
+        ("uapgd-reference", {"loss": "mse"}),
+        ("uapgd-reference", {"weight_gain": -1.0}),
+        ("ssp-universal", {"squared": 1}),
+        ("ssp-universal", {"batch_size": 0}),
+        ("pap", {"batch_size": 2.5}),
         ("art", {"attack": "not a class"}),
         ("art", {"attack": "ProjectedGradientDescent", "params": {"eps": 0.1}}),
         ("art", {"attack": "ProjectedGradientDescent", "params": [1]}),
         ("random-noise", {"distribution": "gauss"}),
+        *((name, {**FAST[name], "clamp": "no"}) for name in NAMES),
     ],
 )
 def test_bad_params_rejected_at_init(name, params):
@@ -323,3 +358,54 @@ def test_layer_is_validated_against_named_modules(name, encoders, attacker_image
 def test_delta_size_mismatch_is_an_error():
     with pytest.raises(ValueError, match="fitted on"):
         apply_delta(torch.zeros(1, 3, 8, 8), torch.zeros(1, 3, 16, 16))
+
+
+def test_rebatch_regroups_a_stream_into_fixed_batches():
+    stream = [torch.full((n, 1), float(i)) for i, n in enumerate([5, 3, 9, 2])]
+    out = list(rebatch(stream, 4))
+    assert [len(b) for b in out] == [4, 4, 4, 4]  # 19 images: the partial last group is dropped
+    assert torch.equal(torch.cat(out), torch.cat(stream)[:16])
+    assert list(rebatch(stream, None)) == stream
+
+
+def test_epgd_increment_follows_the_reference_update():
+    """g ← β·g + γ·(x' + d) + ∇, d ← d + α·sgn(g); the step is taken, then the loop stops if the
+    evaluated point was already fooled (PAP's get_delta)."""
+    base = torch.full((1, 3, 4, 4), 0.5)
+    start = torch.linspace(-0.01, 0.01, 48).reshape(1, 3, 4, 4)
+    calls = []
+
+    def flat(d: Tensor) -> tuple[Tensor, bool]:  # no gradient: only the γ term moves d (x' > 0)
+        calls.append(1)
+        return (d * 0).sum(), False
+
+    d = epgd_increment(flat, base, start, steps=4, step_size=0.003, momentum=0.5, weight_gain=1e-5)
+    assert len(calls) == 4
+    assert torch.allclose(d, start + 4 * 0.003)
+
+    direction = -torch.ones_like(base)  # ∇ = −1 everywhere outweighs γ·x'
+
+    def fooled_at_once(d: Tensor) -> tuple[Tensor, bool]:
+        calls.append(1)
+        return (d * direction).sum(), True
+
+    calls.clear()
+    d = epgd_increment(fooled_at_once, base, start, steps=4, step_size=0.003, momentum=0.5, weight_gain=1e-5)
+    assert len(calls) == 1 and torch.allclose(d, start - 0.003)
+
+
+def test_uapgd_reference_skips_fooled_images_and_steps_on_the_others(encoders):
+    """The skip rule: an image already fooled by δ leaves δ unchanged; any other moves it (≤ ε)."""
+    attack = CLASSES["uapgd-reference"](0.5, **FAST["uapgd-reference"])
+    attack.ctx = RunContext(seed=0)
+    rng = torch.Generator().manual_seed(0)
+    probe = PseudoLabelProbe(encoders[:1], torch.randn(3, 32, generator=rng), torch.zeros(3))
+    delta = 0.5 * torch.sign(torch.randn(1, 3, SIZE, SIZE, generator=rng))
+    x = torch.rand(64, 3, SIZE, SIZE, generator=rng)
+    with torch.no_grad():
+        flipped = probe(x).argmax(1) != probe(apply_delta(x, delta)).argmax(1)
+    assert flipped.any() and (~flipped).any()
+    fooled, clean = x[flipped][:1], x[~flipped][:1]
+    assert torch.equal(attack.update(probe, fooled, delta, 0.01, rng), delta)
+    moved = attack.update(probe, clean, delta, 0.01, rng)
+    assert not torch.equal(moved, delta) and moved.abs().max() <= 0.5

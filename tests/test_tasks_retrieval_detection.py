@@ -169,6 +169,9 @@ def test_detection_task_detects_when_only_the_bmp_branch_is_fooled():
     assert metrics["BA"] > 95 and 0 <= metrics["ASR"] <= 100
     scores = task.ctx.records
     assert scores["detection_score_clean"].shape == scores["detection_score_adv"].shape == (200,)
+    assert metrics["AUROC:js"] > 95 and metrics["accuracy:js"] > 90 and metrics["accuracy:gap"] > 90
+    assert metrics["AUROC:disagreement"] > 60  # the unsure BMP flips its top-1 on about half the DAEs
+    assert all(f"detection_score_adv:{s}" in scores for s in ("gap", "js", "disagreement", "entropy"))
 
 
 def test_detection_task_reports_na_without_a_detector():
@@ -178,7 +181,8 @@ def test_detection_task_reports_na_without_a_detector():
     task.ctx = RunContext()
     metrics = task.run(model, task_data(features, train_labels, test_labels))
     assert {metrics[k] for k in Detection.DETECTION_KEYS} == {"n/a"}
-    assert isinstance(metrics["BA"], float)
+    assert {metrics[f"AUROC:{s}"] for s in ("js", "disagreement")} == {"n/a"}
+    assert isinstance(metrics["BA"], float) and isinstance(metrics["AUROC:entropy"], float)
 
 
 # ---------------------------------------------------------------------- through the runner and the CLI

@@ -151,8 +151,9 @@ def run(
 def _publish(suite, workdir: str, out_dir: str, reference: bool = False, readme: str | None = None) -> None:
     from rich.console import Console
 
-    from zepad_bench.leaderboard import publish, readme_block, replace_block, sections
-    from zepad_bench.plots import confidence_figure
+    from zepad_bench.leaderboard import publish, readme_block, replace_block, results_frame, sections
+    from zepad_bench.plots import confidence_figure, detection_figure
+    from zepad_bench.robustness import robustness_figure
     from zepad_bench.runner import Runner
 
     runner = Runner(suite, suite.registry, workdir, device="cpu")
@@ -170,8 +171,13 @@ def _publish(suite, workdir: str, out_dir: str, reference: bool = False, readme:
     description = suite.raw.get("suite", {}).get("description", "")
     source = _display_path(suite.path)
     paths = publish(suite.name, rows, out_dir, source, extra, description, runs)
-    figure = confidence_figure(rows, runner.cache, Path(out_dir) / f"{suite.name}-confidence.png")
-    paths += [figure] if figure else []
+    out = Path(out_dir)
+    figures = [
+        confidence_figure(rows, runner.cache, out / f"{suite.name}-confidence.png"),
+        detection_figure(rows, runner.cache, out / f"{suite.name}-detection.png"),
+        robustness_figure(results_frame(rows), out / f"{suite.name}-ra-vs-eps.png"),
+    ]
+    paths += [f for f in figures if f]
     if readme:
         text = Path(readme).read_text(encoding="utf-8")
         try:

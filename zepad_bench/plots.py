@@ -66,3 +66,63 @@ def confidence_figure(rows: list[dict[str, Any]], cache: ArtifactCache, out: Pat
     fig.savefig(out, dpi=110)
     plt.close(fig)
     return out
+
+
+def detection_figure(rows: list[dict[str, Any]], cache: ArtifactCache, out: Path) -> Path | None:
+    """The threshold sweep of every detection score (``zepad_bench.detection``), per attack.
+
+    Reads the scores the detection task records (``detection_score_{clean,adv}:<score>``) for the first
+    defense that has the paper's confidence gap. Left panel: ROC curves (TPR vs FPR over all
+    thresholds) with each score's AUROC; right panel: balanced accuracy vs threshold of the gap score,
+    the defense's threshold marked. ``None`` if no row has recorded scores.
+    """
+    from zepad_bench.detection import SCORES, threshold_sweep
+    from zepad_bench.metrics import auroc
+
+    def scores(row: dict[str, Any]) -> dict[str, Any]:
+        return cache.load("records", row["key"]) if cache.has("records", row["key"]) else {}
+
+    rows = [r for r in rows if "detection_score_adv:gap" in scores(r)]
+    if not rows:
+        return None
+    defense = rows[0]["defense"]
+    by_attack: dict[str, dict[str, Any]] = {}
+    for row in rows:
+        if row["defense"] == defense:
+            by_attack.setdefault(row["attack"], row)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(by_attack), 2, figsize=(8, 2.8 * len(by_attack)), squeeze=False)
+    for (attack, row), (roc_ax, acc_ax) in zip(by_attack.items(), axes):
+        records = scores(row)
+        for name in SCORES:
+            benign = records.get(f"detection_score_clean:{name}")
+            adversarial = records.get(f"detection_score_adv:{name}")
+            if benign is None or adversarial is None:
+                continue
+            sweep = threshold_sweep(benign, adversarial)
+            label = f"{name} (AUROC {auroc(benign, adversarial):.1f})"
+            roc_ax.plot(sweep["FPR"].numpy(), sweep["TPR"].numpy(), label=label)
+            if name == "gap":
+                acc_ax.plot(sweep["threshold"][1:].numpy(), sweep["accuracy"][1:].numpy(), color="tab:blue")
+        threshold = row.get("metrics", {}).get("threshold")
+        if isinstance(threshold, (int, float)):
+            acc_ax.axvline(threshold, color="tab:red", linestyle="--", label=f"threshold {threshold:g}")
+            acc_ax.legend(fontsize=7)
+        roc_ax.plot([0, 100], [0, 100], color="grey", linewidth=0.5)
+        roc_ax.set_title(f"ROC · {attack}", fontsize=8)
+        roc_ax.set_xlabel("FPR (%)", fontsize=8)
+        roc_ax.set_ylabel("TPR (%)", fontsize=8)
+        roc_ax.legend(fontsize=6)
+        acc_ax.set_title(f"confidence gap: accuracy vs threshold · {attack}", fontsize=8)
+        acc_ax.set_xlabel("MPAE − BMP confidence threshold", fontsize=8)
+        acc_ax.set_ylabel("accuracy (%)", fontsize=8)
+    fig.suptitle(f"DAE detection scores, threshold sweep ({defense}, {rows[0]['task']})", fontsize=9)
+    fig.tight_layout()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return out

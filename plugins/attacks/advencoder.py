@@ -12,7 +12,6 @@ from torch import Tensor, nn
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench_plugins.attacks.common import (
     UniversalAttack,
-    apply_delta,
     check_float,
     check_int,
     cycle,
@@ -91,8 +90,9 @@ class AdvEncoder(UniversalAttack):
     loss α·(−InfoNCE(f(x), f(x'), τ)) + MSE(x', x) − MSE(HF(x), HF(x')) with x' = x+δ, α = 5,
     τ = 0.1 and HF an FFT high-pass of radius r = 8 (the paper writes β = 5 on the HFC term and L2
     norms; we follow the code). Already label-free: f is the encoder's feature output, summed over
-    encoders in white-box. Deviations: x' is clamped to [0, 1] (the authors never clamp), and the
-    generator depth follows the image size (the authors' fixed 64-px net when ngf = 128).
+    encoders in white-box. Deviations: x' is clamped to [0, 1] (the authors never clamp:
+    ``clamp=false``), and the generator depth follows the image size (the authors' fixed 64-px net
+    when ngf = 128).
     """
 
     name = "advencoder"
@@ -109,8 +109,9 @@ class AdvEncoder(UniversalAttack):
         betas: tuple[float, float] | list[float] = (0.5, 0.999),
         ngf: int = 128,
         z_batch: int = 256,
+        clamp: bool = True,
     ):
-        super().__init__(eps)
+        super().__init__(eps, clamp=clamp)
         self.epochs = check_int("epochs", epochs)
         self.alpha = check_float("alpha", alpha, 0.0, strict=False)
         self.temperature = check_float("temperature", temperature)
@@ -137,7 +138,7 @@ class AdvEncoder(UniversalAttack):
             for _ in self.ctx.track(range(self.epochs), "advencoder epochs"):
                 for x in images:
                     x = x.to(device)
-                    x_adv = apply_delta(x, generator(z).clamp(-self.eps, self.eps))
+                    x_adv = self.add(x, generator(z).clamp(-self.eps, self.eps))
                     # HF is linear, so MSE(HF(x), HF(x')) = mean(HF(x' − x)²)
                     loss = F.mse_loss(x_adv, x) - high_pass(x_adv - x, self.radius).pow(2).mean()
                     for encoder in encoders:

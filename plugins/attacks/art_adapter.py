@@ -23,6 +23,7 @@ from zepad_bench_plugins.attacks.common import (
     check_int,
     collect,
     fit_probe,
+    set_clamp,
 )
 
 UNIVERSAL = ("UniversalPerturbation",)
@@ -52,7 +53,8 @@ class ARTAttack(Attack):
     ``params.attacker_params`` sets it). ``UniversalPerturbation`` runs once in ``fit`` on the
     attacker images and keeps its noise (clipped to ±eps); any other attack runs per batch in
     :meth:`perturb` with ``y=None`` (the probe's predictions as labels). Outputs are projected to the
-    ε-ball and [0, 1] whatever the attack does; ART's global NumPy/torch draws are seeded from the run.
+    ε-ball and (unless ``clamp=false``) [0, 1] whatever the attack does; ART's global NumPy/torch
+    draws are seeded from the run.
     """
 
     name = "art"
@@ -65,8 +67,10 @@ class ARTAttack(Attack):
         params: dict[str, Any] | None = None,
         clusters: int = 10,
         max_images: int = 1000,
+        clamp: bool = True,
     ):
         super().__init__(eps)
+        set_clamp(self, clamp)
         if not isinstance(attack, str) or not attack.isidentifier():
             raise ValueError(f"attack must be an ART evasion attack class name, got {attack!r}")
         if params is not None and not isinstance(params, dict):
@@ -133,7 +137,7 @@ class ARTAttack(Attack):
                     loss=nn.CrossEntropyLoss(),
                     input_shape=shape,
                     nb_classes=len(self.probe_weight),
-                    clip_values=(0.0, 1.0),
+                    clip_values=(0.0, 1.0) if self.clamp else None,
                     device_type="gpu" if cuda else "cpu",
                 )
             cls = self._attack_class()
@@ -160,5 +164,5 @@ class ARTAttack(Attack):
 
     def perturb(self, x: Tensor) -> Tensor:
         if self.delta is not None:
-            return apply_delta(x, self.delta)
-        return project(self._generate(x).to(x), x, self.eps)
+            return apply_delta(x, self.delta, self.clamp)
+        return project(self._generate(x).to(x), x, self.eps, self.clamp)

@@ -49,6 +49,12 @@ def check_range(name: str, value: Any, low: float = 0.0, high: float = 1.0) -> t
     return lo, hi
 
 
+def check_bool(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    return value
+
+
 def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
     if value not in choices:
         raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
@@ -65,13 +71,15 @@ def check_layer(layer: Any) -> str | None:
 # ---------------------------------------------------------------- universal perturbations
 
 
-def apply_delta(x: Tensor, delta: Tensor) -> Tensor:
-    """``clamp(x + δ, 0, 1)`` for a universal ``delta`` (1×3×H×W) fitted at the size of ``x``."""
+def apply_delta(x: Tensor, delta: Tensor, clamp: bool = True) -> Tensor:
+    """``clamp(x + δ, 0, 1)`` (or ``x + δ`` unclamped) for a universal ``delta`` (1×3×H×W) fitted at
+    the size of ``x``."""
     if delta.shape[-2:] != x.shape[-2:]:
         raise ValueError(
             f"the perturbation was fitted on {tuple(delta.shape[-2:])} images, got {tuple(x.shape[-2:])}"
         )
-    return (x + delta.to(x.device, x.dtype)).clamp(0.0, 1.0)
+    x_adv = x + delta.to(x.device, x.dtype)
+    return x_adv.clamp(0.0, 1.0) if clamp else x_adv
 
 
 def random_delta(x: Tensor, eps: float, generator: torch.Generator, sign: bool = False) -> Tensor:
@@ -80,12 +88,30 @@ def random_delta(x: Tensor, eps: float, generator: torch.Generator, sign: bool =
     return (eps * (torch.where(u < 0, -1.0, 1.0) if sign else u)).to(x.device)
 
 
-class UniversalAttack(Attack):
-    """An attack whose fitted state is one perturbation ``delta`` (‖δ‖∞ ≤ eps) added to every image."""
+def set_clamp(attack: Attack, clamp: Any) -> None:
+    """Validate and set the ``clamp`` parameter every built-in attack takes.
 
-    def __init__(self, eps: float, **params: Any):
+    ``clamp=true`` (default, our protocol) keeps x + δ in [0, 1] in every forward pass, while fitting
+    and in ``perturb``; ``clamp=false`` is the authors' evaluation (the PAP, AdvEncoder, UAPGD and
+    SSP reference codes never clamp): images may leave [0, 1], ``‖x_adv − x‖∞ ≤ eps`` still holds.
+    """
+    attack.clamp = check_bool("clamp", clamp)
+
+
+class UniversalAttack(Attack):
+    """An attack whose fitted state is one perturbation ``delta`` (‖δ‖∞ ≤ eps) added to every image.
+
+    Subclasses pass their ``clamp`` parameter on; :meth:`add` applies δ as it says.
+    """
+
+    def __init__(self, eps: float, *, clamp: bool = True, **params: Any):
         super().__init__(eps, **params)
+        set_clamp(self, clamp)
         self.delta: Tensor | None = None
+
+    def add(self, x: Tensor, delta: Tensor) -> Tensor:
+        """x + δ, clamped to [0, 1] when ``self.clamp``."""
+        return apply_delta(x, delta, self.clamp)
 
     def fitted_delta(self) -> Tensor:
         if self.delta is None:
@@ -93,7 +119,7 @@ class UniversalAttack(Attack):
         return self.delta
 
     def perturb(self, x: Tensor) -> Tensor:
-        return apply_delta(x, self.fitted_delta())
+        return self.add(x, self.fitted_delta())
 
     def state_dict(self) -> dict[str, Any]:
         return {"delta": self.fitted_delta().detach().cpu()}
@@ -133,6 +159,23 @@ def take(images: Iterable[Tensor], count: int) -> Iterator[Tensor]:
         seen += len(batch)
         if seen >= count:
             return
+
+
+def rebatch(batches: Iterable[Tensor], size: int | None) -> Iterator[Tensor]:
+    """``batches`` regrouped into batches of exactly ``size`` images (``None``: unchanged), e.g. an
+    author's batch size over the suite's stream; a last partial group is dropped."""
+    if size is None:
+        yield from batches
+        return
+    pending: list[Tensor] = []
+    count = 0
+    for batch in batches:
+        pending.append(batch)
+        count += len(batch)
+        while count >= size:
+            joined = torch.cat(pending)
+            yield joined[:size]
+            pending, count = [joined[size:]], count - size
 
 
 def collect(images: Iterable[Tensor], limit: int) -> tuple[Tensor, int]:
@@ -208,8 +251,12 @@ class PseudoLabelProbe(nn.Module):
         self.weight, self.bias = weight, bias
 
     def forward(self, x: Tensor) -> Tensor:
-        features = torch.cat([F.normalize(encoder(x), dim=1) for encoder in self.encoders], dim=1)
-        return features @ self.weight.to(features).T + self.bias.to(features)
+        return self.logits([encoder(x) for encoder in self.encoders])
+
+    def logits(self, features: Sequence[Tensor]) -> Tensor:
+        """The probe's logits from the encoders' raw features (one tensor per encoder, same order)."""
+        joint = torch.cat([F.normalize(f, dim=1) for f in features], dim=1)
+        return joint @ self.weight.to(joint).T + self.bias.to(joint)
 
 
 def fit_probe(

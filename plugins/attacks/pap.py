@@ -11,7 +11,6 @@ from torch import Tensor
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench_plugins.attacks.common import (
     UniversalAttack,
-    apply_delta,
     check_float,
     check_int,
     check_layer,
@@ -20,6 +19,7 @@ from zepad_bench_plugins.attacks.common import (
     frozen,
     layer_output,
     random_delta,
+    rebatch,
     resolve_layer,
 )
 
@@ -41,7 +41,9 @@ class PAP(UniversalAttack):
     step per attacker batch, 20k steps) of L = mean(h(G+δ)²) + λ·mean(h(x+δ)²), λ = 0.01, where h is
     a low-level layer's output and G are 8 fresh noise images per step with pixels N(μ_c, σ_c²),
     μ_c ~ U[0.4, 0.6], σ_c ~ U[0.05, 0.1] redrawn every 20 steps. Already label-free and
-    encoder-level; white-box sums L over encoders. Deviation: G+δ and x+δ are clamped to [0, 1].
+    encoder-level; white-box sums L over encoders. Deviations: G+δ and x+δ are clamped to [0, 1]
+    (``clamp=false``: not, as the authors); the attacker batch is the suite's (``batch_size = 16``:
+    the authors').
     ``layer`` names a module of the encoder (``named_modules()``); default: :data:`PAP_LAYERS`.
     """
 
@@ -59,8 +61,10 @@ class PAP(UniversalAttack):
         resample_every: int = 20,
         mean_range: tuple[float, float] | list[float] = (0.4, 0.6),
         std_range: tuple[float, float] | list[float] = (0.05, 0.1),
+        batch_size: int | None = None,
+        clamp: bool = True,
     ):
-        super().__init__(eps)
+        super().__init__(eps, clamp=clamp)
         self.layer = check_layer(layer)
         self.steps = check_int("steps", steps)
         self.step_size = check_float("step_size", step_size, 0.0, 1.0)
@@ -69,6 +73,7 @@ class PAP(UniversalAttack):
         self.resample_every = check_int("resample_every", resample_every)
         self.mean_range = check_range("mean_range", mean_range)
         self.std_range = check_range("std_range", std_range)
+        self.batch_size = None if batch_size is None else check_int("batch_size", batch_size)
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
         super().fit(encoders, images)
@@ -76,7 +81,7 @@ class PAP(UniversalAttack):
         rng = self.ctx.generator()
         delta: Tensor | None = None
         with frozen(encoders):
-            batches = itertools.islice(cycle(images), self.steps)
+            batches = itertools.islice(rebatch(cycle(images), self.batch_size), self.steps)
             for step, x in enumerate(self.ctx.track(batches, "pap", total=self.steps)):
                 x = x.to(self.ctx.device)
                 if delta is None:
@@ -95,6 +100,6 @@ class PAP(UniversalAttack):
         self, encoder: Encoder, tap: torch.nn.Module, noise: Tensor, x: Tensor, delta: Tensor
     ) -> Tensor:
         """mean(h(G+δ)²) + λ·mean(h(x+δ)²) for one encoder, in one forward pass."""
-        h = layer_output(encoder, tap, apply_delta(torch.cat([noise, x]), delta)).pow(2)
+        h = layer_output(encoder, tap, self.add(torch.cat([noise, x]), delta)).pow(2)
         n = len(noise)
         return h[:n].mean() + self.data_weight * h[n:].mean() if n else self.data_weight * h.mean()

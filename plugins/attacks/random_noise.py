@@ -21,10 +21,10 @@ class RandomNoise(UniversalAttack):
     name = "random-noise"
     role = "control"
 
-    param_help = {"distribution": "±eps signs, or uniform in [−eps, eps]"}
+    param_help = {"distribution": "±eps signs, or uniform in [−eps, eps]", "clamp": "keep images in [0, 1]"}
 
-    def __init__(self, eps: float, *, distribution: Literal["sign", "uniform"] = "sign"):
-        super().__init__(eps)
+    def __init__(self, eps: float, *, distribution: Literal["sign", "uniform"] = "sign", clamp: bool = True):
+        super().__init__(eps, clamp=clamp)
         self.distribution = distribution
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:

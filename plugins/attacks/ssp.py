@@ -1,7 +1,9 @@
-"""SSP (Naseer et al., CVPR 2020): per-sample self-supervised feature-distortion perturbation."""
+"""SSP (Naseer et al., CVPR 2020): the per-sample self-supervised feature-distortion perturbation
+(``ssp``) and PAP's universal variant (``ssp-universal``)."""
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable
 
 import torch
@@ -12,12 +14,18 @@ from zepad_bench.interfaces import Attack
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.pgd import pgd
 from zepad_bench_plugins.attacks.common import (
+    UniversalAttack,
+    check_bool,
     check_float,
     check_int,
     check_layer,
+    cycle,
     frozen,
     layer_output,
+    random_delta,
+    rebatch,
     resolve_layer,
+    set_clamp,
 )
 
 SSP_LAYERS = {
@@ -34,7 +42,8 @@ class SSP(Attack):
     """Self-supervised perturbation (Naseer et al., "A Self-supervised Approach for …", CVPR 2020).
 
     As the authors' ``ssp.py``: per image, maximise MSE(h(x'), h(x)) of an intermediate layer h by
-    100 signed steps of 0.01, each projected to the ε-ball and [0, 1].
+    100 signed steps of 0.01, each projected to the ε-ball and [0, 1] (the authors clip to [0, 1]
+    too; ``clamp=false`` skips it). ``ssp-universal`` is PAP's universal variant.
 
     Label-free by design; adapted by taking h from the public encoder itself (summed over encoders
     in white-box) instead of an ImageNet VGG-16. Not universal: ``fit`` only checks the layers and
@@ -45,8 +54,17 @@ class SSP(Attack):
 
     name = "ssp"
 
-    def __init__(self, eps: float, *, layer: str | None = None, steps: int = 100, step_size: float = 0.01):
+    def __init__(
+        self,
+        eps: float,
+        *,
+        layer: str | None = None,
+        steps: int = 100,
+        step_size: float = 0.01,
+        clamp: bool = True,
+    ):
         super().__init__(eps)
+        set_clamp(self, clamp)
         self.layer = check_layer(layer)
         self.steps = check_int("steps", steps)
         self.step_size = check_float("step_size", step_size, 0.0, 1.0)
@@ -71,4 +89,59 @@ class SSP(Attack):
                 return sum(F.mse_loss(layer_output(e, t, x_adv), c) for (e, t), c in zip(pairs, clean))
 
             start = torch.randn(x.shape, generator=self.ctx.generator()).to(x)  # the authors' N(0, 1) start
-            return pgd(distortion, x, self.eps, self.step_size, self.steps, start=start)
+            return pgd(distortion, x, self.eps, self.step_size, self.steps, start=start, clamp=self.clamp)
+
+
+class SSPUniversal(UniversalAttack):
+    """SSP's universal variant as benchmarked for pre-trained encoders (PAP's ``utils/ssp.py``, Ban &
+    Dong, NeurIPS 2022; objective of Naseer et al., CVPR 2020).
+
+    One δ (start U(−ε, ε)) for all images: per attacker batch, one signed step α = ``step_size``
+    (2e-4) ascending MSE(h(x)², h(x + δ)²) — the squared activations of the victim's own stage-2
+    output, as PAP's hook stores them (``squared=false``: SSP's raw-feature MSE) — summed over
+    encoders, then δ is clipped to ±ε; ``steps`` batches (PAP: 16 images each, ``batch_size``; default
+    the suite's). x + δ is clamped to [0, 1] unless ``clamp=false`` (PAP does not clamp).
+    ``layer`` names a module of the encoder; default: :data:`SSP_LAYERS`.
+    """
+
+    name = "ssp-universal"
+
+    def __init__(
+        self,
+        eps: float,
+        *,
+        layer: str | None = None,
+        steps: int = 20000,
+        step_size: float = 2e-4,
+        squared: bool = True,
+        batch_size: int | None = None,
+        clamp: bool = True,
+    ):
+        super().__init__(eps, clamp=clamp)
+        self.layer = check_layer(layer)
+        self.steps = check_int("steps", steps)
+        self.step_size = check_float("step_size", step_size, 0.0, 1.0)
+        self.squared = check_bool("squared", squared)
+        self.batch_size = None if batch_size is None else check_int("batch_size", batch_size)
+
+    def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
+        super().fit(encoders, images)
+        pairs = [(encoder, resolve_layer(encoder, self.layer, SSP_LAYERS)) for encoder in encoders]
+        power = 2 if self.squared else 1
+        rng = self.ctx.generator()
+        delta: Tensor | None = None
+        with frozen(encoders):
+            batches = itertools.islice(rebatch(cycle(images), self.batch_size), self.steps)
+            for x in self.ctx.track(batches, "ssp-universal", total=self.steps):
+                x = x.to(self.ctx.device)
+                if delta is None:
+                    delta = random_delta(x, self.eps, rng)
+                delta.requires_grad_(True)
+                loss = 0.0
+                for encoder, tap in pairs:
+                    with torch.no_grad():
+                        clean = layer_output(encoder, tap, x).pow(power)
+                    loss = loss + F.mse_loss(layer_output(encoder, tap, self.add(x, delta)).pow(power), clean)
+                (grad,) = torch.autograd.grad(loss, delta)
+                delta = (delta.detach() + self.step_size * grad.sign()).clamp(-self.eps, self.eps)
+        self.delta = delta

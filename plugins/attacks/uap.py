@@ -11,7 +11,6 @@ from zepad_bench.nn.encoder import Encoder
 from zepad_bench_plugins.attacks.common import (
     PseudoLabelProbe,
     UniversalAttack,
-    apply_delta,
     check_float,
     check_int,
     collect,
@@ -21,14 +20,15 @@ from zepad_bench_plugins.attacks.common import (
 
 
 def deepfool(
-    model: nn.Module, x: Tensor, candidates: int, overshoot: float, max_iter: int
+    model: nn.Module, x: Tensor, candidates: int, overshoot: float, max_iter: int, clamp: bool = True
 ) -> tuple[Tensor, Tensor]:
     """Batched multi-class L2 DeepFool (Moosavi-Dezfooli et al., CVPR 2016, Alg. 2) on ``model``'s logits.
 
     Each sample independently: linearise the ``candidates`` top clean classes, step to the nearest
     linearised boundary, repeat until its argmax changes or ``max_iter``. Returns the perturbation
-    (1+overshoot)·r_tot and whether it flips the sample's label.
+    (1+overshoot)·r_tot and whether it flips the sample's label; iterates are clamped to [0, 1] if ``clamp``.
     """
+    box = (0.0, 1.0) if clamp else (-torch.inf, torch.inf)
     x = x.detach()
     with torch.no_grad():
         clean = model(x)
@@ -36,7 +36,7 @@ def deepfool(
     label, rows = order[:, 0], torch.arange(len(x), device=x.device)
     r_tot = torch.zeros_like(x)
     for _ in range(max_iter):
-        x_i = (x + (1 + overshoot) * r_tot).clamp(0, 1).requires_grad_(True)
+        x_i = (x + (1 + overshoot) * r_tot).clamp(*box).requires_grad_(True)
         logits = model(x_i)
         active = logits.argmax(1) == label
         if not active.any():
@@ -57,7 +57,7 @@ def deepfool(
         r_tot = r_tot + (scale * active)[:, None, None, None] * w[rows, best]
     r = (1 + overshoot) * r_tot
     with torch.no_grad():
-        flipped = model((x + r).clamp(0, 1)).argmax(1) != label
+        flipped = model((x + r).clamp(*box)).argmax(1) != label
     return r, flipped
 
 
@@ -72,7 +72,7 @@ class UAP(UniversalAttack):
     ``clusters`` pseudo-classes on the encoders' features of X + a logistic-regression probe); it never
     sees downstream labels. Batched: DeepFool runs on a whole batch at the current v, then the
     batch's increments are applied one after another with projection (v is stale within a batch).
-    x+v is clamped to [0, 1].
+    x+v is clamped to [0, 1] unless ``clamp=false``.
     """
 
     name = "uap"
@@ -88,8 +88,9 @@ class UAP(UniversalAttack):
         overshoot: float = 0.02,
         candidates: int = 10,
         deepfool_iters: int = 10,
+        clamp: bool = True,
     ):
-        super().__init__(eps)
+        super().__init__(eps, clamp=clamp)
         self.clusters = check_int("clusters", clusters, 2)
         self.max_images = check_int("max_images", max_images, self.clusters)
         self.target_fooling = check_float("target_fooling", target_fooling, 0.0, 1.0)
@@ -114,11 +115,16 @@ class UAP(UniversalAttack):
                     idx = order[start : start + batch_size]
                     x = data[idx].to(device)
                     with torch.no_grad():
-                        todo = probe(apply_delta(x, v)).argmax(1) == labels[idx].to(device)
+                        todo = probe(self.add(x, v)).argmax(1) == labels[idx].to(device)
                     if not todo.any():
                         continue
                     r, converged = deepfool(
-                        probe, apply_delta(x[todo], v), self.candidates, self.overshoot, self.deepfool_iters
+                        probe,
+                        self.add(x[todo], v),
+                        self.candidates,
+                        self.overshoot,
+                        self.deepfool_iters,
+                        self.clamp,
                     )
                     for increment in r[converged]:
                         v = (v + increment).clamp(-self.eps, self.eps)
@@ -133,5 +139,5 @@ class UAP(UniversalAttack):
         out = []
         for start in range(0, len(data), batch_size):
             x = data[start : start + batch_size].to(self.ctx.device)
-            out.append(probe(x if v is None else apply_delta(x, v)).argmax(1).cpu())
+            out.append(probe(x if v is None else self.add(x, v)).argmax(1).cpu())
         return torch.cat(out)

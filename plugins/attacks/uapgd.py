@@ -1,19 +1,26 @@
-"""UAPGD: universal perturbation by enhanced (momentum) projected gradient ascent, on features."""
+"""UAPGD: universal perturbation by enhanced (momentum) projected gradient ascent: our batched
+feature-space version (``uapgd``) and the reference per-image algorithm (``uapgd-reference``)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
+from zepad_bench.interfaces import Attack
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench_plugins.attacks.common import (
+    PseudoLabelProbe,
     UniversalAttack,
-    apply_delta,
+    check_choice,
     check_float,
     check_int,
+    collect,
     cosine_distance,
+    fit_probe,
     frozen,
     random_delta,
     take,
@@ -28,9 +35,10 @@ class UAPGD(UniversalAttack):
     ``step_size`` for the first ``decay_after`` images, then ``step_size·decay``. Defaults follow PAP's
     re-implementation (no official code): T = 10, β = 0.5, α = 0.002 then 2e-4 after 10k of 30k images,
     δ starts U(−ε, ε). Adaptation to an encoder: the loss is the feature distance
-    Σ_encoders mean(1 − cos(f(x), f(clamp(x+δ, 0, 1)))) instead of CE on predicted labels, so there
+    Σ_encoders mean(1 − cos(f(x), f(x+δ))) instead of CE on predicted labels, so there
     is no "already fooled" skip or early stop and every image contributes; δ is updated per batch
-    instead of per image; PAP's weight-gain term γ·x (γ = 1e-5) is omitted.
+    instead of per image; PAP's weight-gain term γ·x (γ = 1e-5) is omitted. ``uapgd-reference`` is the
+    reference algorithm. x+δ is clamped to [0, 1] unless ``clamp=false`` (the authors').
     """
 
     name = "uapgd"
@@ -45,8 +53,9 @@ class UAPGD(UniversalAttack):
         decay_after: int = 10000,
         decay: float = 0.1,
         momentum: float = 0.5,
+        clamp: bool = True,
     ):
-        super().__init__(eps)
+        super().__init__(eps, clamp=clamp)
         self.images = check_int("images", images)
         self.steps = check_int("steps", steps)
         self.step_size = check_float("step_size", step_size, 0.0, 1.0)
@@ -69,10 +78,153 @@ class UAPGD(UniversalAttack):
                 momentum = torch.zeros_like(delta)
                 for _ in range(self.steps):
                     delta.requires_grad_(True)
-                    (grad,) = torch.autograd.grad(
-                        cosine_distance(clean, encoders, apply_delta(x, delta)), delta
-                    )
+                    (grad,) = torch.autograd.grad(cosine_distance(clean, encoders, self.add(x, delta)), delta)
                     momentum = self.momentum * momentum + grad
                     delta = (delta.detach() + alpha * momentum.sign()).clamp(-self.eps, self.eps)
                 seen += len(x)
         self.delta = delta
+
+
+@contextmanager
+def single_thread() -> Iterator[None]:
+    """One intra-op CPU thread for the block (restored after): one-image forward/backward passes gain
+    nothing from threads, and on a busy CPU their synchronisation made them 60× slower (measured)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def epgd_increment(
+    objective: Callable[[Tensor], tuple[Tensor, bool]],
+    base: Tensor,
+    start: Tensor,
+    steps: int,
+    step_size: float,
+    momentum: float,
+    weight_gain: float,
+) -> Tensor:
+    """Enhanced PGD on one image (Deng & Karam, ICIP 2020), as PAP's ``utils/uapepgd.py:get_delta``.
+
+    From ``d = start``, at most ``steps`` times: evaluate ``objective(d)`` → (loss, fooled) at
+    ``base + d``, ``g ← β·g + γ·(base + d) + ∇_d loss`` (β = ``momentum``, γ = ``weight_gain``, the
+    "weight gain" term), ``d ← d + α·sgn(g)``; stop after the step whose evaluation was already
+    fooled (the reference checks the label before its step). ``d`` is not projected: the caller clips
+    the universal δ + d. Returns the detached increment ``d``.
+    """
+    d, g = start.detach(), torch.zeros_like(start)
+    for _ in range(steps):
+        d.requires_grad_(True)
+        loss, fooled = objective(d)
+        (grad,) = torch.autograd.grad(loss, d)
+        g = momentum * g + weight_gain * (base + d.detach()) + grad
+        d = d.detach() + step_size * g.sign()
+        if fooled:
+            break
+    return d
+
+
+class UAPGDReference(UAPGD):
+    """UAPGD as the reference code used for pre-trained models runs it (PAP's ``utils/uapepgd.py``,
+    Ban & Dong, NeurIPS 2022; algorithm of Deng & Karam, "Universal Adversarial Attack via Enhanced
+    Projected Gradient Descent", ICIP 2020).
+
+    One image at a time (``images`` of them, from the attacker stream): skip it when the current δ
+    already fools it — its pseudo-label on x + δ differs from that on x — else run
+    :func:`epgd_increment` from d ~ U(−ε, ε) at x + δ (T = ``steps`` = 10, β = 0.5, γ = 1e-5, sign
+    step α = ``step_size``, ×``decay`` after ``decay_after`` images: PAP's 0.002 then 2e-4 after 10k),
+    early-stopped once the image is fooled, and set δ ← clip(δ + d, ±ε). δ starts U(−ε, ε).
+
+    Label-free adaptation: labels come from the :class:`PseudoLabelProbe` (k-means with ``clusters``
+    pseudo-classes on ``probe_images`` attacker images + a logistic-regression probe), whose flip is
+    the "fooled" test. ``loss = "cosine"`` (default) ascends the feature distance of ``uapgd``,
+    Σ_encoders 1 − cos(f(x), f(x + δ + d)); ``loss = "ce"`` is the reference's CE of the
+    L2-normalised probe logits against the clean pseudo-label. x + δ + d is clamped to [0, 1] unless
+    ``clamp=false`` (the reference does not clamp).
+    """
+
+    name = "uapgd-reference"
+
+    def __init__(
+        self,
+        eps: float,
+        *,
+        images: int = 30000,
+        steps: int = 10,
+        step_size: float = 0.002,
+        decay_after: int = 10000,
+        decay: float = 0.1,
+        momentum: float = 0.5,
+        weight_gain: float = 1e-5,
+        loss: str = "cosine",
+        clusters: int = 10,
+        probe_images: int = 10000,
+        clamp: bool = True,
+    ):
+        super().__init__(
+            eps,
+            images=images,
+            steps=steps,
+            step_size=step_size,
+            decay_after=decay_after,
+            decay=decay,
+            momentum=momentum,
+            clamp=clamp,
+        )
+        self.weight_gain = check_float("weight_gain", weight_gain, 0.0, strict=False)
+        self.loss = check_choice("loss", loss, ("cosine", "ce"))
+        self.clusters = check_int("clusters", clusters, 2)
+        self.probe_images = check_int("probe_images", probe_images, self.clusters)
+
+    def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
+        Attack.fit(self, encoders, images)
+        device = self.ctx.device
+        data, batch_size = collect(images, self.probe_images)
+        weight, bias = fit_probe(encoders, data, self.clusters, self.ctx.seed, batch_size, device)
+        probe = PseudoLabelProbe(encoders, weight.to(device), bias.to(device))
+        rng = self.ctx.generator()
+        delta: Tensor | None = None
+        seen = 0
+        with frozen(encoders), single_thread():
+            for batch in self.ctx.track(take(images, self.images), "uapgd-reference"):
+                for x in batch[: self.images - seen].to(device).split(1):
+                    if delta is None:
+                        delta = random_delta(x, self.eps, rng)
+                    alpha = self.step_size if seen < self.decay_after else self.step_size * self.decay
+                    delta = self.update(probe, x, delta, alpha, rng)
+                    seen += 1
+        self.delta = delta
+
+    def update(
+        self, probe: PseudoLabelProbe, x: Tensor, delta: Tensor, alpha: float, rng: torch.Generator
+    ) -> Tensor:
+        """δ after one image ``x`` (1×C×H×W): unchanged if x + δ is already fooled, else clip(δ + d, ±ε)."""
+        encoders = list(probe.encoders)
+        with torch.no_grad():
+            clean = [encoder(x) for encoder in encoders]
+            label = probe.logits(clean).argmax(1)
+            if probe(self.add(x, delta)).argmax(1).item() != label.item():
+                return delta
+        base = x + delta
+
+        def objective(d: Tensor) -> tuple[Tensor, bool]:
+            features = [encoder(self.add(base, d)) for encoder in encoders]
+            logits = probe.logits(features)
+            if self.loss == "ce":
+                loss = F.cross_entropy(F.normalize(logits, dim=1), label)
+            else:
+                loss = sum((1 - F.cosine_similarity(f, c, dim=1)).sum() for f, c in zip(features, clean))
+            return loss, logits.argmax(1).item() != label.item()
+
+        d = epgd_increment(
+            objective,
+            base,
+            random_delta(x, self.eps, rng),
+            self.steps,
+            alpha,
+            self.momentum,
+            self.weight_gain,
+        )
+        return (delta + d).clamp(-self.eps, self.eps)

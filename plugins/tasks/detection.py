@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from zepad_bench import DefendedModel, TaskData
+from zepad_bench.detection import SCORES, calibrated_accuracy, detection_scores
 from zepad_bench.metrics import accuracy, attack_success_rate, auroc, detection_rates
 from zepad_bench_plugins.tasks.classification import Classification, branch_logits
 
@@ -20,11 +21,19 @@ class Detection(Classification):
     classified right (Table 6's metric); ``TPR``/``FPR`` are the flagged shares of attacked/clean
     images; ``AUROC`` (threshold-free, %) ranks attacked above clean images. A defense without a
     detector gets ``"n/a"``. ``BA``/``RA``/``ASR`` of the fused classifier are reported too.
+
+    Detection examined (:mod:`zepad_bench.detection`): for each training-free score of
+    :data:`~zepad_bench.detection.SCORES` (``gap`` is the paper's), ``AUROC:<score>`` and
+    ``accuracy:<score>``, the accuracy on a held-out random half of the test images at the threshold
+    that is best on the other half (seeded by the run); a score the model cannot give is ``"n/a"``.
+    Every score of both sets is recorded (``detection_score_{clean,adv}:<score>``) for the threshold-sweep
+    figure (:func:`zepad_bench.plots.detection_figure`).
     """
 
     name = "detection"
     DETECTION_KEYS = ("detection_accuracy", "TPR", "FPR", "AUROC")
-    report_metrics = DETECTION_KEYS
+    SCORE_KEYS = tuple(f"{kind}:{score}" for kind in ("AUROC", "accuracy") for score in SCORES)
+    report_metrics = ("detection_accuracy", "AUROC", *SCORE_KEYS[1:])
 
     def run(self, model: DefendedModel, data: TaskData) -> dict[str, float | str]:
         outputs, _ = branch_logits(
@@ -37,6 +46,7 @@ class Detection(Classification):
             "RA": accuracy(adv, data.test.labels),
             "ASR": attack_success_rate(clean, adv),
         }
+        metrics.update(self.examine(model, outputs))
         scores = {
             w: model.detection_score([torch.softmax(o[w].float(), dim=1) for o in outputs])
             for w in ("test", "test_adv")
@@ -56,3 +66,20 @@ class Detection(Classification):
             "AUROC": auroc(benign, adversarial),
             "threshold": threshold,
         }
+
+    def examine(self, model: DefendedModel, outputs: list[dict[str, torch.Tensor]]) -> dict[str, float | str]:
+        """AUROC and held-out calibrated accuracy of every detection score; records the scores."""
+        roles = [branch.role for branch in model.branches]
+        scores = {}
+        for w in ("test", "test_adv"):
+            probabilities = [torch.softmax(o[w].float(), dim=1) for o in outputs]
+            fused = torch.softmax(model.fuse([o[w] for o in outputs]).float(), dim=1)
+            scores[w] = detection_scores(probabilities, roles, fused, model.detection_score(probabilities))
+        metrics: dict[str, float | str] = dict.fromkeys(self.SCORE_KEYS, "n/a")
+        for name, benign in scores["test"].items():
+            benign, adversarial = benign.cpu(), scores["test_adv"][name].cpu()
+            self.ctx.record(f"detection_score_clean:{name}", benign)
+            self.ctx.record(f"detection_score_adv:{name}", adversarial)
+            metrics[f"AUROC:{name}"] = auroc(benign, adversarial)
+            metrics[f"accuracy:{name}"] = calibrated_accuracy(benign, adversarial, self.ctx.seed)[0]
+        return metrics

@@ -12,9 +12,10 @@ import torch
 from torch import Tensor
 
 
-def project(x_adv: Tensor, x: Tensor, eps: float) -> Tensor:
-    """Clip ``x_adv`` into the L∞ ball of radius ``eps`` around ``x`` and into [0, 1]."""
-    return torch.min(torch.max(x_adv, x - eps), x + eps).clamp_(0.0, 1.0)
+def project(x_adv: Tensor, x: Tensor, eps: float, clamp: bool = True) -> Tensor:
+    """Clip ``x_adv`` into the L∞ ball of radius ``eps`` around ``x`` and, if ``clamp``, into [0, 1]."""
+    x_adv = torch.min(torch.max(x_adv, x - eps), x + eps)
+    return x_adv.clamp_(0.0, 1.0) if clamp else x_adv
 
 
 def pgd(
@@ -26,23 +27,24 @@ def pgd(
     random_start: bool = False,
     generator: torch.Generator | None = None,
     start: Tensor | None = None,
+    clamp: bool = True,
 ) -> Tensor:
     """Maximise ``loss_fn(x_adv)`` (a scalar) by signed-gradient steps; returns detached ``x_adv``.
 
     The ascent starts at ``x``, at uniform noise in the ε-ball (``random_start``), or at ``start``
     (projected; e.g. TRADES' ``x + 0.001·N(0, I)``), which overrides ``random_start``.
-    Guarantees ``‖x_adv − x‖∞ ≤ eps`` and ``x_adv ∈ [0, 1]``.
+    Guarantees ``‖x_adv − x‖∞ ≤ eps`` and, with ``clamp`` (default), ``x_adv ∈ [0, 1]``.
     """
     x = x.detach()
     if start is not None:
-        x_adv = project(start.detach(), x, eps)
+        x_adv = project(start.detach(), x, eps, clamp)
     elif random_start:
         noise = torch.rand(x.shape, generator=generator).to(x.device) * 2 - 1
-        x_adv = project(x + eps * noise, x, eps)
+        x_adv = project(x + eps * noise, x, eps, clamp)
     else:
         x_adv = x.clone()
     for _ in range(steps):
         x_adv.requires_grad_(True)
         (grad,) = torch.autograd.grad(loss_fn(x_adv), x_adv)
-        x_adv = project(x_adv.detach() + step_size * grad.sign(), x, eps)
+        x_adv = project(x_adv.detach() + step_size * grad.sign(), x, eps, clamp)
     return x_adv.detach()
