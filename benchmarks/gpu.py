@@ -7,7 +7,7 @@ Prints, for the same settings:
 1. Table S6's layout (the paper: RTX 4090, batch 256, ZePAD 1.32× the baseline's time, 2.33× its
    memory): time per batch and peak memory of inference with no defense (victim + head) vs ZePAD
    (two MPAE encoders + the BMP encoder, each with its head, RFDM fusion), ZePAD's branches run one
-   after another and stacked (``zepad_bench.nn.batched``), at fp32 and bf16.
+   after another, on CUDA streams and stacked (``zepad_bench.nn.batched``), at fp32 and bf16.
 2. Images/s of one epoch of ZePAD's adversarial tuning of one encoder (PGD-10 inner loop).
 3. The wall time of one small cell (digits, SSL-pretrained victim, UAPGD, ZePAD, classification).
 Weights are random (cost does not depend on them). Peak memory is CUDA's peak allocation; on a
@@ -26,7 +26,7 @@ import torch
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages
 from zepad_bench.nn import precision
-from zepad_bench.nn.batched import extract_features_together
+from zepad_bench.nn.batched import forward_together
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.heads import MLPHead
 from zepad_bench_plugins.defenses.zepad import ZePAD
@@ -56,12 +56,8 @@ def branch(arch: str, size: int, classes: int, device: str) -> tuple[Encoder, ML
 
 
 @torch.no_grad()
-def infer(branches, x, stacked: bool, fuse) -> torch.Tensor:
-    encoders = [e for e, _ in branches]
-    if stacked and len(encoders) > 1:
-        feats = [f.to(x.device) for f in extract_features_together(encoders, x, len(x), str(x.device))]
-    else:
-        feats = [e(x) for e in encoders]
+def infer(branches, x, how: str, fuse) -> torch.Tensor:
+    feats = forward_together([e for e, _ in branches], x, how)
     logits = [h(f) for (_, h), f in zip(branches, feats)]
     return fuse(logits) if len(logits) > 1 else logits[0]
 
@@ -76,20 +72,21 @@ def table_s6(args) -> None:
     print("|---|---|---|---|---|---|")
     for prec in ("fp32", "bf16"):
         base = None
-        for label, branches, stacked in (
-            ("none", none, False),
-            ("ZePAD, sequential", full, False),
-            ("ZePAD, stacked", full, True),
+        for label, branches, how in (
+            ("none", none, "sequential"),
+            ("ZePAD, sequential", full, "sequential"),
+            ("ZePAD, CUDA streams", full, "streams"),
+            ("ZePAD, stacked (vmap)", full, "stacked"),
         ):
             with precision.use(prec):
-                infer(branches, x, stacked, zepad.fuse)  # warm-up
+                infer(branches, x, how, zepad.fuse)  # warm-up
                 synchronize(args.device)
                 start = time.perf_counter()
                 for _ in range(args.repeats):
-                    infer(branches, x, stacked, zepad.fuse)
+                    infer(branches, x, how, zepad.fuse)
                 synchronize(args.device)
                 ms = (time.perf_counter() - start) / args.repeats * 1000
-                peak = peak_memory(args.device, lambda b=branches, s=stacked: infer(b, x, s, zepad.fuse))
+                peak = peak_memory(args.device, lambda b=branches, h=how: infer(b, x, h, zepad.fuse))
             base = base or (ms, peak)
             mib = "n/a (CPU)" if peak is None else f"{peak / 2**20:.0f}"
             ratio_mem = "n/a" if peak is None or not base[1] else f"{peak / base[1]:.2f}×"

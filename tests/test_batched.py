@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pytest
 import torch
 from conftest import SMOKE_SUITE
 
@@ -23,13 +24,14 @@ def encoders() -> list[Encoder]:
     return out
 
 
-def test_stacked_forward_equals_one_encoder_at_a_time():
+@pytest.mark.parametrize("how", ["auto", "sequential", "streams", "stacked"])
+def test_branches_together_equal_one_encoder_at_a_time(how):
     models = encoders()
     models[0].eval()
     models[1].train()  # modes are restored afterwards; features are always eval-mode
     images = torch.randint(0, 256, (37, 3, 16, 16), dtype=torch.uint8)
     assert groups_by_architecture(models) == [[0, 1, 2], [3]]
-    together = extract_features_together(models, images, batch_size=16)
+    together = extract_features_together(models, images, batch_size=16, how=how)
     for model, feats in zip(models, together):
         assert torch.allclose(feats, extract_features(model, images, batch_size=16), atol=1e-5)
     assert models[1].training and not models[0].training

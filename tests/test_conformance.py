@@ -16,6 +16,9 @@ TINY = {
     "uap": dict(clusters=2, max_images=32, max_passes=1, candidates=2, deepfool_iters=2),
     "uapgd": dict(images=32, steps=2, decay_after=16),
     "ssp": dict(steps=3),
+    "ssp-universal": dict(steps=4),
+    "uapgd-reference": dict(images=8, steps=2, clusters=2, probe_images=32),
+    "adaptive": dict(pgd_steps=3, apgd_steps=3, square_queries=10),
     "art": dict(
         attack="ProjectedGradientDescent", params={"max_iter": 2, "eps_step": 0.02}, clusters=2, max_images=32
     ),
