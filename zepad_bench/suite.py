@@ -198,6 +198,7 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         "batch_size",
         "plugins",
         "description",
+        "protocol",
     }
     for key in head:
         if key not in known_suite_keys:
@@ -317,6 +318,7 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
             values = [_expect(path, f"{key}[{i}]", v, int, "an integer") for i, v in enumerate(values)]
         grid[axis] = values
 
+    _apply_protocol(path, head, tables["defenses"], registry)
     suite = Suite(
         path,
         name,
@@ -336,6 +338,20 @@ def load_suite(path: str | Path, registry: Registry) -> Suite:
         for id_ in entries:
             instantiate(suite, registry, section, id_, eps=grid["eps"][0]).check()
     return suite
+
+
+def _apply_protocol(path: Path, head: dict, defenses: dict[str, PluginSpec], registry: Registry) -> None:
+    """``[suite] protocol`` ("authors" | "corrected"): the default ``protocol`` param of every defense
+    that takes one; a defense table's own ``protocol`` wins."""
+    if "protocol" not in head:
+        return
+    protocol = head["protocol"]
+    if protocol not in ("authors", "corrected"):
+        raise SuiteError(path, "suite.protocol", f"expected 'authors' or 'corrected', got {protocol!r}")
+    for spec in defenses.values():
+        mro = registry.get("defenses", spec.plugin).__mro__
+        if any("protocol" in inspect.signature(k.__init__).parameters for k in mro if "__init__" in vars(k)):
+            spec.params.setdefault("protocol", protocol)
 
 
 def instantiate(suite: Suite, registry: Registry, section: str, id_: str, eps: float | None = None):
