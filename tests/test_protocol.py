@@ -15,10 +15,12 @@ from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages
 from zepad_bench.errors import SuiteError
 from zepad_bench.nn.adversarial_tuning import EncoderWithHead, adversarial_finetune
+from zepad_bench.nn.backbones import build_backbone
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.heads import MLPHead
 from zepad_bench.nn.pgd import pgd
 from zepad_bench.suite import load_suite
+from zepad_bench.zoo import normalisation
 from zepad_bench_plugins.defenses.adversarial_training import PGDAT
 from zepad_bench_plugins.defenses.distribution_loss import distribution_loss
 from zepad_bench_plugins.defenses.gen_af import GenAF, least_critical
@@ -179,3 +181,28 @@ def test_suite_protocol_reaches_defenses_that_take_it(tmp_path):
     path.write_text(text.replace('protocol = "authors"', 'protocol = "paper"'))
     with pytest.raises(SuiteError, match="suite.protocol"):
         load_suite(path, registry)
+
+
+def _layer4_side(arch: str, stem: str, size: int) -> int:
+    net, _ = build_backbone(arch, stem=stem)
+    seen = {}
+    net.layer4.register_forward_hook(lambda m, i, o: seen.update(side=o.shape[-1]))
+    with torch.no_grad():
+        net.eval()(torch.zeros(1, 3, size, size))
+    return seen["side"]
+
+
+def test_authors_stems_and_normalisations():
+    assert _layer4_side("resnet18-imagenet", "default", 64) == 2
+    assert _layer4_side("resnet18-imagenet", "authors", 64) == 8  # 7×7 stride 1 padding 1, no max-pool
+    assert _layer4_side("resnet18", "default", 32) == 5 and _layer4_side("resnet18", "authors", 32) == 4
+    for arch in ("resnet18", "resnet18-imagenet"):  # same parameters: checkpoints load under either stem
+        default, authors = (
+            build_backbone(arch)[0].state_dict(),
+            build_backbone(arch, stem="authors")[0].state_dict(),
+        )
+        assert {k: v.shape for k, v in default.items()} == {k: v.shape for k, v in authors.items()}
+    with pytest.raises(ValueError):
+        build_backbone("resnet18", stem="wide")
+    assert normalisation("none") == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
+    assert normalisation("stl10")[0][0] == pytest.approx(0.44087798)
