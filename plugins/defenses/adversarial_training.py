@@ -177,7 +177,8 @@ class AdversarialTraining(Defense):
         With ``pgd_ce_term`` the loss also holds Σ_t CE at the PGD iterates (the authors' leaked gradients).
         """
         iterates: list[Tensor] | None = [] if self.pgd_ce_term else None
-        x_adv = self.adversarial(model, x, y, generator, iterates)
+        extra = {} if iterates is None else {"iterates": iterates}  # overrides of `adversarial` may lack it
+        x_adv = self.adversarial(model, x, y, generator, **extra)
         # before the training forward, which moves BN statistics: the PGD saw the old ones
         leaked = iterate_ce(model, iterates, y, self.pgd_input) if iterates is not None else 0.0
         return self.loss(model, x, x_adv, y) + leaked

@@ -319,7 +319,8 @@ class ZePAD(Defense):
         With ``pgd_ce_term`` (PGD only) the loss also holds Σ_t CE at the PGD iterates (authors' leak).
         """
         iterates: list[Tensor] | None = [] if self.pgd_ce_term and attack is None else None
-        x_adv = self.adversarial(model, x, y, attack, generator, iterates)
+        extra = {} if iterates is None else {"iterates": iterates}  # overrides of `adversarial` may lack it
+        x_adv = self.adversarial(model, x, y, attack, generator, **extra)
         # before the training forward, which moves BN statistics: the PGD saw the old ones
         leaked = iterate_ce(model, iterates, y, self.pgd_input) if iterates is not None else 0.0
         return self.objective(model, x, x_adv, y) + leaked
