@@ -15,6 +15,10 @@ Differences from the authors' code (github.com/Lawliet0o/ZePAD), all deliberate;
   with the best robust accuracy on a held-out stratified split of D_f.
 - ``freeze_bn``: BatchNorm statistics stay frozen while tuning (small encoders diverge otherwise;
   the code trained them).
+- ``fuse_on``: RFDM's weighted sum runs over the branches' softmax outputs (the code summed
+  logits). Eq. 8's weights come from probabilities; over logits a branch whose attacked features
+  leave the training distribution (logit norm 10× its clean one) outvotes the weights, and the
+  fused prediction collapses to that branch's class (docs/fidelity.md, cross-task).
 - The BMP encoder is pretrained here on D_f (the paper); the code used a public SimCLR checkpoint
   (``bmp="public"`` uses the clean victim instead).
 """
@@ -115,8 +119,13 @@ class ZePAD(Defense):
 
     name = "zepad"
     PROTOCOLS = {
-        "corrected": {"freeze_bn": True, "pgd_ce_term": False, "pgd_input": "normalised"},
-        "authors": {"freeze_bn": False, "pgd_ce_term": True, "pgd_input": "raw"},
+        "corrected": {
+            "freeze_bn": True,
+            "pgd_ce_term": False,
+            "pgd_input": "normalised",
+            "fuse_on": "probabilities",
+        },
+        "authors": {"freeze_bn": False, "pgd_ce_term": True, "pgd_input": "raw", "fuse_on": "logits"},
     }
     inference_params = ("ensemble", "fuse_on", "detection_threshold", "mpae_confidence")
 
@@ -159,7 +168,7 @@ class ZePAD(Defense):
         bmp_batch_size: int = 256,
         bmp_recipe: dict[str, Any] | None = None,
         ensemble: str = "rfdm",
-        fuse_on: str = "logits",
+        fuse_on: str | None = None,
         detection_threshold: float = 0.1,
         mpae_confidence: str = "max",
     ):
@@ -168,9 +177,10 @@ class ZePAD(Defense):
         deviations = resolve_protocol(
             protocol,
             self.PROTOCOLS,
-            {"freeze_bn": freeze_bn, "pgd_ce_term": pgd_ce_term, "pgd_input": pgd_input},
+            {"freeze_bn": freeze_bn, "pgd_ce_term": pgd_ce_term, "pgd_input": pgd_input, "fuse_on": fuse_on},
         )
         self.pgd_ce_term, self.pgd_input = bool(deviations["pgd_ce_term"]), deviations["pgd_input"]
+        fuse_on = deviations["fuse_on"]
         self.joint_heads = bool(joint_heads)
         chosen = {
             "lf_on": lf_on,
