@@ -63,11 +63,14 @@ def test_fuse_is_the_rfdm_weighted_sum_of_logits_or_probabilities():
     c = [v * math.exp(3 * (v - 0.5)) for v in m]
     w = [v / sum(c) for v in c]
     expected_logits = w[0] * logits[0] + w[1] * logits[1]
-    assert torch.allclose(defense().fuse(logits), expected_logits, atol=1e-6)
+    assert torch.allclose(defense(fuse_on="logits").fuse(logits), expected_logits, atol=1e-6)
+    assert torch.allclose(defense(protocol="authors").fuse(logits), expected_logits, atol=1e-6)
     expected_probs = w[0] * probs[0] + w[1] * probs[1]
-    assert torch.allclose(defense(fuse_on="probabilities").fuse(logits), expected_probs, atol=1e-6)
-    assert torch.allclose(defense(ensemble="average").fuse(logits), (logits[0] + logits[1]) / 2)
-    assert torch.equal(defense().fuse(logits[:1]), logits[0])  # one branch: identity
+    assert torch.allclose(defense().fuse(logits), expected_probs, atol=1e-6)  # corrected: probabilities
+    assert torch.allclose(
+        defense(ensemble="average", fuse_on="logits").fuse(logits), (logits[0] + logits[1]) / 2
+    )
+    assert torch.equal(defense(fuse_on="logits").fuse(logits[:1]), logits[0])  # one branch: identity
 
 
 def test_entropy_ensemble_weights_the_less_confident_branch_more():

@@ -18,6 +18,13 @@ def attack_success_rate(clean_predictions: Tensor, adversarial_predictions: Tens
     return 100.0 * (clean_predictions != adversarial_predictions).float().mean().item()
 
 
+def top_class_share(predictions: Tensor) -> float:
+    """Percentage of samples predicted as the most frequent class: near 100 flags a collapsed model."""
+    if not len(predictions):
+        return float("nan")
+    return 100.0 * torch.bincount(predictions).max().item() / len(predictions)
+
+
 def max_confidence(logits: Tensor) -> Tensor:
     """Per-sample maximum softmax probability."""
     return torch.softmax(logits.float(), dim=1).max(dim=1).values

@@ -289,6 +289,7 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
         "description",
         "precision",
         "adaptive_eps",
+        "protocol",
     }
     for key in head:
         if key not in known_suite_keys:
@@ -434,6 +435,7 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
             values = [_expect(path, f"{key}[{i}]", v, int, "an integer") for i, v in enumerate(values)]
         grid[axis] = values
 
+    _apply_protocol(path, head, tables["defenses"], registry)
     suite = Suite(
         path,
         name,
@@ -468,6 +470,21 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
             except UserError as exc:
                 raise SuiteError(path, f"{section}.{id_}", str(exc)) from None
     return suite
+
+
+def _apply_protocol(path: Path, head: dict, defenses: dict[str, PluginSpec], registry: Registry) -> None:
+    """``[suite] protocol`` ("authors" | "corrected"): the default ``protocol`` param of every defense
+    that takes one; a defense table's own ``protocol`` wins."""
+    if "protocol" not in head:
+        return
+    protocol = head["protocol"]
+    if protocol not in ("authors", "corrected"):
+        raise SuiteError(path, "suite.protocol", f"expected 'authors' or 'corrected', got {protocol!r}")
+    from zepad_bench.params import declaration
+
+    for spec in defenses.values():
+        if "protocol" in declaration(registry.get("defenses", spec.plugin)).params:
+            spec.params.setdefault("protocol", protocol)
 
 
 def instantiate(suite: Suite, registry: Registry, section: str, id_: str, eps: float | None = None):

@@ -8,7 +8,7 @@ the loss code its authors released for classifiers), adapted the same way for al
   adversarial tuning (Adam, encoder lr 1e-4, head lr 5e-3, weight decay 8e-4, ExponentialLR 0.96,
   20 epochs, batch 256), so that every defense of the comparison gets the same optimiser and budget.
 - BatchNorm running statistics stay frozen while tuning (``freeze_bn``; the papers' code updates
-  them, small encoders diverge when they do).
+  them, small encoders diverge when they do). ``protocol = "authors"`` trains them.
 - The inner maximisation runs in [0, 1] pixel space through the encoder's own normalisation, with
   the model in eval mode, and never leaks parameter gradients into the update.
 - Auxiliary encoders are ignored: each defense tunes the victim only.
@@ -35,6 +35,8 @@ from zepad_bench.nn.adversarial_tuning import (
 )
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.pgd import pgd
+
+from .protocol import iterate_ce, pgd_input_mode, resolve_protocol
 
 STARTS = ("uniform", "normal", "none")
 NORMAL_START_STD = 0.001  # TRADES' and MART's code: x' = x + 0.001·N(0, I)
@@ -74,7 +76,15 @@ class AdversarialTraining(Defense):
     change the inner objective (:meth:`inner_objective`). ``eps``/``step_size``/``steps``/``start``
     left at ``None`` take the class's ``defaults``; ``start`` is "uniform" (uniform noise in the
     ε-ball), "normal" (x + 0.001·N(0, I)) or "none" (x).
+
+    ``protocol`` ("corrected" | "authors") presets the deviation parameters of ``PROTOCOLS``
+    (``freeze_bn``, ``pgd_ce_term``, ``pgd_input``; see :mod:`.protocol`); explicit values win.
     """
+
+    PROTOCOLS: ClassVar[dict[str, dict[str, Any]]] = {
+        "corrected": {"freeze_bn": True, "pgd_ce_term": False, "pgd_input": "normalised"},
+        "authors": {"freeze_bn": False, "pgd_ce_term": False, "pgd_input": "normalised"},
+    }
 
     defaults: ClassVar[dict[str, Any]] = {
         "eps": 8 / 255,
@@ -96,9 +106,19 @@ class AdversarialTraining(Defense):
         head_lr: float = 5e-3,
         weight_decay: float = 8e-4,
         gamma: float = 0.96,
-        freeze_bn: bool = True,
+        protocol: str = "corrected",
+        freeze_bn: bool | None = None,
+        pgd_ce_term: bool | None = None,
+        pgd_input: str | None = None,
     ):
         super().__init__()
+        self.protocol = protocol
+        deviations = resolve_protocol(
+            protocol,
+            self.PROTOCOLS,
+            {"freeze_bn": freeze_bn, "pgd_ce_term": pgd_ce_term, "pgd_input": pgd_input},
+        )
+        self.pgd_ce_term, self.pgd_input = bool(deviations["pgd_ce_term"]), deviations["pgd_input"]
         given = {"eps": eps, "step_size": step_size, "steps": steps, "start": start}
         chosen = {k: self.defaults[k] if v is None else v for k, v in given.items()}
         self.eps, self.step_size = float(chosen["eps"]), float(chosen["step_size"])
@@ -118,7 +138,7 @@ class AdversarialTraining(Defense):
             head_lr=float(head_lr),
             weight_decay=float(weight_decay),
             gamma=float(gamma),
-            freeze_bn=bool(freeze_bn),
+            freeze_bn=bool(deviations["freeze_bn"]),
         )
 
     def fit(self, victim: Encoder, auxiliaries: list[Encoder], data: LabeledImages) -> DefendedModel:
@@ -152,20 +172,41 @@ class AdversarialTraining(Defense):
     def tuning_loss(
         self, model: EncoderWithHead, x: Tensor, y: Tensor, generator: torch.Generator | None = None
     ) -> Tensor:
-        """Craft x' by the inner maximisation, then return the training loss (what the optimiser steps on)."""
-        return self.loss(model, x, self.adversarial(model, x, y, generator), y)
+        """Craft x' by the inner maximisation, then return the training loss (what the optimiser steps on).
+
+        With ``pgd_ce_term`` the loss also holds Σ_t CE at the PGD iterates (the authors' leaked gradients).
+        """
+        iterates: list[Tensor] | None = [] if self.pgd_ce_term else None
+        extra = {} if iterates is None else {"iterates": iterates}  # overrides of `adversarial` may lack it
+        x_adv = self.adversarial(model, x, y, generator, **extra)
+        # before the training forward, which moves BN statistics: the PGD saw the old ones
+        leaked = iterate_ce(model, iterates, y, self.pgd_input) if iterates is not None else 0.0
+        return self.loss(model, x, x_adv, y) + leaked
 
     def adversarial(
-        self, model: EncoderWithHead, x: Tensor, y: Tensor, generator: torch.Generator | None = None
+        self,
+        model: EncoderWithHead,
+        x: Tensor,
+        y: Tensor,
+        generator: torch.Generator | None = None,
+        iterates: list[Tensor] | None = None,
     ) -> Tensor:
         """The inner maximisation: PGD on :meth:`inner_objective`, model in eval mode, from ``start``."""
         start = None
         if self.start == "normal":
             start = x + NORMAL_START_STD * torch.randn(x.shape, generator=generator).to(x.device)
-        with eval_mode(model):
+        with eval_mode(model), pgd_input_mode(model, self.pgd_input):
             objective = self.inner_objective(model, x, y)
             return pgd(
-                objective, x, self.eps, self.step_size, self.steps, self.start == "uniform", generator, start
+                objective,
+                x,
+                self.eps,
+                self.step_size,
+                self.steps,
+                self.start == "uniform",
+                generator,
+                start,
+                iterates,
             )
 
     def inner_objective(self, model: EncoderWithHead, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:

@@ -7,21 +7,25 @@ encoder's Conv2d/Linear layers are ranked by robust sensitivity (RiFT's module r
 criticality, Zhu et al., ICCV 2023, Eq. 3) and the least critical 20 % are fine-tuned on clean
 data while everything else stays frozen.
 
-Differences from the authors' code (github.com/CGCL-codes/Gen-AF), all deliberate:
-- PGD runs on the [0, 1] input the model trains on, through the encoder's own normalisation
-  (the code attacked un-normalised input), and never leaks parameter gradients into the step.
-- Stage I trains for 20 epochs (ZePAD's protocol for every adversarial tuning; the script's
-  default is 50); BatchNorm statistics stay frozen in both stages (``freeze_bn``).
-- The sensitivity set is PGD (ε 8/255, step 2/255 — the code's 2/225 is a typo —, 10 steps,
-  uniform start) on up to ``sensitivity_samples`` images of D_f (the code hard-coded STL10's
-  5,000 training images, whatever the tuning data).
-- Candidates are the encoder's layers only (the code also ranked the head's three Linear
-  layers); ``ceil(20 %)`` of them are chosen (the code: ``int``), and a layer is selected by its
-  exact module name (the code's substring match also unfroze e.g. ``layer1.0.conv10`` for
-  ``layer1.0.conv1``). The sensitivity starts from the unperturbed loss, so it is never negative.
-- Stage II keeps one Adam for all epochs (the code re-created it every epoch) and keeps the last
-  epoch (the code selected the epoch on test accuracy).
-- Auxiliary encoders are ignored.
+Differences from the authors' code (github.com/CGCL-codes/Gen-AF). ``protocol = "authors"`` restores
+every one that is a parameter (explicit parameters win); the default ``"corrected"`` is ours:
+- ``lf_on``: L_f on encoder features (the Gen-AF paper's figure; ``"features"``) instead of head
+  logits (the code; ``"logits"``). On logits, L_f's fixed point is a near-1-D logit layout that no
+  argmax can classify: measured on the quickstart, the joint head sits at chance (docs/fidelity.md).
+- ``pgd_input``/``pgd_ce_term``: PGD runs on the [0, 1] input the model trains on, through the
+  encoder's own normalisation (the code attacked un-normalised input), and never leaks parameter
+  gradients into the step (authors: the CE gradients of the ten PGD iterates enter the update).
+- ``freeze_bn``: BatchNorm statistics stay frozen in both stages (the code trained them).
+- ``stage2_head_layers``/``finetune_count``: stage II ranks the encoder's layers only and takes
+  ``ceil(20 %)`` of them (the code also ranked the head's three Linear layers and took ``int``).
+- Not parameters: stage I trains for 20 epochs (ZePAD's protocol; the script's default is 50); the
+  sensitivity set is PGD (ε 8/255, step 2/255 — the code's 2/225 is a typo —, 10 steps, uniform
+  start) on up to ``sensitivity_samples`` images of D_f (the code hard-coded STL10's 5,000 training
+  images); a layer is selected by its exact module name (the code's substring match also unfroze
+  e.g. ``layer1.0.conv10`` for ``layer1.0.conv1``); the sensitivity starts from the unperturbed
+  loss, so it is never negative; stage II keeps one Adam for all epochs (the code re-created it
+  every epoch) and keeps the last epoch (the code selected the epoch on test accuracy); auxiliary
+  encoders are ignored.
 """
 
 from __future__ import annotations
@@ -39,18 +43,29 @@ from zepad_bench.nn.adversarial_tuning import EncoderWithHead, TuningConfig, adv
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.pgd import pgd
 from zepad_bench_plugins.defenses.adversarial_training import AdversarialTraining
+from zepad_bench_plugins.defenses.protocol import resolve_protocol
 from zepad_bench_plugins.defenses.zepad import distribution_loss
 
 LAYER_TYPES = (nn.Conv2d, nn.Linear)
+ROUNDINGS = ("ceil", "int")
+LF_ON = ("features", "logits")
 
 
-def gen_af_loss(logits: Tensor, adv_logits: Tensor, y: Tensor, lambda_f: float) -> Tensor:
-    """Gen-AF stage I (authors' code): CE(f(x'), y) + λ·L_f(f(x), f(x'); y, w) on logits.
+def gen_af_loss(
+    logits: Tensor,
+    adv_logits: Tensor,
+    y: Tensor,
+    lambda_f: float,
+    lf_inputs: tuple[Tensor, Tensor] | None = None,
+) -> Tensor:
+    """Gen-AF stage I: CE(f(x'), y) + λ·L_f(z, z'; y, w), the label-aware L_f (genetic regularisation).
 
-    ``w`` is the clean per-sample CE, not detached, as in the authors' code.
+    ``lf_inputs`` = (z, z'), the benign and adversarial representations L_f compares; default the
+    logits (authors' code). ``w`` is the clean per-sample CE, not detached, as in the authors' code.
     """
     weights = F.cross_entropy(logits, y, reduction="none")
-    return F.cross_entropy(adv_logits, y) + lambda_f * distribution_loss(logits, adv_logits, y, weights)
+    benign, adversarial = (logits, adv_logits) if lf_inputs is None else lf_inputs
+    return F.cross_entropy(adv_logits, y) + lambda_f * distribution_loss(benign, adversarial, y, weights)
 
 
 def candidate_layers(module: nn.Module) -> dict[str, nn.Module]:
@@ -58,9 +73,18 @@ def candidate_layers(module: nn.Module) -> dict[str, nn.Module]:
     return {name: m for name, m in module.named_modules() if isinstance(m, LAYER_TYPES)}
 
 
-def least_critical(sensitivity: dict[str, float], fraction: float) -> list[str]:
-    """The ``ceil(fraction·n)`` names of lowest sensitivity, lowest first (ties keep the given order)."""
-    count = math.ceil(fraction * len(sensitivity) - 1e-9)
+def least_critical(sensitivity: dict[str, float], fraction: float, rounding: str = "ceil") -> list[str]:
+    """The ``ceil(fraction·n)`` (or ``int``, authors' code) names of lowest sensitivity, lowest first.
+
+    Ties keep the given order.
+    """
+    if rounding not in ROUNDINGS:
+        raise ValueError(f"rounding must be one of {', '.join(ROUNDINGS)}; got {rounding!r}")
+    count = (
+        math.ceil(fraction * len(sensitivity) - 1e-9)
+        if rounding == "ceil"
+        else int(fraction * len(sensitivity))
+    )
     return sorted(sensitivity, key=sensitivity.__getitem__)[:count]
 
 
@@ -133,14 +157,31 @@ class GenAF(AdversarialTraining):
     """Gen-AF (Zhou et al., IEEE S&P 2024): CE + λ·L_f adversarial tuning, then RiFT-ranked clean tuning.
 
     Stage I defaults are the authors' code: PGD-10 with CE, ε 0.03, step 0.007, no random start;
-    λ = 20; Adam lr 1e-4 (encoder) and 5e-3 (head), weight decay 8e-4, ExponentialLR 0.96.
+    λ = 20 (L_f on encoder features unless ``protocol = "authors"`` or ``lf_on = "logits"``);
+    Adam lr 1e-4 (encoder) and 5e-3 (head), weight decay 8e-4, ExponentialLR 0.96.
     Stage II: radius 0.1, 10 ascent epochs with SGD lr 1 on batches of 512 for the sensitivity;
-    the ``finetune_fraction`` (20 %) least critical encoder layers are then tuned with clean CE,
+    the ``finetune_fraction`` (20 %) least critical layers are then tuned with clean CE,
     Adam lr 1e-3, weight decay 8e-4, for ``finetune_epochs`` (50, the authors' default).
     """
 
     name = "gen-af"
     defaults = {"eps": 0.03, "step_size": 0.007, "steps": 10, "start": "none"}
+    PROTOCOLS = {
+        "corrected": {
+            **AdversarialTraining.PROTOCOLS["corrected"],
+            "lf_on": "features",
+            "stage2_head_layers": False,
+            "finetune_count": "ceil",
+        },
+        "authors": {
+            "freeze_bn": False,
+            "pgd_ce_term": True,
+            "pgd_input": "raw",
+            "lf_on": "logits",
+            "stage2_head_layers": True,
+            "finetune_count": "int",
+        },
+    }
 
     def __init__(
         self,
@@ -157,9 +198,23 @@ class GenAF(AdversarialTraining):
         finetune_fraction: float = 0.2,
         finetune_epochs: int = 50,
         finetune_lr: float = 1e-3,
+        lf_on: str | None = None,
+        stage2_head_layers: bool | None = None,
+        finetune_count: str | None = None,
         **params: Any,
     ):
         super().__init__(**params)
+        deviations = resolve_protocol(
+            self.protocol,
+            self.PROTOCOLS,
+            {"lf_on": lf_on, "stage2_head_layers": stage2_head_layers, "finetune_count": finetune_count},
+        )
+        if deviations["lf_on"] not in LF_ON or deviations["finetune_count"] not in ROUNDINGS:
+            raise ValueError(
+                f"lf_on must be one of {', '.join(LF_ON)}, finetune_count one of {', '.join(ROUNDINGS)}"
+            )
+        self.lf_on, self.finetune_count = deviations["lf_on"], deviations["finetune_count"]
+        self.stage2_head_layers = bool(deviations["stage2_head_layers"])
         if lambda_f < 0 or radius < 0:
             raise ValueError("lambda_f and radius must be ≥ 0")
         if not 0 < sensitivity_eps <= 1 or sensitivity_step_size <= 0 or sensitivity_lr <= 0:
@@ -178,14 +233,20 @@ class GenAF(AdversarialTraining):
         self.finetune_lr = float(finetune_lr)
 
     def loss(self, model: EncoderWithHead, x: Tensor, x_adv: Tensor, y: Tensor) -> Tensor:
-        return gen_af_loss(model(x), model(x_adv), y, self.lambda_f)
+        adv_features, features = model.encoder(x_adv), model.encoder(x)  # the authors' order (BN statistics)
+        logits, adv_logits = model.head(features), model.head(adv_features)
+        lf_inputs = (features, adv_features) if self.lf_on == "features" else None
+        return gen_af_loss(logits, adv_logits, y, self.lambda_f, lf_inputs)
 
     def fit(self, victim: Encoder, auxiliaries: list[Encoder], data: LabeledImages) -> DefendedModel:
         model, history = self.tune(victim, data)
         x_adv, y = self.sensitivity_set(model, data)
+        candidates = {f"encoder.{k}": m for k, m in candidate_layers(model.encoder).items()}
+        if self.stage2_head_layers:
+            candidates.update({f"head.{k}": m for k, m in candidate_layers(model.head).items()})
         sensitivity = robust_sensitivity(
             model,
-            {f"encoder.{k}": m for k, m in candidate_layers(model.encoder).items()},
+            candidates,
             x_adv,
             y,
             radius=self.radius,
@@ -194,7 +255,7 @@ class GenAF(AdversarialTraining):
             batch_size=self.sensitivity_batch_size,
             generator=self.ctx.generator(3),
         )
-        chosen = least_critical(sensitivity, self.finetune_fraction)
+        chosen = least_critical(sensitivity, self.finetune_fraction, self.finetune_count)
         finetune_history = self.finetune(model, chosen, data) if chosen else []
         info = {
             "history": history,

@@ -5,14 +5,20 @@ defender's labeled data D_f with L = L_c + λ·L_f (Eq. 3–6). BMP-Branch: an e
 self-supervision on D_f's images only. RFDM (Eq. 7–8) fuses the branches' per-task heads, and the
 branch confidences detect DAEs without any detector training (Sec. 5.4).
 
-Differences from the authors' code (github.com/Lawliet0o/ZePAD), all deliberate:
-- PGD is crafted on the same [0, 1] input the model trains on (the code attacked un-normalised
-  input but trained on normalised input), and its gradients never reach the parameter update
-  (the code leaked the ten PGD backward passes into the step).
+Differences from the authors' code (github.com/Lawliet0o/ZePAD), all deliberate;
+``protocol = "authors"`` restores those that are parameters (explicit parameters win):
+- ``pgd_input``/``pgd_ce_term``: PGD is crafted on the same [0, 1] input the model trains on (the
+  code attacked un-normalised input but trained on normalised input), and its gradients never
+  reach the parameter update (the code leaked the ten PGD backward passes into the step; authors'
+  mode adds their CE gradients as an explicit loss term).
 - No epoch is selected on test data: the last epoch is kept, or (``selection="val"``) the epoch
   with the best robust accuracy on a held-out stratified split of D_f.
-- BatchNorm statistics stay frozen while tuning (``freeze_bn``; small encoders diverge otherwise;
+- ``freeze_bn``: BatchNorm statistics stay frozen while tuning (small encoders diverge otherwise;
   the code trained them).
+- ``fuse_on``: RFDM's weighted sum runs over the branches' softmax outputs (the code summed
+  logits). Eq. 8's weights come from probabilities; over logits a branch whose attacked features
+  leave the training distribution (logit norm 10× its clean one) outvotes the weights, and the
+  fused prediction collapses to that branch's class (docs/fidelity.md, cross-task).
 - The BMP encoder is pretrained here on D_f (the paper); the code used a public SimCLR checkpoint
   (``bmp="public"`` uses the clean victim instead).
 """
@@ -45,6 +51,7 @@ from zepad_bench.nn.heads import MLPHead
 from zepad_bench.nn.pgd import pgd
 
 from .distribution_loss import distribution_loss
+from .protocol import iterate_ce, pgd_input_mode, resolve_protocol
 
 __all__ = ["ZePAD", "distribution_loss", "ensemble_weights", "rfdm_weights"]
 
@@ -111,6 +118,15 @@ class ZePAD(Defense):
     """
 
     name = "zepad"
+    PROTOCOLS = {
+        "corrected": {
+            "freeze_bn": True,
+            "pgd_ce_term": False,
+            "pgd_input": "normalised",
+            "fuse_on": "probabilities",
+        },
+        "authors": {"freeze_bn": False, "pgd_ce_term": True, "pgd_input": "raw", "fuse_on": "logits"},
+    }
     inference_params = ("ensemble", "fuse_on", "detection_threshold", "mpae_confidence")
 
     def __init__(
@@ -133,7 +149,10 @@ class ZePAD(Defense):
         head_lr: float = 5e-3,
         weight_decay: float = 8e-4,
         gamma: float = 0.96,
-        freeze_bn: bool = True,
+        protocol: str = "corrected",
+        freeze_bn: bool | None = None,
+        pgd_ce_term: bool | None = None,
+        pgd_input: str | None = None,
         selection: str = "last",
         joint_heads: bool = False,
         val_fraction: float = 0.1,
@@ -149,11 +168,19 @@ class ZePAD(Defense):
         bmp_batch_size: int = 256,
         bmp_recipe: dict[str, Any] | None = None,
         ensemble: str = "rfdm",
-        fuse_on: str = "logits",
+        fuse_on: str | None = None,
         detection_threshold: float = 0.1,
         mpae_confidence: str = "max",
     ):
         super().__init__()
+        self.protocol = protocol
+        deviations = resolve_protocol(
+            protocol,
+            self.PROTOCOLS,
+            {"freeze_bn": freeze_bn, "pgd_ce_term": pgd_ce_term, "pgd_input": pgd_input, "fuse_on": fuse_on},
+        )
+        self.pgd_ce_term, self.pgd_input = bool(deviations["pgd_ce_term"]), deviations["pgd_input"]
+        fuse_on = deviations["fuse_on"]
         self.joint_heads = bool(joint_heads)
         chosen = {
             "lf_on": lf_on,
@@ -191,7 +218,7 @@ class ZePAD(Defense):
             head_lr=head_lr,
             weight_decay=weight_decay,
             gamma=gamma,
-            freeze_bn=freeze_bn,
+            freeze_bn=bool(deviations["freeze_bn"]),
         )
         self.selection, self.val_fraction = selection, float(val_fraction)
         self.adversarial_tuning, self.use_mpae_victim = bool(adversarial_tuning), bool(use_mpae_victim)
@@ -303,8 +330,16 @@ class ZePAD(Defense):
         attack: Attack | None = None,
         generator: torch.Generator | None = None,
     ) -> Tensor:
-        """Craft the adversarial batch, then return the training loss on it (what the optimiser steps on)."""
-        return self.objective(model, x, self.adversarial(model, x, y, attack, generator), y)
+        """Craft the adversarial batch, then return the training loss on it (what the optimiser steps on).
+
+        With ``pgd_ce_term`` (PGD only) the loss also holds Σ_t CE at the PGD iterates (authors' leak).
+        """
+        iterates: list[Tensor] | None = [] if self.pgd_ce_term and attack is None else None
+        extra = {} if iterates is None else {"iterates": iterates}  # overrides of `adversarial` may lack it
+        x_adv = self.adversarial(model, x, y, attack, generator, **extra)
+        # before the training forward, which moves BN statistics: the PGD saw the old ones
+        leaked = iterate_ce(model, iterates, y, self.pgd_input) if iterates is not None else 0.0
+        return self.objective(model, x, x_adv, y) + leaked
 
     def adversarial(
         self,
@@ -313,12 +348,13 @@ class ZePAD(Defense):
         y: Tensor,
         attack: Attack | None = None,
         generator: torch.Generator | None = None,
+        iterates: list[Tensor] | None = None,
     ) -> Tensor:
         """x + δ: PGD maximising the CE of encoder+head (in eval mode), or the fitted generator's x + G(x)."""
         if attack is not None:
             with torch.no_grad():
                 return attack.perturb(x).detach()
-        with eval_mode(model):
+        with eval_mode(model), pgd_input_mode(model, self.pgd_input):
             return pgd(
                 lambda xa: F.cross_entropy(model(xa), y),
                 x,
@@ -327,6 +363,7 @@ class ZePAD(Defense):
                 self.steps,
                 self.random_start,
                 generator,
+                iterates=iterates,
             )
 
     def objective(self, model: EncoderWithHead, x: Tensor, x_adv: Tensor, y: Tensor) -> Tensor:

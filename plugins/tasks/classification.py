@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 from zepad_bench import DefendedModel, Task, TaskData
-from zepad_bench.metrics import accuracy, attack_success_rate, max_confidence
+from zepad_bench.metrics import accuracy, attack_success_rate, max_confidence, top_class_share
 from zepad_bench.nn.heads import predict_logits
 from zepad_bench.pipeline import task_heads
 
@@ -33,7 +33,13 @@ def branch_logits(
 
 
 class Classification(Task):
-    """BA, RA and ASR (design §1) of the fused per-branch MLP heads (ZePAD Eq. 1 / Table 7 protocol)."""
+    """BA, RA and ASR (design §1) of the fused per-branch MLP heads (ZePAD Eq. 1 / Table 7 protocol).
+
+    Also per branch: its own BA/RA, mean confidences and head kind ("joint": the head tuned with
+    the encoder on this dataset, used with ``head="auto"``; "retrained": a new head on the frozen
+    encoder, always with ``head="retrained"``); and ``top_class_share[_adv]``, the share of the most
+    predicted class, which flags a collapsed (one-class) prediction.
+    """
 
     name = "classification"
 
@@ -70,8 +76,12 @@ class Classification(Task):
             "RA": accuracy(adv, labels),
             "ASR": attack_success_rate(clean, adv),
             "head": "joint" if "joint" in head_kinds else "retrained",
+            "top_class_share": top_class_share(clean),
+            "top_class_share_adv": top_class_share(adv),
         }
         for branch, out, kind in zip(model.branches, outputs, head_kinds):
+            metrics[f"BA:{branch.name}"] = accuracy(out["test"].argmax(1), labels)
+            metrics[f"RA:{branch.name}"] = accuracy(out["test_adv"].argmax(1), labels)
             conf_clean, conf_adv = max_confidence(out["test"]), max_confidence(out["test_adv"])
             metrics[f"conf_clean:{branch.name}"] = conf_clean.mean().item()
             metrics[f"conf_adv:{branch.name}"] = conf_adv.mean().item()

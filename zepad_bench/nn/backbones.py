@@ -9,6 +9,9 @@ from typing import Any
 import torch
 from torch import nn
 
+STEMS = ("default", "authors")
+"""ResNet stems: solo-learn's ("default") or the AdvEncoder/Gen-AF/ZePAD code's ``load_model``."""
+
 
 class SmallCNN(nn.Module):
     """Four conv–BN–ReLU blocks (stride 2 after the first) and global average pooling; CPU-sized."""
@@ -32,18 +35,27 @@ class SmallCNN(nn.Module):
         return self.pool(self.features(x)).flatten(1)
 
 
-def _resnet(arch: str) -> Callable[[], nn.Module]:
+def _resnet(arch: str) -> Callable[..., nn.Module]:
     """solo-learn's CIFAR variant (conv1 3×3, stride 1, padding 2; maxpool and fc removed), or with
-    ``-imagenet`` the standard stem, fc removed; torchvision layer names, so solo-learn keys load as is."""
+    ``-imagenet`` the standard stem, fc removed; torchvision layer names, so solo-learn keys load as is.
+    ``stem = "authors"``: the stems of the AdvEncoder/Gen-AF/ZePAD code's ``load_model`` — CIFAR conv1
+    with padding 1; ImageNet conv1 7×7 with stride 1 and padding 1 and no max-pool (at 64×64, layer4
+    maps 8×8 instead of 2×2). Weights load either way."""
 
-    def build() -> nn.Module:
+    def build(stem: str = "default") -> nn.Module:
         from torchvision import models
 
+        if stem not in STEMS:
+            raise ValueError(f"{arch}: stem must be one of {', '.join(STEMS)}, got {stem!r}")
         net = models.resnet50() if arch == "resnet50" else models.resnet18()
         net.out_dim = net.fc.in_features
         net.fc = nn.Identity()
+        authors = stem == "authors"
         if arch != "resnet18-imagenet":
-            net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)
+            net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=1 if authors else 2, bias=False)
+            net.maxpool = nn.Identity()
+        elif authors:
+            net.conv1 = nn.Conv2d(3, 64, kernel_size=7, stride=1, padding=1, bias=False)
             net.maxpool = nn.Identity()
         return net
 

@@ -28,11 +28,13 @@ def pgd(
     generator: torch.Generator | None = None,
     start: Tensor | None = None,
     clamp: bool = True,
+    iterates: list[Tensor] | None = None,
 ) -> Tensor:
     """Maximise ``loss_fn(x_adv)`` (a scalar) by signed-gradient steps; returns detached ``x_adv``.
 
     The ascent starts at ``x``, at uniform noise in the ε-ball (``random_start``), or at ``start``
     (projected; e.g. TRADES' ``x + 0.001·N(0, I)``), which overrides ``random_start``.
+    ``iterates``, when given, receives each point at which a gradient is taken (detached).
     Guarantees ``‖x_adv − x‖∞ ≤ eps`` and, with ``clamp`` (default), ``x_adv ∈ [0, 1]``.
     """
     x = x.detach()
@@ -44,6 +46,8 @@ def pgd(
     else:
         x_adv = x.clone()
     for _ in range(steps):
+        if iterates is not None:
+            iterates.append(x_adv.detach())
         x_adv.requires_grad_(True)
         (grad,) = torch.autograd.grad(loss_fn(x_adv), x_adv)
         x_adv = project(x_adv.detach() + step_size * grad.sign(), x, eps, clamp)
