@@ -81,13 +81,14 @@ def test_gradient_flows_through_the_rfdm_weights():
     model, heads = toy_model(ZePAD(), 3)
     pipeline = DefendedPipeline(model, heads)
     x = torch.rand(4, 3, 16, 16, requires_grad=True)
-    (grad,) = torch.autograd.grad(pipeline(x)[:, 0].sum(), x)
+    (grad,) = torch.autograd.grad(pipeline(x).exp()[:, 0].sum(), x)  # log-probabilities out
 
     def by_hand(detach: bool) -> torch.Tensor:
         logits = [h(e(x)) for e, h in zip(pipeline.encoders, heads)]
-        w = rfdm_weights([torch.softmax(y, 1) for y in logits])
+        probabilities = [torch.softmax(y, 1) for y in logits]
+        w = rfdm_weights(probabilities)
         w = w.detach() if detach else w
-        fused = sum(wi.unsqueeze(1) * yi for wi, yi in zip(w, logits))
+        fused = sum(wi.unsqueeze(1) * yi for wi, yi in zip(w, probabilities))  # fuse_on = "probabilities"
         return torch.autograd.grad(fused[:, 0].sum(), x)[0]
 
     assert torch.allclose(grad, by_hand(detach=False), atol=1e-7)

@@ -74,7 +74,12 @@ class DefendedPipeline(nn.Module):
         self.requires_grad_(False).eval()
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.model.fuse([h(e(x)) for e, h in zip(self.encoders, self.heads)])
+        fused = self.model.fuse([h(e(x)) for e, h in zip(self.encoders, self.heads)])
+        if getattr(self.model.defense, "fuse_on", "logits") == "probabilities":
+            # a fusion of softmax outputs (ZePAD's default) returns probabilities: their log is a
+            # logit vector with the same softmax and argmax, which CE-based attacks (APGD-CE) expect
+            return fused.clamp_min(1e-12).log()
+        return fused
 
 
 class EOT(nn.Module):

@@ -206,7 +206,7 @@ class AdversarialTraining(Defense):
                 self.start == "uniform",
                 generator,
                 start,
-                iterates,
+                iterates=iterates,
             )
 
     def inner_objective(self, model: EncoderWithHead, x: Tensor, y: Tensor) -> Callable[[Tensor], Tensor]:
