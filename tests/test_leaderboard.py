@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from zepad_bench.leaderboard import publish, readme_block, render, replace_block, sections
+from zepad_bench.leaderboard import flags, publish, readme_block, render, replace_block, sections
 from zepad_bench.statistics import Stat, mark_best
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,3 +146,15 @@ def test_the_readme_results_block_is_the_published_quickstart_board():
     assert replace_block(readme, "quickstart", block) == readme, (
         "run: zepad-bench leaderboard suites/quickstart.toml --readme README.md"
     )
+
+
+def test_a_collapsed_defense_is_flagged():
+    rows = toy_rows()
+    for r in rows:
+        r["metrics"]["top_class_share"] = 12.0
+        r["metrics"]["top_class_share_adv"] = (
+            97.0 if r["defense"] == "zepad" and r["attack"] == "pap" else 20.0
+        )
+    found = [f for f in flags(rows) if f["kind"].startswith("collapse")]
+    assert [(f["kind"], f["defense"], f["attack"]) for f in found] == [("collapse-attacked", "zepad", "pap")]
+    assert "`collapse-attacked` zepad × pap" in render("toy", rows)

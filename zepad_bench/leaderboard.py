@@ -23,6 +23,8 @@ BLOCK_COLUMNS = ("victim", "tuning", "task_data")  # a block of rows per value, 
 HEADERS = {"victim": "victim", "tuning": "D_f", "task_data": "D_d"}
 LOWER_IS_BETTER = re.compile(r"^(ASR|FPR|top1_change)$")
 WORST = "worst"
+COLLAPSE_SHARE = 90.0
+"""A fused prediction giving one class to this share (%) of the test images is flagged as collapsed."""
 FLAG_TOLERANCE = 1.0
 """Percentage points a sanity check must be exceeded by before it is flagged (seed noise of weak
 universal attacks is about this size on the quickstart)."""
@@ -289,12 +291,41 @@ def flags(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     from zepad_bench.robustness import sanity_flags
 
     merged: dict[tuple, dict[str, Any]] = {}
-    for flag in sanity_flags(results_frame(rows), tol=FLAG_TOLERANCE):
+    for flag in sanity_flags(results_frame(rows), tol=FLAG_TOLERANCE) + collapse_flags(rows):
         key = (flag["kind"], flag["defense"], flag["attack"], flag["scenario"], flag["eps"])
         entry = merged.setdefault(key, {**flag, "tasks": []})
         entry["tasks"].append(flag.pop("task"))
         entry.pop("task", None)
     return list(merged.values())
+
+
+def collapse_flags(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A fused prediction collapsed to one class: ``top_class_share`` (clean) or ``_adv`` (attacked)
+    at or above :data:`COLLAPSE_SHARE` % on average over seeds, where the test set has several classes."""
+    frame = results_frame(rows)
+    out = []
+    for column, what in (("top_class_share", "clean"), ("top_class_share_adv", "attacked")):
+        if column not in frame:
+            continue
+        values = frame.assign(value=pd.to_numeric(frame[column], errors="coerce")).dropna(subset=["value"])
+        keys = ["task", "defense", "attack", "scenario", "eps"]
+        for key, part in values.groupby(keys, sort=False):
+            share = part["value"].mean()
+            if share >= COLLAPSE_SHARE:
+                task, defense, attack, scenario, eps = key
+                message = f"{share:.1f} % of the {what} test images get one class: a collapsed prediction"
+                out.append(
+                    dict(
+                        kind=f"collapse-{what}",
+                        task=task,
+                        defense=defense,
+                        attack=attack,
+                        scenario=scenario,
+                        eps=float(eps),
+                        message=message,
+                    )
+                )
+    return out
 
 
 def flag_section(found: list[dict[str, Any]]) -> list[str]:
@@ -305,7 +336,8 @@ def flag_section(found: list[dict[str, Any]]) -> list[str]:
         "",
         f"AutoAttack-style checks on the means over seeds (a difference counts above {FLAG_TOLERANCE:g} "
         "point): an attack weaker than the equal-budget control, an adaptive attack weaker than a "
-        "transfer attack, RA that does not fall as ε grows, zero or NaN input gradients, RA above BA. "
+        "transfer attack, RA that does not fall as ε grows, zero or NaN input gradients, RA above BA, "
+        f"a fused prediction giving one class to ≥ {COLLAPSE_SHARE:g} % of the images (collapse). "
         "Each marks a number to distrust, not a result.",
         "",
     ]
