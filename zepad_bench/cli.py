@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -121,6 +122,7 @@ def run(
     and reused by every defense and task, a defense is tuned once and reused by every task.
     Finished cells are skipped; an interrupted run resumes where it stopped.
     """
+    started = time.perf_counter()  # the run's logged wall time includes loading the suite
     from zepad_bench.download import fetch_all
     from zepad_bench.executors import run_local, run_slurm
     from zepad_bench.stages import ForceSpec
@@ -140,7 +142,8 @@ def run(
             suite_path, axes, workdir, device, force, {k: v for k, v in options.items() if v}
         )
     else:
-        rows, failed = run_local(suite, workdir, device, force, quiet, partial=suite.grid != full.grid)
+        partial = suite.grid != full.grid
+        rows, failed = run_local(suite, workdir, device, force, quiet, partial=partial, started=started)
     if rows or not failed:
         # the board of the whole suite: a narrowed run adds its cells and drops no stored result
         _publish(full, workdir, out_dir)
@@ -162,7 +165,12 @@ def _publish(suite, workdir: str, out_dir: str, reference: bool = False, readme:
     if not rows:
         raise UserError(f"no results stored for suite {suite.name!r} in {workdir}; run it first")
     rows.sort(key=lambda r: keys.index(r["key"]))
-    runs = [r for r in runner.store.runs(suite.name) if "partial" not in r["note"]][-2:]
+    whole = [r for r in runner.store.runs(suite.name) if "partial" not in r["note"]]
+    runs = [
+        latest[-1]
+        for kind in ("cold", "warm")
+        if (latest := [r for r in whole if r["note"] == kind or r["note"].startswith(kind + ":")])
+    ]
     extra = []
     if reference:
         from zepad_bench.reference import reference_section

@@ -22,9 +22,11 @@ def run_local(
     force: bool | str | Sequence[str],
     quiet: bool = False,
     partial: bool = False,
+    started: float | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Run the suite's pending cells in this process with progress bars; returns their rows and one
-    line per failed cell (a failed cell stores nothing; the others go on). The run is logged."""
+    line per failed cell (a failed cell stores nothing; the others go on). The run is logged with its
+    wall time since ``started`` (a ``time.perf_counter()`` value; default: now, after loading)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -56,7 +58,7 @@ def run_local(
         f"device {runner.device}, workdir {workdir}"
     )
     rows, failed, nan = [], [], float("nan")
-    start = time.perf_counter()
+    start = time.perf_counter() if started is None else started
     with progress:
         overall = progress.add_task("cells", total=len(pending))
         for cell in pending:

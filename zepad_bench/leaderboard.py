@@ -128,6 +128,8 @@ def task_section(rows: list[dict[str, Any]], frame: pd.DataFrame, task: str) -> 
             stats = {c: [stat_of(block[block["defense"] == d], c) for d in defenses] for c in columns}
             marked = _marked_columns(stats, metric_of)
             for i, defense in enumerate(defenses):
+                if not any(stats[c][i].n for c in columns):
+                    continue  # nothing to show (e.g. a defense without a detector): the row is left out
                 md = {**labels, "defense": defense}
                 md.update((extra or {}).get(defense, {}))
                 md.update({c: marked[c][i] for c in columns})
@@ -243,8 +245,9 @@ def provenance(
     ]
     for run in runs or []:
         lines.append(
-            f"- run of {run['finished']}: {run['seconds']:.0f} s wall, {run['computed']} cells computed, "
-            f"{run['reused']} already stored ({run['note']})"
+            f"- run finished {run['finished']}: {run['seconds']:.1f} s wall (loading the suite and running "
+            f"the cells; publishing not counted), {run['computed']} cells computed, {run['reused']} already "
+            f"stored ({run['note']})"
         )
     return lines
 
