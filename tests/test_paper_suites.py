@@ -136,4 +136,4 @@ def test_offline_suites_validate_without_data(name, tmp_path, monkeypatch):
     assert {spec.plugin for spec in suite.tables["datasets"].values()} <= {"digits", "lfw", "photos"}
     assert {spec.plugin for spec in suite.tables["encoders"].values()} == {"ssl"}
     assert "random-noise" in {suite.spec("attacks", a).plugin for a in suite.grid["attacks"]}
-    assert len(suite.cells()) <= 48
+    assert len(suite.cells()) <= 72 and len(suite.grid["seeds"]) >= 3  # CPU-sized, with honest spread
