@@ -169,7 +169,7 @@ def _publish(suite, workdir: str, out_dir: str, reference: bool = False, readme:
     runs = [
         latest[-1]
         for kind in ("cold", "warm")
-        if (latest := [r for r in whole if r["note"] == kind or r["note"].startswith(kind + ":")])
+        if (latest := [r for r in whole if r["note"].split(";")[0].split(":")[0] == kind])
     ]
     extra = []
     if reference:

@@ -73,7 +73,9 @@ def run_local(
                 m = rows[-1]["metrics"]
                 console.log(f"cell      {cell.label()}  BA {m.get('BA', nan):.2f}  RA {m.get('RA', nan):.2f}")
             progress.advance(overall)
-    note = "forced" if runner.force else "cold: nothing stored" if len(pending) == len(cells) else "warm"
+    note = "forced" if runner.force else "cold: no cell stored" if len(pending) == len(cells) else "warm"
+    if rows:  # stages may be shared with other suites in the same work directory: say how many were
+        note += f"; stages {sum(runner.computed.values())} computed, {sum(runner.reused.values())} reused"
     runner.store.log_run(
         {
             "suite": suite.name,
