@@ -53,7 +53,7 @@ def cli() -> None:
     """Benchmark downstream-agnostic adversarial examples (DAEs) and defenses for SSL encoders.
 
     \b
-    First run (offline, CPU, a few minutes):
+    First run (offline, CPU, about nine minutes on 2 cores; seconds when cached):
         zepad-bench run suites/quickstart.toml
     Then:
         zepad-bench leaderboard suites/quickstart.toml    # re-render the table
