@@ -61,11 +61,7 @@ def confidence_figure(rows: list[dict[str, Any]], cache: ArtifactCache, out: Pat
                 ax.set_xlabel("max softmax confidence", fontsize=8)
     axes[0][0].legend(fontsize=7)
     fig.suptitle(f"Branch confidence, benign vs adversarial ({defense}, {rows[0]['task']})", fontsize=9)
-    fig.tight_layout()
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def detection_figure(rows: list[dict[str, Any]], cache: ArtifactCache, out: Path) -> Path | None:
@@ -121,7 +117,14 @@ def detection_figure(rows: list[dict[str, Any]], cache: ArtifactCache, out: Path
         acc_ax.set_xlabel("MPAE − BMP confidence threshold", fontsize=8)
         acc_ax.set_ylabel("accuracy (%)", fontsize=8)
     fig.suptitle(f"DAE detection scores, threshold sweep ({defense}, {rows[0]['task']})", fontsize=9)
-    fig.tight_layout()
+    return save_figure(fig, out)
+
+
+def save_figure(fig, out: Path) -> Path:
+    """Lay out (leaving room for the figure's title), write ``out`` as a PNG and free the figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout(rect=(0, 0, 1, 0.97))
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
     plt.close(fig)

@@ -227,6 +227,8 @@ def robustness_figure(frame: pd.DataFrame, path: str | Path, metric: str = "RA")
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from zepad_bench.plots import save_figure
+
     panels = list(curves.groupby([*SETTING], sort=False))
     fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.2), squeeze=False)
     for ax, (setting, part) in zip(axes[0], panels):
@@ -249,9 +251,4 @@ def robustness_figure(frame: pd.DataFrame, path: str | Path, metric: str = "RA")
         ax.set_title(f"{setting[2]} on {setting[3]} (victim {setting[0]})", fontsize=8)
         ax.legend(fontsize=7)
     fig.suptitle("Adaptive robust accuracy against ε", fontsize=9)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, Path(path))
