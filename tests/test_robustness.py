@@ -2,18 +2,10 @@
 
 from __future__ import annotations
 
-import math
-
 import pytest
 
-from zepad_bench.robustness import (
-    ra_auc,
-    ra_curves,
-    robustness_figure,
-    robustness_frame,
-    sanity_flags,
-    worst_case,
-)
+from zepad_bench.leaderboard import results_frame
+from zepad_bench.robustness import ra_auc, ra_curves, robustness_figure, sanity_flags
 
 E = 1 / 255
 
@@ -52,11 +44,11 @@ def clean_rows():
 
 
 def kinds(rows):
-    return sorted({f["kind"] for f in sanity_flags(robustness_frame(rows))})
+    return sorted({f["kind"] for f in sanity_flags(results_frame(rows))})
 
 
 def test_no_flag_on_a_consistent_suite():
-    assert sanity_flags(robustness_frame(clean_rows())) == []
+    assert sanity_flags(results_frame(clean_rows())) == []
 
 
 @pytest.mark.parametrize(
@@ -83,7 +75,7 @@ def test_each_flag_fires_on_its_constructed_case(change, kind):
     rows = clean_rows()
     change(rows)
     assert kind in kinds(rows)
-    flag = next(f for f in sanity_flags(robustness_frame(rows)) if f["kind"] == kind)
+    flag = next(f for f in sanity_flags(results_frame(rows)) if f["kind"] == kind)
     assert {"kind", "defense", "attack", "message"} <= set(flag) and flag["defense"] == "zepad"
 
 
@@ -94,27 +86,8 @@ def test_flat_curve_above_zero_is_flagged_but_a_saturated_one_is_not():
     assert kinds(saturated) == []
 
 
-def test_worst_case_is_the_per_seed_minimum_then_mean_and_std():
-    rows = clean_rows()
-    rows.append(cell("adaptive", 32 * E, 0.0, scenario="adaptive", seed=1))  # above the budget below
-    table = worst_case(robustness_frame(rows), max_eps=16 * E)
-    (row,) = table.to_dict("records")
-    assert row["RA worst"] == pytest.approx(6.0)  # seeds: 5 and 7 (adaptive @16/255)
-    assert row["RA worst std"] == pytest.approx(math.sqrt(2.0))
-    assert row["seeds"] == 2 and row["worst attack"] == "adaptive/adaptive@16/255"
-    unbounded = worst_case(robustness_frame(rows)).iloc[0]
-    assert unbounded["RA worst"] == pytest.approx(2.5)  # seed 1's 32/255 cell counts without max_eps
-
-
-def test_worst_case_ignores_controls_and_na_and_serves_retrieval():
-    rows = [cell("random-noise", 16 * E, 1.0, role="control"), cell("uapgd", 16 * E, "n/a")]
-    rows.append({**cell("uapgd", 16 * E, 30.0), "task": "retrieval"})
-    table = worst_case(robustness_frame(rows))
-    assert table[["task", "RA worst"]].values.tolist() == [["retrieval", 30.0]]
-
-
 def test_curve_and_area_under_it():
-    frame = robustness_frame(clean_rows())
+    frame = results_frame(clean_rows())
     curve = ra_curves(frame)
     assert curve["eps"].tolist() == pytest.approx([2 * E, 4 * E, 16 * E])
     assert curve["mean"].tolist() == pytest.approx([71.0, 46.0, 6.0])
@@ -125,7 +98,7 @@ def test_curve_and_area_under_it():
 
 
 def test_robustness_figure(tmp_path):
-    frame = robustness_frame(clean_rows())
+    frame = results_frame(clean_rows())
     assert robustness_figure(frame, tmp_path / "ra.png").stat().st_size > 0
     assert robustness_figure(frame[frame["scenario"] != "adaptive"], tmp_path / "none.png") is None
 

@@ -384,21 +384,23 @@ def curve_section(rows: list[dict[str, Any]]) -> list[str]:
 
 
 def ranking(rows: list[dict[str, Any]], task: str = "classification") -> str:
-    """One line ranking defenses by worst-case RA on ``task`` (per seed the minimum over attacks)."""
-    from zepad_bench.robustness import worst_case
-
-    worst = worst_case(results_frame([r for r in rows if r["task"] == task]))
-    if worst.empty:
+    """One line ranking defenses by the board's worst-case RA column on ``task`` (per seed the minimum
+    over every attack, controls excluded, then mean ± std), with the attack of lowest mean RA."""
+    _, tables = sections([r for r in rows if r["task"] == task])
+    table = next((t for t in tables if t["title"] == f"{task}: RA"), None)
+    if table is None or not all(WORST in r for r in table["rows"]):
         return ""
-    worst = worst.sort_values("RA worst", ascending=False)
-    ranked = [
-        f"{d} {Stat((m,)).text() if s != s else f'{m:.2f} ± {s:.2f}'} ({w})"
-        for d, m, s, w in zip(
-            worst["defense"], worst["RA worst"], worst["RA worst std"], worst["worst attack"]
-        )
-    ]
+    ranked = []
+    for row in sorted(table["rows"], key=lambda r: -(r[WORST]["mean"] or 0)):
+        attacks = {
+            k: v for k, v in row.items() if isinstance(v, dict) and k != WORST and "(control)" not in k
+        }
+        weakest = min(attacks, key=lambda k: attacks[k]["mean"] if attacks[k]["mean"] is not None else 1e9)
+        ranked.append(f"{row['defense']} {Stat(tuple(row[WORST]['values'])).text()} ({weakest})")
     return (
-        f"Defenses ranked by worst-case RA on `{task}` (worst attack in brackets): " + "; ".join(ranked) + "."
+        f"Defenses ranked by worst-case RA on `{task}` (attack of lowest RA in brackets): "
+        + "; ".join(ranked)
+        + "."
     )
 
 

@@ -1,14 +1,14 @@
-"""Worst-case robust accuracy, AutoAttack-style sanity flags and RA-vs-ε curves, from stored results.
+"""AutoAttack-style sanity flags and RA-vs-ε curves, from stored results.
 
-Pure functions on :func:`robustness_frame` (the leaderboard's results frame plus the rows' attack
-and defense roles). Robust accuracy under the strongest attack with sanity checks is how RobustBench
-and AutoAttack report robustness (Croce & Hein, ICML 2020, Sec. 5; Carlini et al. 2019, "On
-Evaluating Adversarial Robustness", Sec. 5 checklist); a defense is as robust as its worst case.
+Pure functions on :func:`zepad_bench.leaderboard.results_frame` (one row per cell, with the rows'
+attack and defense roles); the worst case per defense is the leaderboard's "worst" column. Robust
+accuracy under the strongest attack, with sanity checks, is how RobustBench and AutoAttack report
+robustness (Croce & Hein, ICML 2020, Sec. 5; Carlini et al. 2019, "On Evaluating Adversarial
+Robustness", Sec. 5 checklist); a defense is as robust as its worst case.
 
 Usage (e.g. in the leaderboard)::
 
-    frame = robustness_frame(rows)                    # rows: ResultStore rows of one suite
-    worst = worst_case(frame, max_eps=suite.eps)      # "RA worst" (± std) per task and defense
+    frame = results_frame(rows)                       # rows: ResultStore rows of one suite
     flags = sanity_flags(frame)                       # footnotes; JSON-able dicts
     auc = ra_auc(frame)                               # "RA AUC" per adaptive attack and defense
     robustness_figure(frame, out / "ra_vs_eps.png")   # None when no ε sweep
@@ -26,14 +26,6 @@ SETTING = ["victim", "tuning", "task", "task_data"]
 """Columns that identify where a defense was evaluated (a worst case is taken within each)."""
 
 
-def robustness_frame(rows: list[dict[str, Any]]) -> pd.DataFrame:
-    """:func:`zepad_bench.leaderboard.results_frame` plus ``attack_role`` and ``defense_role``
-    (``"attack"``/``"control"``, ``"defense"``/``"baseline"``) from each row's config."""
-    from zepad_bench.leaderboard import results_frame
-
-    return results_frame(rows)
-
-
 def _numeric(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """Rows whose ``metric`` is a number (``"n/a"`` and missing dropped), as float."""
     if metric not in frame:
@@ -49,35 +41,6 @@ def _controls(frame: pd.DataFrame) -> set[str]:
 
 def _attacks(frame: pd.DataFrame) -> pd.DataFrame:
     return frame[~frame["attack"].isin(_controls(frame))]
-
-
-def worst_case(frame: pd.DataFrame, metric: str = "RA", max_eps: float | None = None) -> pd.DataFrame:
-    """Worst-case ``metric`` per defense: per seed the minimum over every attack, scenario and ε the
-    defense met (controls excluded; only ε ≤ ``max_eps`` when given, e.g. the suite's budget, so
-    the comparison is at equal budget), then mean and sample std over seeds.
-
-    Works for any task: ``metric="RA"`` is fused-classifier accuracy on classification/detection
-    rows and k-NN accuracy on retrieval rows (the retrieval counterpart). Returns one row per
-    (``SETTING`` …, defense) with ``<metric> worst`` (mean), ``<metric> worst std`` (NaN for one
-    seed), ``seeds`` and ``worst attack`` (``scenario/attack@ε·255`` most often the minimum).
-    """
-    data = _attacks(_numeric(frame, metric))
-    if max_eps is not None:
-        data = data[data["eps"] <= max_eps + 1e-12]
-    out = []
-    for keys, part in data.groupby([*SETTING, "defense"], sort=False):
-        per_seed = part.loc[part.groupby("seed")[metric].idxmin()]
-        who = per_seed.apply(lambda r: f"{r['scenario']}/{r['attack']}@{r['eps'] * 255:g}/255", axis=1)
-        out.append(
-            {
-                **dict(zip([*SETTING, "defense"], keys)),
-                f"{metric} worst": per_seed[metric].mean(),
-                f"{metric} worst std": per_seed[metric].std(ddof=1) if len(per_seed) > 1 else np.nan,
-                "seeds": len(per_seed),
-                "worst attack": who.mode().iloc[0],
-            }
-        )
-    return pd.DataFrame(out)
 
 
 def _means(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
