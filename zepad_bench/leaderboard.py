@@ -295,10 +295,9 @@ def flags(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
 
     merged: dict[tuple, dict[str, Any]] = {}
     for flag in sanity_flags(results_frame(rows), tol=FLAG_TOLERANCE) + collapse_flags(rows):
+        task = flag.pop("task")
         key = (flag["kind"], flag["defense"], flag["attack"], flag["scenario"], flag["eps"])
-        entry = merged.setdefault(key, {**flag, "tasks": []})
-        entry["tasks"].append(flag.pop("task"))
-        entry.pop("task", None)
+        merged.setdefault(key, {**flag, "tasks": []})["tasks"].append(task)
     return list(merged.values())
 
 

@@ -55,12 +55,6 @@ def check_bool(name: str, value: Any) -> bool:
     return value
 
 
-def check_choice(name: str, value: Any, choices: Sequence[str]) -> str:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(map(repr, choices))}, got {value!r}")
-    return value
-
-
 def check_layer(layer: Any) -> str | None:
     """A module name (checked against the encoder at fit), or ``None`` for the arch's default."""
     if layer is not None and not isinstance(layer, str):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
@@ -15,7 +16,6 @@ from zepad_bench.nn.encoder import Encoder
 from zepad_bench_plugins.attacks.common import (
     PseudoLabelProbe,
     UniversalAttack,
-    check_choice,
     check_float,
     check_int,
     collect,
@@ -151,30 +151,17 @@ class UAPGDReference(UAPGD):
         self,
         eps: float,
         *,
-        images: int = 30000,
-        steps: int = 10,
-        step_size: float = 0.002,
-        decay_after: int = 10000,
-        decay: float = 0.1,
-        momentum: float = 0.5,
         weight_gain: float = 1e-5,
-        loss: str = "cosine",
+        loss: Literal["cosine", "ce"] = "cosine",
         clusters: int = 10,
         probe_images: int = 10000,
-        clamp: bool = True,
+        **schedule: Any,
     ):
-        super().__init__(
-            eps,
-            images=images,
-            steps=steps,
-            step_size=step_size,
-            decay_after=decay_after,
-            decay=decay,
-            momentum=momentum,
-            clamp=clamp,
-        )
+        """``schedule``: ``uapgd``'s parameters (images, steps, step_size, decay_after, decay, momentum,
+        clamp), declared there."""
+        super().__init__(eps, **schedule)
         self.weight_gain = check_float("weight_gain", weight_gain, 0.0, strict=False)
-        self.loss = check_choice("loss", loss, ("cosine", "ce"))
+        self.loss = loss
         self.clusters = check_int("clusters", clusters, 2)
         self.probe_images = check_int("probe_images", probe_images, self.clusters)
 

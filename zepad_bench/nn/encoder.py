@@ -83,12 +83,6 @@ def extract_features(
     encoder: nn.Module, images: Tensor, batch_size: int = 256, device: str = "cpu"
 ) -> Tensor:
     """Features of ``images`` (uint8 or float [0,1]) with the encoder in eval mode; returned on CPU."""
-    was_training = encoder.training
-    encoder.eval()
-    out = []
-    for start in range(0, len(images), batch_size):
-        x = images[start : start + batch_size].to(device)
-        x = x.float().div_(255) if x.dtype == torch.uint8 else x.float()
-        out.append(encoder(x).float().cpu())
-    encoder.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
+    from zepad_bench.nn.batched import extract_features_together
+
+    return extract_features_together([encoder], images, batch_size, device, how="sequential")[0]
