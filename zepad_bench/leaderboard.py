@@ -244,10 +244,20 @@ def provenance(
         f"- results created {created[0] if created else '?'} … {created[-1] if created else '?'}",
     ]
     for run in runs or []:
+        if "note" in run:  # a record published before runs were recorded as fields: shown as it was
+            lines.append(
+                f"- run finished {run['finished']}: {run['seconds']:.1f} s wall (loading the suite and "
+                f"running the cells; publishing not counted), {run['computed']} cells computed, "
+                f"{run['reused']} already stored ({run['note']})"
+            )
+            continue
+        stages = run["stages"].values()
         lines.append(
-            f"- run finished {run['finished']}: {run['seconds']:.1f} s wall (loading the suite and running "
-            f"the cells; publishing not counted), {run['computed']} cells computed, {run['reused']} already "
-            f"stored ({run['note']})"
+            f"- {run['kind']} run ({run['executor']}) finished {run['finished']}: {run['seconds']:.1f} s "
+            f"wall (loading the suite and running the cells; publishing not counted), "
+            f"{run['cells_computed']} cells computed, {run['cells_reused']} already stored, "
+            f"{run['cells_failed']} failed; stages "
+            f"{sum(s['computed'] for s in stages)} computed, {sum(s['reused'] for s in stages)} reused"
         )
     return lines
 

@@ -109,6 +109,7 @@ class Runner:
         progress: Any = None,
         log: Callable[[str], None] | None = None,
         since: str | None = None,
+        on_stage: Callable[[str, str, str, str], None] | None = None,
     ):
         self.suite, self.registry = suite, registry
         self.workdir = Path(workdir)
@@ -123,7 +124,10 @@ class Runner:
         self.since = since or _now("microseconds")  # start of the run (a Slurm run's jobs share the driver's)
         self.computed: Counter[str] = Counter()
         self.reused: Counter[str] = Counter()
-        self.seconds: dict[str, float] = {}
+        self.done: dict[tuple[str, str], float | None] = {}
+        """(kind, key) of every stage this runner read → seconds when it computed it, None when reused."""
+        self.on_stage = on_stage or (lambda event, kind, key, label: None)
+        """Progress hook: ``("start" | "computed" | "reused", kind, key, label)``."""
 
     # ------------------------------------------------------------------ stage machinery
     def _ctx(self, seed: int) -> RunContext:
@@ -169,6 +173,8 @@ class Runner:
             self.log(f"{stage:<9} {label}: cached artifact does not decode ({_one_line(exc)}); recomputing")
             return _MISSING
         self.reused[stage] += 1
+        self.done.setdefault((stage, key), None)
+        self.on_stage("reused", stage, key, label)
         return value
 
     def _compute(
@@ -181,17 +187,26 @@ class Runner:
         compute: Callable[[], Any],
         encode: Callable[[Any], Any],
     ) -> Any:
+        from zepad_bench.errors import CellFailed
+
+        self.on_stage("start", stage, key, label)
         seed_everything(seed)
         start = time.perf_counter()
-        with precision.use(self.suite.precision):
-            value = compute()
+        try:
+            with precision.use(self.suite.precision):
+                value = compute()
+        except CellFailed as exc:
+            exc.stage = exc.stage or stage  # the innermost stage that failed
+            raise
         seconds = time.perf_counter() - start
         self.cache.save(stage, key, encode(value), material)
-        self.store.log_stage(stage, key, label, seconds, self.suite.name, _now("microseconds"))
+        plugin = material.get("plugin")
+        self.store.log_stage(stage, key, label, seconds, self.suite.name, _now("microseconds"), plugin)
         self.computed[stage] += 1
+        self.done[(stage, key)] = seconds
         self._fresh.add(key)
-        self.seconds[key] = seconds
         self.log(f"{stage:<9} {label}  [{seconds:.1f}s]")
+        self.on_stage("computed", stage, key, label)
         return value
 
     def _forced(self, stage: str, key: str, material: dict[str, Any]) -> bool:
@@ -486,6 +501,8 @@ class Runner:
 
     def run_cell(self, cell: Cell) -> dict[str, Any]:
         start = time.perf_counter()
+        node = self.graph.task(cell)
+        self.on_stage("start", "task", node.key, node.label)
         attack, attack_key = self.attack(cell)
         model, defense_key = self.defense(cell)
         task_spec = self.suite.spec("tasks", cell.task)
@@ -513,7 +530,7 @@ class Runner:
         with precision.use(self.suite.precision):
             metrics = {**task.run(model, data), **pipeline_stats}
         task_seconds = time.perf_counter() - task_start
-        key = self.cell_key(cell)
+        key = node.key
         if ctx.records:
             self.cache.save(
                 "records", key, {k: v.cpu() if hasattr(v, "cpu") else v for k, v in ctx.records.items()}
@@ -539,17 +556,33 @@ class Runner:
                 "branches": [{"name": b.name, "role": b.role} for b in model.branches],
             },
             "versions": self.versions(cell),
-            "timings": {
-                "attack_fit": self.seconds.get(attack_key, 0.0),
-                "defense_fit": self.seconds.get(defense_key, 0.0),
-                "task": task_seconds,
-                "cell": time.perf_counter() - start,
-            },
+            "timings": self.costs(node, attack_key, defense_key)
+            | {"task": task_seconds, "cell": time.perf_counter() - start},
             "machine": machine_info(self.device),
             "created": _now(),
         }
         self.store.put(row)
+        # the task stage is logged too: its cost, for progress estimates of later runs
+        self.store.log_stage(
+            "task", key, node.label, task_seconds, self.suite.name, _now("microseconds"), task.name
+        )
+        self.on_stage("computed", "task", key, node.label)
         return row
+
+    def costs(self, node, attack_key: str, defense_key: str) -> dict[str, Any]:
+        """The logged cost of the stages a cell reads, wherever they ran (this process or a Slurm
+        job): its attack fit and defense tuning (``None`` when this work directory's log lacks them), and
+        the logged seconds of every stage it reads, summed by kind."""
+        stages = list(node.closure())[:-1]
+        logged = self.store.stage_seconds([attack_key, defense_key, *(s.key for s in stages)])
+        by_kind: dict[str, float] = {}
+        for stage in stages:
+            by_kind[stage.kind] = by_kind.get(stage.kind, 0.0) + logged.get(stage.key, 0.0)
+        return {
+            "attack_fit": logged.get(attack_key),
+            "defense_fit": logged.get(defense_key),
+            "stages": by_kind,
+        }
 
     def versions(self, cell: Cell) -> dict[str, str]:
         import zepad_bench

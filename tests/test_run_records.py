@@ -1,0 +1,160 @@
+"""Run records are structured fields; cells carry the logged cost of every stage they read; a failed cell
+is a stored failure that the next run computes again; stores written before keep working."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+
+from click.testing import CliRunner
+from conftest import SMOKE_SUITE
+
+from zepad_bench import load_registry
+from zepad_bench.cli import cli
+from zepad_bench.executors import run_local
+from zepad_bench.store import ResultStore
+from zepad_bench.suite import load_suite
+
+
+def run(suite_path, tmp_path, *options):
+    args = [
+        "run",
+        str(suite_path),
+        "--workdir",
+        str(tmp_path / "wd"),
+        "--out",
+        str(tmp_path / "lb"),
+        "--quiet",
+    ]
+    result = CliRunner().invoke(cli, [*args, *options])
+    assert result.exit_code == 0, result.output
+    return ResultStore(tmp_path / "wd")
+
+
+def test_runs_are_recorded_as_fields_and_rendered_from_them(smoke_suite, tmp_path):
+    store = run(smoke_suite, tmp_path)
+    cold = store.runs("smoke")[-1]
+    assert (cold["executor"], cold["kind"], cold["partial"]) == ("local", "cold", False)
+    assert (cold["cells_computed"], cold["cells_reused"], cold["cells_failed"]) == (4, 0, 0)
+    counts = {kind: s["computed"] for kind, s in cold["stages"].items()}
+    assert counts == {
+        "dataset": 4,
+        "encoder": 2,
+        "attack": 1,
+        "defense": 1,
+        "adversarial": 2,
+        "features": 6,
+        "head": 2,
+    }
+    logged = {}
+    for r in store.stage_runs("smoke"):
+        if r["stage"] in counts:
+            logged[r["stage"]] = logged.get(r["stage"], 0.0) + r["seconds"]
+    assert {kind: s["seconds"] for kind, s in cold["stages"].items()} == logged
+    warm = run(smoke_suite, tmp_path).runs("smoke")[-1]
+    assert (warm["kind"], warm["cells_computed"], warm["cells_reused"], warm["stages"]) == ("warm", 0, 4, {})
+    forced = run(smoke_suite, tmp_path, "--force", "attack").runs("smoke")[-1]
+    assert forced["kind"] == "forced" and forced["stages"]["attack"] == {
+        "computed": 1,
+        "reused": 0,
+        "seconds": forced["stages"]["attack"]["seconds"],
+    }
+    narrowed = run(smoke_suite, tmp_path, "--tasks", "cls").runs("smoke")[-1]
+    assert narrowed["partial"] is True
+    board = json.loads((tmp_path / "lb" / "smoke.json").read_text())
+    assert [r["kind"] for r in board["runs"]] == ["cold", "warm"]  # the latest whole-suite run of each kind
+    text = (tmp_path / "lb" / "smoke.md").read_text()
+    assert "- cold run (local) finished" in text and "4 cells computed, 0 already stored, 0 failed" in text
+
+
+def test_a_cell_carries_the_logged_cost_of_stages_an_earlier_run_made(smoke_suite, tmp_path):
+    store = run(smoke_suite, tmp_path, "--tasks", "cls")
+    store = run(smoke_suite, tmp_path, "--tasks", "cls2")  # reads the attack fit and tuning made above
+    seconds = {r["key"]: r["seconds"] for r in store.stage_runs("smoke")}
+    for row in store.rows("smoke"):
+        timings = row["timings"]
+        assert timings["attack_fit"] == seconds[row["config"]["attack_key"]] > 0
+        assert timings["defense_fit"] == seconds[row["config"]["defense_key"]] > 0
+        assert timings["stages"]["attack"] == timings["attack_fit"] and timings["stages"]["encoder"] > 0
+
+
+FLAKY = '''
+import os
+from zb_outside_plugin import SignFlip
+from zepad_bench import hookimpl
+
+
+class Flaky(SignFlip):
+    """Breaks its budget while $ZB_BREAK is set (not part of any key)."""
+    name = "test-flaky"
+
+    def perturb(self, x):
+        return (x + (3 if os.environ.get("ZB_BREAK") else 1) * self.delta.to(x.device)).clamp(0, 1)
+
+
+@hookimpl
+def register_attacks(register):
+    register(Flaky)
+'''
+
+
+def test_a_failed_cell_is_stored_as_failed_and_the_next_run_computes_only_it(tmp_path, monkeypatch):
+    (tmp_path / "zb_flaky.py").write_text(FLAKY)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    path = tmp_path / "smoke.toml"
+    text = SMOKE_SUITE.replace(
+        'plugins = ["zb_outside_plugin"]', 'plugins = ["zb_outside_plugin", "zb_flaky"]'
+    )
+    path.write_text(text + '\n[attacks.flaky]\nplugin = "test-flaky"\n')
+    suite = load_suite(path, load_registry(["zb_outside_plugin", "zb_flaky"])).with_axes(
+        defenses=["none"], tasks=["cls"]
+    )
+    monkeypatch.setenv("ZB_BREAK", "1")
+    rows, failed = run_local(suite, str(tmp_path / "wd"), "cpu", False, quiet=True)
+    assert len(rows) == 1 and len(failed) == 1 and "broke its budget" in failed[0]
+    store = ResultStore(tmp_path / "wd")
+    (row,) = store.rows("smoke", status="failed")
+    assert (row["attack"], row["stage"]) == ("flaky", "adversarial") and "broke its budget" in row["reason"]
+    assert store.runs("smoke")[-1]["cells_failed"] == 1
+    monkeypatch.delenv("ZB_BREAK")
+    rows, failed = run_local(suite, str(tmp_path / "wd"), "cpu", False, quiet=True)
+    assert [r["attack"] for r in rows] == ["flaky"] and failed == []
+    assert store.rows("smoke", status="failed") == [] and len(store.rows("smoke")) == 2
+
+
+OLD_SCHEMA = """
+CREATE TABLE results (
+    key TEXT PRIMARY KEY, suite TEXT, victim TEXT, scenario TEXT, attack TEXT, eps REAL,
+    defense TEXT, tuning TEXT, task TEXT, task_data TEXT, seed INTEGER,
+    metrics TEXT, config TEXT, versions TEXT, timings TEXT, machine TEXT, created TEXT
+);
+CREATE TABLE stage_runs (stage TEXT, key TEXT, label TEXT, seconds REAL, suite TEXT, created TEXT);
+CREATE TABLE runs (
+    suite TEXT, finished TEXT, seconds REAL, computed INTEGER, reused INTEGER, failed INTEGER,
+    note TEXT, machine TEXT
+);
+INSERT INTO results VALUES ('k', 's', 'v', 'x', 'a', 0.1, 'd', 't', 'c', 'c', 0, '{"BA": 1.0}', '{}', '{}',
+    '{}', '{}', '2026-01-01T00:00:00+00:00');
+INSERT INTO runs VALUES ('s', '2026-01-01T00:00:00+00:00', 9.5, 4, 0, 0,
+    'cold: no cell stored; stages 7 computed, 0 reused', '{"cpus": 2}');
+INSERT INTO runs VALUES ('s', '2026-01-02T00:00:00+00:00', 1.5, 1, 3, 0, 'warm; partial grid', '{"cpus": 2}');
+"""
+
+
+def test_a_store_written_before_opens_with_its_runs_carried_over(tmp_path):
+    with sqlite3.connect(tmp_path / "results.sqlite") as db:
+        db.executescript(OLD_SCHEMA)
+    store = ResultStore(tmp_path)
+    assert store.has("k") and store.rows("s")[0]["metrics"] == {"BA": 1.0}
+    cold, warm = store.runs("s")
+    assert (cold["kind"], cold["partial"], cold["cells_computed"], cold["executor"]) == (
+        "cold",
+        False,
+        4,
+        "local",
+    )
+    assert (warm["kind"], warm["partial"], warm["cells_reused"]) == ("warm", True, 3)
+    store.log_stage("attack", "a", "x (seed 0)", 1.0, "s", "2026-01-03", "pap")
+    assert store.stage_runs()[0]["plugin"] == "pap"
+    ResultStore(tmp_path)  # a second opening finds nothing to migrate
+    assert len(store.runs("s")) == 2
