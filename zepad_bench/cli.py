@@ -39,6 +39,26 @@ OUT_OPTION = click.option(
 )
 
 
+def _slurm_resource_options(func):
+    for name, metavar, what in reversed(
+        (
+            ("partition", "NAME", "Slurm partition"),
+            ("cpus", "N", "CPUs per job (default 1); torch uses as many threads"),
+            ("mem", "GB", "memory per job (default: the cluster's)"),
+            ("gpus", "N", "GPUs per job (default 0)"),
+            ("timeout", "MIN", "time limit per job in minutes (default 240)"),
+        )
+    ):
+        func = click.option(
+            f"--slurm-{name}",
+            f"slurm_{'mem_gb' if name == 'mem' else 'timeout_min' if name == 'timeout' else name}",
+            multiple=True,
+            metavar=f"[PHASE=]{metavar}",
+            help=f"{what[0].upper()}{what[1:]}; PHASE=… for one phase only; repeatable.",
+        )(func)
+    return func
+
+
 def _axis_options(func):
     for axis, what in reversed(AXIS_OPTIONS):
         func = click.option(
@@ -90,12 +110,31 @@ def cli() -> None:
     type=click.Choice(["local", "slurm"]),
     default="local",
     show_default=True,
-    help="Run cells here, or fan out to a Slurm cluster through submitit.",
+    help="Run cells here, or as Slurm jobs through submitit (the workdir must be shared by the nodes).",
 )
-@click.option("--slurm-partition", default=None, help="Slurm partition (with --executor slurm).")
-@click.option("--slurm-gpus", default=0, show_default=True, type=int, help="GPUs per Slurm job.")
-@click.option("--slurm-timeout", default=240, show_default=True, type=int, help="Minutes per Slurm job.")
-@click.option("--slurm-jobs", default=8, show_default=True, type=int, help="Most Slurm jobs running at once.")
+@_slurm_resource_options
+@click.option(
+    "--slurm-jobs",
+    default=8,
+    show_default=True,
+    type=click.IntRange(min=1),
+    help="Most Slurm jobs of this run queued or running at once.",
+)
+@click.option(
+    "--slurm-poll",
+    default=10.0,
+    show_default=True,
+    type=click.FloatRange(min=1),
+    help="Seconds between asking Slurm for job states (sacct, else squeue; each call times out).",
+)
+@click.option(
+    "--on-failure",
+    type=click.Choice(["continue", "cancel"]),
+    default="continue",
+    show_default=True,
+    help="With --executor slurm, when a job fails: let the other jobs finish, or cancel them. Either way "
+    "the failed cells are stored as failed, the board is published and the exit status is 2.",
+)
 @click.option("--quiet", is_flag=True, help="No progress bars.")
 @click.option(
     "--download", is_flag=True, help="First fetch and verify what the suite needs (datasets, encoders)."
@@ -107,48 +146,68 @@ def run(
     force,
     out_dir,
     executor,
-    slurm_partition,
-    slurm_gpus,
-    slurm_timeout,
     slurm_jobs,
+    slurm_poll,
+    on_failure,
     quiet,
     download,
-    **axes,
+    **options,
 ):
     """Run SUITE's grid of cells (cached, resumable) and publish its leaderboard.
 
     Every stage (encoder, attack fit, defense tuning, attacked images, features) is cached in
     WORKDIR under the hash of its configuration and inputs: an attack is fitted once per surrogate
     and reused by every defense and task, a defense is tuned once and reused by every task.
-    Finished cells are skipped; an interrupted run resumes where it stopped.
+    Finished cells are skipped; an interrupted run resumes where it stopped; failed cells are stored
+    as failed and computed again by the next run.
+
+    \b
+    Slurm resources per job, for every phase or one (encoder, attack, defense, cell), e.g.
+        --slurm-cpus 4 --slurm-gpus defense=1 --slurm-timeout defense=600 --slurm-mem 16
+    or in the suite: [slurm] cpus = 4 … and [slurm.defense] gpus = 1 … (the options win).
+    torch in a job uses the job's CPUs.
     """
     started = time.perf_counter()  # the run's logged wall time includes loading the suite
     from zepad_bench.download import fetch_all
     from zepad_bench.executors import run_local, run_slurm
     from zepad_bench.stages import ForceSpec
 
+    axes = {axis: options.pop(axis) for axis, _ in AXIS_OPTIONS}
     suite = _load(suite_path, axes, download)
     full = _load(suite_path, {}, download)
     ForceSpec.parse(force).check_known(suite.registry)
+    partial = suite.grid != full.grid
+    if executor == "slurm":
+        from zepad_bench.slurm import cli_resources, phase_resources, suite_resources
+
+        resources = phase_resources(
+            suite_resources(suite.raw.get("slurm", {}), "slurm"),
+            cli_resources({name[len("slurm_") :]: values for name, values in options.items()}),
+        )
     fetch_all(suite)
     if executor == "slurm":
-        options = {
-            "slurm_partition": slurm_partition,
-            "gpus_per_node": slurm_gpus or None,
-            "timeout_min": slurm_timeout,
-            "slurm_array_parallelism": slurm_jobs,
-        }
         rows, failed = run_slurm(
-            suite_path, axes, workdir, device, force, {k: v for k, v in options.items() if v}
+            suite_path,
+            axes,
+            workdir,
+            device,
+            force,
+            resources,
+            slurm_jobs,
+            on_failure,
+            slurm_poll,
+            partial,
+            started,
         )
     else:
-        partial = suite.grid != full.grid
         rows, failed = run_local(suite, workdir, device, force, quiet, partial=partial, started=started)
     if rows or not failed:
         # the board of the whole suite: a narrowed run adds its cells and drops no stored result
         _publish(full, workdir, out_dir)
     if failed:
-        raise UserError(f"{len(failed)} cell(s) failed (nothing stored for them); first: {failed[0]}")
+        raise UserError(
+            f"{len(failed)} cell(s) failed (stored as failed; a re-run computes them); first: {failed[0]}"
+        )
 
 
 def _publish(suite, workdir: str, out_dir: str, reference: bool = False, readme: str | None = None) -> None:
@@ -165,12 +224,8 @@ def _publish(suite, workdir: str, out_dir: str, reference: bool = False, readme:
     if not rows:
         raise UserError(f"no results stored for suite {suite.name!r} in {workdir}; run it first")
     rows.sort(key=lambda r: keys.index(r["key"]))
-    whole = [r for r in runner.store.runs(suite.name) if "partial" not in r["note"]]
-    runs = [
-        latest[-1]
-        for kind in ("cold", "warm")
-        if (latest := [r for r in whole if r["note"].split(";")[0].split(":")[0] == kind])
-    ]
+    whole = [r for r in runner.store.runs(suite.name) if not r["partial"]]
+    runs = [latest[-1] for kind in ("cold", "warm") if (latest := [r for r in whole if r["kind"] == kind])]
     extra = []
     if reference:
         from zepad_bench.reference import reference_section

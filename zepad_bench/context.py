@@ -21,12 +21,13 @@ class RunContext:
     on_record: Callable[[str, Any], None] | None = None
 
     def track(self, iterable: Iterable[T], description: str, total: int | None = None) -> Iterator[T]:
-        """Iterate with a progress bar (when the runner shows progress)."""
-        if self.progress is None:
-            yield from iterable
-            return
+        """Iterate with a progress bar (when the runner shows progress and the length is known: an
+        endless "1/?" bar tells nothing; the run's stage bar says what is being computed)."""
         if total is None and hasattr(iterable, "__len__"):
             total = len(iterable)  # type: ignore[arg-type]
+        if self.progress is None or total is None:
+            yield from iterable
+            return
         task = self.progress.add_task(description, total=total)
         try:
             for item in iterable:

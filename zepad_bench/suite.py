@@ -18,7 +18,7 @@ from zepad_bench.errors import SuiteError, UserError
 from zepad_bench.interfaces import SCENARIOS
 from zepad_bench.registry import Registry
 
-SECTIONS = ("suite", "datasets", "encoders", "attacks", "defenses", "tasks", "grid")
+SECTIONS = ("suite", "datasets", "encoders", "attacks", "defenses", "tasks", "grid", "slurm")
 RESERVED = {  # keys of plugin tables that the runner consumes (not passed to the plugin)
     "datasets": ("plugin", "download"),
     "encoders": ("plugin", "data", "auxiliaries"),
@@ -277,6 +277,13 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
         if section not in SECTIONS:
             raise SuiteError(path, section, f"unknown section; expected one of {', '.join(SECTIONS)}")
     head = _expect(path, "suite", raw.get("suite", {}), dict, "a [suite] table")
+    if "slurm" in raw:  # Slurm resources per phase (executors read them; checked here, before any work)
+        from zepad_bench.slurm import suite_resources
+
+        try:
+            suite_resources(_expect(path, "slurm", raw["slurm"], dict, "a [slurm] table"), "slurm")
+        except UserError as exc:
+            raise SuiteError(path, "", str(exc)) from None
     known_suite_keys = {
         "name",
         "seed",
