@@ -183,6 +183,16 @@ def test_a_slurm_run_equals_the_local_run_costs_included(cluster, suite):
     assert stores["slurm"].runs("smoke")[-1]["kind"] == "warm"
 
 
+def finish(run: subprocess.Popen, seconds: float) -> str:
+    """The stderr of a run started with ``wait=False``; a run still going after ``seconds`` is killed."""
+    try:
+        return run.communicate(timeout=seconds)[1]
+    except subprocess.TimeoutExpired:
+        run.kill()
+        run.communicate()
+        raise
+
+
 def _wait_for(path: Path, seconds: float) -> str:
     deadline = time.monotonic() + seconds
     while not (path.exists() and path.read_text()):
@@ -197,7 +207,7 @@ def test_a_cancelled_job_is_one_line_a_board_for_the_rest_and_a_rerun_completes_
     run = zepad_bench(suite, "wd", "--attacks", "sign,slow", "--tasks", "cls", *SLURM, env=env, wait=False)
     job = _wait_for(marker.with_suffix(".slow"), 180)
     subprocess.run(["scancel", job], check=True, timeout=30)
-    _, err = run.communicate(timeout=300)
+    err = finish(run, 300)
     print(err)
     assert run.returncode == 2
     lines = [line for line in err.splitlines() if f"job {job} " in line and "submitted" not in line]
@@ -251,7 +261,7 @@ def test_without_accounting_a_cancelled_job_ends_the_run_and_cancel_stops_the_ot
         other = _wait_for(marker.with_suffix(".slow2"), 180)
         subprocess.run(["scancel", job], check=True, timeout=30)
         cancelled = time.monotonic()
-        _, err = run.communicate(timeout=120)
+        err = finish(run, 120)
         print(err)
         assert time.monotonic() - cancelled < 60  # squeue told the driver; it did not wait for sacct
         assert run.returncode == 2
