@@ -118,6 +118,8 @@ class Suite:
     precision: str = "fp32"  # "bf16": backbones under bf16 autocast (zepad_bench.nn.precision)
     adaptive_eps: list[float] | None = None
     """``[suite] adaptive_eps``: the ε list of ``adaptive`` cells (RA-vs-ε curves); else the grid's."""
+    headline_eps: float | None = None
+    """``[suite] headline_eps``: the budget the README ranks defenses at (one the suite runs)."""
     scenario_filter: list[str] | None = None
     """``--scenarios`` on the CLI: only cells of these scenarios run."""
 
@@ -289,6 +291,7 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
         "description",
         "precision",
         "adaptive_eps",
+        "headline_eps",
         "protocol",
     }
     for key in head:
@@ -318,6 +321,12 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
             adaptive_eps = [parse_eps(v) for v in _id_list(path, "suite.adaptive_eps", head["adaptive_eps"])]
         except ValueError as exc:
             raise SuiteError(path, "suite.adaptive_eps", f"expected {exc}") from None
+    headline_eps = None
+    if "headline_eps" in head:
+        try:
+            headline_eps = parse_eps(head["headline_eps"])
+        except ValueError as exc:
+            raise SuiteError(path, "suite.headline_eps", f"expected {exc}") from None
     plugins = _expect(path, "suite.plugins", head.get("plugins", []), list, "a list of module paths")
     if plugins:
         from zepad_bench.registry import load_registry
@@ -453,7 +462,16 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
         frozenset(downloads),
         precision,
         adaptive_eps,
+        headline_eps,
     )
+    budgets = {round(c.eps, 12) for c in suite.cells()}
+    if headline_eps is not None and round(headline_eps, 12) not in budgets:
+        raise SuiteError(
+            path,
+            "suite.headline_eps",
+            f"{headline_eps * 255:g}/255 is no budget of the suite's cells "
+            f"({', '.join(f'{e * 255:g}/255' for e in sorted(budgets))})",
+        )
     bad = suite.unsupported_pairing()
     if bad:
         key = f"attacks.{bad[0]}.scenarios" if "scenarios" in tables["attacks"][bad[0]].reserved else "grid"
