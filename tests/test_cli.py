@@ -125,9 +125,9 @@ def test_a_newcomers_run_in_a_clone_leaves_git_status_clean(tmp_path):
     args = [sys.executable, "-P", "-m", "zepad_bench.cli", "run", str(suite), "--quiet"]
     done = subprocess.run(args, cwd=clone, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    assert (clone / ".zepad-bench" / "leaderboard" / "smoke.md").exists()
     status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True)
     assert status.stdout == ""
+    assert (clone / ".zepad-bench" / "leaderboard" / "smoke.md").exists()
 
 
 def test_leaderboard_without_results_is_a_user_error(smoke_suite, tmp_path, monkeypatch):
