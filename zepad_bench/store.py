@@ -25,8 +25,6 @@ CREATE TABLE IF NOT EXISTS runs (
     note TEXT, machine TEXT
 );
 """
-IDENTITY = ("victim", "scenario", "attack", "eps", "defense", "tuning", "task", "seed")
-"""What names a cell of a suite (with the suite's name): its grid coordinates."""
 COLUMNS = (
     "key",
     "suite",

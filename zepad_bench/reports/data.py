@@ -20,7 +20,7 @@ from zepad_bench.interfaces import CORE_METRICS, Metric
 FORMAT = "zepad-bench-results"
 VERSION = 2
 IDENTITY = ("victim", "scenario", "attack", "eps", "defense", "tuning", "task", "seed")
-"""The grid coordinates naming a cell within its suite (``zepad_bench.store.IDENTITY``)."""
+"""The grid coordinates naming a cell within its suite."""
 
 
 @dataclass

@@ -46,7 +46,8 @@ def print_summary(board: Board, paths: list[Path], console: Console) -> None:
             console.print(f"other tasks on the board: {', '.join(others)}", highlight=False)
     console.print(status_line(board), highlight=False)
     console.print(f"board: {paths[0]}", highlight=False, soft_wrap=True)
-    console.print(f"also: {', '.join(p.name for p in paths[1:])} (same folder)", highlight=False)
+    beside = [p.name if p.parent == paths[0].parent else str(p) for p in paths[1:]]
+    console.print(f"also: {', '.join(beside)}", highlight=False, soft_wrap=True)
 
 
 def _bold(text: str) -> str:
