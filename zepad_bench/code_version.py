@@ -110,7 +110,7 @@ def _file_digest(path: Path, mtime_ns: int, size: int) -> str:
         # optimize=2 drops docstrings (and asserts): documentation edits keep the cache valid
         code = compile(path.read_text(), str(path), "exec", dont_inherit=True, optimize=2)
     except SyntaxError as exc:
-        raise UserError(f"{path}:{exc.lineno}: SyntaxError: {exc.msg} (plugin code)") from None
+        raise UserError(f"{exc.filename}:{exc.lineno}: SyntaxError: {exc.msg} (plugin code)") from None
     _code_digest(code, digest)
     return digest.hexdigest()
 
