@@ -16,6 +16,11 @@ from zepad_bench.store import ResultStore
 from zepad_bench.suite import load_suite
 
 
+def rows(store: ResultStore, status: str) -> list[dict]:
+    """The smoke suite's stored cells with ``status`` (ok or failed)."""
+    return [r for r in store.rows("smoke") if r["status"] == status]
+
+
 def run(suite_path, tmp_path, *options):
     args = [
         "run",
@@ -62,9 +67,13 @@ def test_runs_are_recorded_as_fields_and_rendered_from_them(smoke_suite, tmp_pat
     narrowed = run(smoke_suite, tmp_path, "--tasks", "cls").runs("smoke")[-1]
     assert narrowed["partial"] is True
     board = json.loads((tmp_path / "lb" / "smoke.json").read_text())
-    assert [r["kind"] for r in board["runs"]] == ["cold", "warm"]  # the latest whole-suite run of each kind
+    assert [r["kind"] for r in board["runs"]] == [
+        "cold",
+        "warm",
+        "forced",
+    ]  # the latest whole-grid run of each
     text = (tmp_path / "lb" / "smoke.md").read_text()
-    assert "- cold run (local) finished" in text and "4 cells computed, 0 already stored, 0 failed" in text
+    assert "(local, cold): " in text and "cells 4 computed, 0 already stored, 0 failed" in text
 
 
 def test_a_cell_carries_the_logged_cost_of_stages_an_earlier_run_made(smoke_suite, tmp_path):
@@ -110,16 +119,16 @@ def test_a_failed_cell_is_stored_as_failed_and_the_next_run_computes_only_it(tmp
         defenses=["none"], tasks=["cls"]
     )
     monkeypatch.setenv("ZB_BREAK", "1")
-    rows, failed = run_local(suite, str(tmp_path / "wd"), "cpu", False, quiet=True)
-    assert len(rows) == 1 and len(failed) == 1 and "broke its budget" in failed[0]
+    done, failed = run_local(suite, str(tmp_path / "wd"), "cpu", False, quiet=True)
+    assert len(done) == 1 and len(failed) == 1 and "broke its budget" in failed[0]
     store = ResultStore(tmp_path / "wd")
-    (row,) = store.rows("smoke", status="failed")
+    (row,) = rows(store, "failed")
     assert (row["attack"], row["stage"]) == ("flaky", "adversarial") and "broke its budget" in row["reason"]
     assert store.runs("smoke")[-1]["cells_failed"] == 1
     monkeypatch.delenv("ZB_BREAK")
-    rows, failed = run_local(suite, str(tmp_path / "wd"), "cpu", False, quiet=True)
-    assert [r["attack"] for r in rows] == ["flaky"] and failed == []
-    assert store.rows("smoke", status="failed") == [] and len(store.rows("smoke")) == 2
+    done, failed = run_local(suite, str(tmp_path / "wd"), "cpu", False, quiet=True)
+    assert [r["attack"] for r in done] == ["flaky"] and failed == []
+    assert rows(store, "failed") == [] and len(rows(store, "ok")) == 2
 
 
 OLD_SCHEMA = """

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from zepad_bench.errors import UserError
-from zepad_bench.loading import load_with_axes as _load
+from zepad_bench.errors import Missing, UserError
+from zepad_bench.loading import load_with_axes
 from zepad_bench.zoo import pretrain_command
 
 AXIS_OPTIONS = (
@@ -32,10 +32,10 @@ WORKDIR_OPTION = click.option(
 OUT_OPTION = click.option(
     "--out",
     "out_dir",
-    default="leaderboard",
-    show_default=True,
+    default=None,
     type=click.Path(file_okay=False),
-    help="Where the leaderboard (.md/.csv/.json) is published.",
+    help="Folder for the board (<suite>.md, .csv, .json and figures); default: WORKDIR/leaderboard. "
+    "`--out leaderboard` in a clone of the project publishes into its tracked boards.",
 )
 
 
@@ -59,6 +59,31 @@ def _slurm_resource_options(func):
     return func
 
 
+_WARNED: set[str] = set()
+
+
+def _warn_broken(broken) -> None:
+    """One line on stderr per installed plugin that could not load (once per process); work goes on."""
+    for failure in map(str, broken):
+        if failure not in _WARNED:
+            _WARNED.add(failure)
+            click.echo(f"warning: {failure}; skipped, everything else works", err=True)
+
+
+def _registry():
+    """Every installed plugin; the ones that cannot load are named on stderr and skipped."""
+    from zepad_bench.registry import load_registry
+
+    registry = load_registry()
+    _warn_broken(registry.broken)
+    return registry
+
+
+def _load(suite_path: str, axes: dict, download: bool = False):
+    """The validated suite (with CLI axis overrides) over every installed plugin."""
+    return load_with_axes(suite_path, axes, download, _registry())
+
+
 def _axis_options(func):
     for axis, what in reversed(AXIS_OPTIONS):
         func = click.option(
@@ -76,7 +101,7 @@ def cli() -> None:
     First run (offline, CPU, about nine minutes on 2 cores; seconds when cached):
         zepad-bench run suites/quickstart.toml
     Then:
-        zepad-bench leaderboard suites/quickstart.toml    # re-render the table
+        zepad-bench leaderboard suites/quickstart.toml    # re-render the board (.zepad-bench/leaderboard/)
         zepad-bench list attacks --params                 # registered plugins and their parameters
         zepad-bench validate suites/*.toml                # check suites without running
         zepad-bench run SUITE --force attack:uap          # recompute one plugin's stages and their readers
@@ -158,8 +183,12 @@ def run(
     Every stage (encoder, attack fit, defense tuning, attacked images, features) is cached in
     WORKDIR under the hash of its configuration and inputs: an attack is fitted once per surrogate
     and reused by every defense and task, a defense is tuned once and reused by every task.
-    Finished cells are skipped; an interrupted run resumes where it stopped; failed cells are stored
-    as failed and computed again by the next run.
+    Finished cells are skipped; an interrupted run resumes where it stopped. A failed cell is stored
+    as failed with its reason and runs again next time.
+
+    \b
+    The board (<suite>.md with its .csv, .json data and figures) goes to WORKDIR/leaderboard unless
+    --out says otherwise; the terminal gets its summary and the board's path.
 
     \b
     Slurm resources per job, for every phase or one (encoder, attack, defense, cell), e.g.
@@ -201,71 +230,43 @@ def run(
         )
     else:
         rows, failed = run_local(suite, workdir, device, force, quiet, partial=partial, started=started)
-    if rows or not failed:
-        # the board of the whole suite: a narrowed run adds its cells and drops no stored result
-        _publish(full, workdir, out_dir)
+    # the board of the whole suite, failed cells included: a narrowed run adds its cells and drops no
+    # stored result
+    _publish(full, workdir, out_dir)
     if failed:
-        raise UserError(
-            f"{len(failed)} cell(s) failed (stored as failed; a re-run computes them); first: {failed[0]}"
-        )
+        raise UserError(f"{len(failed)} cell(s) failed (on the board as failed); first: {failed[0]}")
 
 
-def _publish(suite, workdir: str, out_dir: str, reference: bool = False, readme: str | None = None) -> None:
+def _publish(
+    suite, workdir: str, out_dir: str | None, reference: bool = False, readme: str | None = None
+) -> None:
+    """Gather the suite's board from the store and write it (default: WORKDIR/leaderboard)."""
+    from zepad_bench.reports.collect import board_from_store
+
+    board = board_from_store(suite, workdir, reference)
+    _write(board, Path(out_dir) if out_dir else Path(workdir) / "leaderboard", readme)
+
+
+def _write(board, out: Path, readme: str | None, data: bool = True) -> None:
     from rich.console import Console
 
-    from zepad_bench.leaderboard import publish, readme_block, replace_block, results_frame, sections
-    from zepad_bench.plots import confidence_figure, detection_figure
-    from zepad_bench.robustness import robustness_figure
-    from zepad_bench.runner import Runner
+    from zepad_bench.reports.files import publish
+    from zepad_bench.reports.readme import readme_block, replace_block
+    from zepad_bench.reports.terminal import print_summary
 
-    runner = Runner(suite, suite.registry, workdir, device="cpu")
-    keys = [runner.cell_key(c) for c in suite.cells()]
-    rows = runner.store.rows(keys=keys)
-    if not rows:
-        raise UserError(f"no results stored for suite {suite.name!r} in {workdir}; run it first")
-    rows.sort(key=lambda r: keys.index(r["key"]))
-    whole = [r for r in runner.store.runs(suite.name) if not r["partial"]]
-    runs = [latest[-1] for kind in ("cold", "warm") if (latest := [r for r in whole if r["kind"] == kind])]
-    extra = []
-    if reference:
-        from zepad_bench.reference import reference_section
-
-        extra = reference_section(suite, rows)
-    description = suite.raw.get("suite", {}).get("description", "")
-    source = _display_path(suite.path)
-    paths = publish(suite.name, rows, out_dir, source, extra, description, runs)
-    out = Path(out_dir)
-    figures = [
-        confidence_figure(rows, runner.cache, out / f"{suite.name}-confidence.png"),
-        detection_figure(rows, runner.cache, out / f"{suite.name}-detection.png"),
-        robustness_figure(results_frame(rows), out / f"{suite.name}-ra-vs-eps.png"),
-    ]
-    paths += [f for f in figures if f]
+    paths = publish(board, out, data)
     if readme:
         text = Path(readme).read_text(encoding="utf-8")
         try:
-            text = replace_block(text, suite.name, readme_block(suite.name, rows, source, runs))
+            text = replace_block(text, board.name, readme_block(board))
         except ValueError as exc:
             raise UserError(f"{readme}: {exc}") from None
         Path(readme).write_text(text, encoding="utf-8")
-        paths.append(Path(readme))
+        paths.append(Path(readme).resolve())
     console = Console()
-    body, _ = sections([r for r in rows if r["task"] == rows[0]["task"]])
-    console.print("\n".join(body), markup=False, highlight=False)
-    for section in extra:
-        console.print(section)
-    missing = len(keys) - len(rows)
-    if missing:
-        console.print(f"[yellow]{missing} of {len(keys)} cells have no result yet[/yellow]")
-    console.print(f"leaderboard: {', '.join(str(p) for p in paths)}")
-
-
-def _display_path(path: Path) -> str:
-    """The suite's path relative to the current directory when it lies below it (as users type it)."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    for line in board.reference:
+        console.print(line, markup=False, highlight=False)
+    print_summary(board, paths, console)
 
 
 @cli.command()
@@ -273,54 +274,91 @@ def _display_path(path: Path) -> str:
 def validate(suite_paths):
     """Check suites (syntax, names, types, budgets, references, data paths) without running.
 
-    Every suite is checked; the exit status is 2 if any of them is invalid.
+    Every suite is checked. A valid suite prints "ok"; one that only lacks data, checkpoints or optional
+    packages on this machine lists every missing item (each line says how to get it, e.g. with
+    `zepad-bench run SUITE --download`); a broken suite prints its first error.
+
+    \b
+    Exit status: 0 all valid and complete
+                 3 none broken, but some lack data, checkpoints or packages here
+                 2 at least one suite is broken (or cannot be read)
     """
-    failed = []
+    counts = {"ok": 0, "missing": 0, "error": 0}
     for path in suite_paths:
         try:
             suite = _load(path, {})
-        except UserError as exc:
-            if len(suite_paths) == 1:
-                raise
-            failed.append(path)
-            click.echo(f"{path}: error: {exc}", err=True)
+        except Missing as exc:
+            counts["missing"] += 1
+            click.echo(str(exc), err=True)
             continue
+        except UserError as exc:
+            counts["error"] += 1
+            text = str(exc)
+            click.echo(f"{path}: error: {text.removeprefix(f'{path}: ')}", err=True)
+            continue
+        counts["ok"] += 1
         click.echo(f"{path}: ok ({len(suite.cells())} cells)")
-    if failed:
-        raise UserError(f"{len(failed)} of {len(suite_paths)} suites are invalid")
+    total, lacking = len(suite_paths), "lack data, checkpoints or packages on this machine (lines above)"
+    if counts["error"]:
+        also = f"; {counts['missing']} {lacking}" if counts["missing"] else ""
+        raise UserError(f"{counts['error']} of {total} suites are invalid{also}")
+    if counts["missing"]:
+        raise Missing(f"{counts['missing']} of {total} suites are valid but {lacking}")
 
 
 @cli.command()
-@click.argument("suite_path", metavar="SUITE", type=click.Path(dir_okay=False))
+@click.argument("source", metavar="SUITE|BOARD.json", type=click.Path(dir_okay=False, exists=True))
 @_axis_options
 @WORKDIR_OPTION
 @OUT_OPTION
-@click.option("--reference", is_flag=True, help="Print the paper's numbers beside ours, with the difference.")
+@click.option(
+    "--reference",
+    is_flag=True,
+    help="Print the paper's numbers beside ours, with the difference (needs SUITE).",
+)
 @click.option(
     "--readme",
     type=click.Path(dir_okay=False, exists=True),
     help="Also rewrite the block between <!-- leaderboard:NAME --> and <!-- /leaderboard:NAME --> in this "
-    "markdown file (e.g. README.md) from the same results.",
+    "markdown file (e.g. README.md) from the same data.",
 )
-def leaderboard(suite_path, workdir, out_dir, reference, readme, **axes):
-    """Render SUITE's leaderboard from the results store (no computation).
+def leaderboard(source, workdir, out_dir, reference, readme, **axes):
+    """Render a board (no computation): from SUITE's results in WORKDIR, or from a published BOARD.json.
 
-    Entries are mean ± std over the suite's seeds; one section per task with its own metrics.
+    \b
+    From a suite, the board holds every cell of its grid: the newest stored row of each, failed
+    cells with their reason, cells without a result as pending, and rows whose plugin code or
+    inputs changed since they were stored marked †. From BOARD.json (what `run` writes beside the
+    board) it renders that data alone, without torch or plugins; default --out: the JSON's folder.
+    \b
+    Regenerate the project's published board and the README block (in a clone):
+        zepad-bench run suites/quickstart.toml --out leaderboard
+        zepad-bench leaderboard leaderboard/quickstart.json --readme README.md
     """
-    _publish(_load(suite_path, axes), workdir, out_dir, reference=reference, readme=readme)
+    if Path(source).suffix == ".json":
+        from zepad_bench.reports.data import read_board
+
+        if reference or any(axes.values()):
+            raise UserError(f"{source}: --reference and axis options need the suite file, not its board")
+        out = Path(out_dir) if out_dir else Path(source).parent
+        _write(read_board(source), out, readme, data=out.resolve() != Path(source).resolve().parent)
+        return
+    _publish(_load(source, axes), workdir, out_dir, reference=reference, readme=readme)
+
+
+KINDS = ("attacks", "defenses", "encoders", "datasets", "tasks")
 
 
 @cli.command("list")
-@click.argument(
-    "kind", required=False, type=click.Choice(["attacks", "defenses", "encoders", "datasets", "tasks"])
-)
+@click.argument("kind", required=False, type=click.Choice(KINDS))
 @click.option("--params", "with_params", is_flag=True, help="Also show each plugin's declared parameters.")
 def list_plugins(kind, with_params):
     """Show registered plugins (KIND: attacks, defenses, encoders, datasets, tasks) with their provider."""
     from zepad_bench.listing import plugin_manifest
 
     manifest = plugin_manifest()
-    for k in [kind] if kind else manifest:
+    _warn_broken(manifest.get("broken", ()))
+    for k in [kind] if kind else KINDS:
         click.echo(f"{k}:")
         for name, entry in manifest[k].items():
             doc = entry["doc"].splitlines()[0] if entry["doc"] else ""
@@ -338,8 +376,9 @@ def show(plugin):
     from zepad_bench.listing import plugin_manifest
 
     manifest = plugin_manifest()
+    _warn_broken(manifest.get("broken", ()))
     kind, _, name = plugin.rpartition(":")
-    found = [k for k in ([kind] if kind in manifest else manifest) if name in manifest[k]]
+    found = [k for k in ([kind] if kind in KINDS else KINDS) if name in manifest[k]]
     if not found:
         raise UserError(f"no plugin named {name!r}; see `zepad-bench list`")
     for k in found:
@@ -358,29 +397,38 @@ def show(plugin):
     "params",
     multiple=True,
     metavar="KEY=VALUE",
-    help="A plugin parameter (a TOML value); repeatable.",
+    help="A plugin parameter (a TOML value); repeatable. A bad value is a usage error, not a failed check.",
 )
-def check_plugin_command(plugin, params):
+@click.option(
+    "--suite",
+    "suite_path",
+    metavar="SUITE",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Also load SUITE's `[suite] plugins` modules (looked up beside the suite file first).",
+)
+def check_plugin_command(plugin, params, suite_path):
     """Run the conformance kit on NAME (an attack, defense or backbone; KIND:NAME if ambiguous) on tiny data.
 
     \b
-    Attacks: budget, [0, 1] range, label-free fit, non-zero effect, determinism, state round trip.
-    Defenses: branch encoders and heads survive the cache, head and fusion shapes.
+    Attacks: label-free fit, budget, [0, 1] range, non-zero effect, determinism, state round trip.
+    Defenses: fit, branch encoders and heads survive the cache, head and fusion shapes.
     Backbones: out_dim, gradients to the input, rebuild from the cached state.
+    Every check runs and is reported, whatever failed before it. Exit status 2 when one fails.
     """
     import tomllib
 
     from zepad_bench.nn.backbones import known_archs
-    from zepad_bench.registry import load_registry
+    from zepad_bench.suite.plugin_modules import suite_registry
     from zepad_bench.testing import check_plugin
 
-    registry = load_registry()
+    registry = suite_registry(suite_path, _registry()) if suite_path else _registry()
     kind, _, name = plugin.rpartition(":")
     kinds = [kind] if kind else ["attacks", "defenses", "backbones"]
     found = [k for k in kinds if name in (known_archs() if k == "backbones" else registry.kind(k))]
     if len(found) != 1:
         what = "no attack, defense or backbone" if not found else f"both {' and '.join(found)} have one"
-        raise UserError(f"check-plugin {plugin!r}: {what} named {name!r}; see `zepad-bench list`")
+        where = f" (installed or in {suite_path}'s plugins)" if suite_path else ""
+        raise UserError(f"check-plugin {plugin!r}: {what} named {name!r}{where}; see `zepad-bench list`")
     values = {}
     for item in params:
         key, sep, text = item.partition("=")
@@ -393,7 +441,10 @@ def check_plugin_command(plugin, params):
     try:
         report = check_plugin(found[0], name, values, registry)
     except (TypeError, ValueError) as exc:
-        raise UserError(f"{plugin}: bad parameters: {exc}") from None
+        given = " ".join(f"--param {p}" for p in params) or "no --param"
+        raise UserError(
+            f"check-plugin {plugin}: bad parameters ({given}): {' '.join(str(exc).split())}"
+        ) from None
     for line in report.lines():
         click.echo(line)
     if not report.ok:
@@ -404,15 +455,19 @@ cli.add_command(pretrain_command)
 
 
 def main() -> None:
-    """Entry point: user errors print one line (no traceback) and exit 2."""
+    """Entry point: user errors print one line (no traceback) and exit 2; a valid suite that lacks data
+    here prints one line per missing item and exits 3."""
     try:
         cli.main(standalone_mode=False)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except Missing as exc:  # a valid suite lacking data here: its lines say how to get each item
+        click.echo(str(exc), err=True)
+        sys.exit(exc.exit_code)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(exc.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo(
             "interrupted: finished cells and stages are saved; run the same command again to resume", err=True

@@ -34,8 +34,9 @@ def run_local(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+    from zepad_bench.machine import machine_info
     from zepad_bench.progress import EtaColumn, StageProgress
-    from zepad_bench.runner import Runner, machine_info
+    from zepad_bench.runner import Runner
 
     start = time.perf_counter() if started is None else started
     console = Console(stderr=True, quiet=quiet, log_path=False)
@@ -74,8 +75,8 @@ def run_local(
             try:
                 rows.append(runner.run_cell(cell))
             except CellFailed as exc:
+                runner.store_failed(cell, exc)
                 failed.append(f"{cell.label()}: {exc}")
-                store_failed(runner, cell, str(exc), exc.stage or "task")
                 plan.finish(runner.cell_key(cell))
                 progress.console.print(f"cell failed: {failed[-1]}", markup=False, highlight=False)
                 if quiet:
@@ -88,20 +89,6 @@ def run_local(
     record_run(runner, "local", start, counts, partial, stages, machine_info(runner.device))
     console.print(summary_line(stages), soft_wrap=True)
     return rows, failed
-
-
-def store_failed(runner, cell, reason: str, stage: str) -> None:
-    """Store ``cell`` as failed (a re-run computes it again) with a one-line ``reason``."""
-    runner.store.put_failed(
-        {
-            **cell.__dict__,
-            "key": runner.cell_key(cell),
-            "suite": runner.suite.name,
-            "task_data": runner.graph.task_data(cell),
-            "reason": " ".join(reason.split()),
-            "stage": stage,
-        }
-    )
 
 
 def stage_summary(done: Iterable[tuple[str, str, float | None]]) -> dict[str, dict[str, float]]:
@@ -137,12 +124,12 @@ def record_run(
 ) -> None:
     """Write the run record; ``counts`` of cells: in the suite (``cells``), ``pending`` before the run,
     ``computed`` and ``failed`` by it. ``kind``: cold (no cell of the suite was stored), warm or forced."""
-    from zepad_bench.runner import _now
+    from zepad_bench.machine import now
 
     runner.store.log_run(
         {
             "suite": runner.suite.name,
-            "finished": _now(),
+            "finished": now(),
             "seconds": time.perf_counter() - started,
             "executor": executor,
             "kind": "forced" if runner.force else "cold" if counts["pending"] == counts["cells"] else "warm",
@@ -224,7 +211,8 @@ def run_slurm(
     from rich.console import Console
 
     from zepad_bench.loading import load_with_axes
-    from zepad_bench.runner import Runner, machine_info
+    from zepad_bench.machine import machine_info
+    from zepad_bench.runner import Runner
     from zepad_bench.slurm import Scheduler, job_body
     from zepad_bench.stages import ForceSpec
 
@@ -268,12 +256,14 @@ def run_slurm(
 
     outcome = Scheduler(work, submit, max_jobs, on_failure, poll, say, tell).run()
     keys = [runner.cell_key(c) for c in pending]
-    rows = runner.store.rows(keys=keys)
+    rows = [r for r in runner.store.rows(keys=keys) if r["status"] == "ok"]
     done = {r["key"] for r in rows}
     failed = []
     for index, (reason, stage) in sorted(outcome.failed_cells.items()):
         if runner.cell_key(cells[index]) not in done:  # a cell stored before its job died keeps its result
-            store_failed(runner, cells[index], reason, stage)
+            exc = CellFailed(reason)
+            exc.stage = stage
+            runner.store_failed(cells[index], exc)
             failed.append(f"{cells[index].label()}: {reason}")
     stages = stage_summary(tuple(d) for report in outcome.reports for d in report["done"])
     machine = {

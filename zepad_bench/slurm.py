@@ -18,7 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
-from zepad_bench.errors import UserError
+from zepad_bench.errors import CellFailed, UserError
 
 PHASES = ("encoder", "attack", "defense", "cell")
 CELLS_PER_JOB = 4
@@ -185,7 +185,8 @@ def job_body(
                 make[phase](cells[item])
         except Exception as exc:
             traceback.print_exc()
-            failed.append((position, _one_line(exc), getattr(exc, "stage", None)))
+            reason = " ".join(str(exc).split()) if isinstance(exc, CellFailed) else _one_line(exc)
+            failed.append((position, reason, getattr(exc, "stage", None)))
     return {
         "failed": failed,
         "done": [[kind, key, seconds] for (kind, key), seconds in runner.done.items()],
