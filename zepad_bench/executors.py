@@ -241,7 +241,7 @@ def run_slurm(
     asked = "; ".join(f"{p}: {r.text()}" for p, r in resources.items())
     console.print(
         f"suite [bold]{suite.name}[/bold]: {len(cells)} cells, {len(cells) - len(pending)} already done; "
-        f"{len(work) - len(pending)} stages and {len(pending)} cells to run as Slurm jobs, at most "
+        f"{len(work) - len(pending)} stage(s) and {len(pending)} cell(s) to run as Slurm jobs, at most "
         f"{max_jobs} at once ({asked}); logs in {folder}"
     )
 
