@@ -30,7 +30,9 @@ def run_local(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from zepad_bench.runner import Runner, _now, machine_info
+    from zepad_bench.machine import machine_info, now
+    from zepad_bench.runner import Runner
+    from zepad_bench.stages import STAGE_KINDS
 
     console = Console(stderr=True, quiet=quiet, log_path=False)
     progress = Progress(
@@ -79,7 +81,7 @@ def run_local(
     runner.store.log_run(
         {
             "suite": suite.name,
-            "finished": _now(),
+            "finished": now(),
             "seconds": time.perf_counter() - start,
             "computed": len(rows),
             "reused": len(cells) - len(pending),
@@ -90,7 +92,8 @@ def run_local(
     )
     summary = ", ".join(
         f"{stage} {runner.computed[stage]} computed / {runner.reused[stage]} reused"
-        for stage in ("dataset", "encoder", "attack", "defense", "adversarial", "features", "head")
+        for stage in STAGE_KINDS
+        if stage != "task"
     )
     console.print(f"stages: {summary}")
     return rows, failed
