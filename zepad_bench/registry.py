@@ -42,7 +42,8 @@ class Registry:
     datasets: dict[str, type] = field(default_factory=dict)
     tasks: dict[str, type] = field(default_factory=dict)
     backbones: dict[str, Callable[..., Any]] = field(default_factory=dict)
-    """Architectures from plugins (name → builder); the built-ins are in ``zepad_bench.nn.backbones``."""
+    """Architectures from plugins (name → builder); the built-ins are in ``zepad_bench.nn.backbones``.
+    Encoders are built with them inside ``zepad_bench.nn.backbones.plugin_backbones(registry.backbones)``."""
     providers: dict[tuple[str, str], Provider] = field(default_factory=dict)
 
     def kind(self, kind: str) -> dict[str, type]:
@@ -142,13 +143,19 @@ def load_registry(modules: tuple[str, ...] | list[str] = ()) -> Registry:
 
 
 def _load_backbones(pm: pluggy.PluginManager, providers: dict[int, Provider], registry: Registry) -> None:
-    """Collect ``register_backbones`` and make the architectures buildable (a clash is an error)."""
+    """Collect ``register_backbones`` into ``registry.backbones`` (a clash or a built-in name is an error)."""
     for impl in pm.hook.register_backbones.get_hookimpls():
         provider = providers.get(id(impl.plugin), Provider(impl.plugin_name))
 
         def register(name, builder, _provider=provider):
             if not isinstance(name, str) or not name or not callable(builder):
                 raise UserError(f"{_provider}: register_backbones takes register(name: str, builder)")
+            from zepad_bench.nn.backbones import BUILDERS
+
+            if name in BUILDERS:
+                raise UserError(
+                    f"{_provider}: backbone {name!r} is a built-in architecture; choose another name"
+                )
             if ("backbones", name) in registry.providers:
                 other = registry.providers[("backbones", name)]
                 raise UserError(f"duplicate backbone {name!r}: provided by {other} and by {_provider}")
@@ -156,11 +163,3 @@ def _load_backbones(pm: pluggy.PluginManager, providers: dict[int, Provider], re
             registry.providers[("backbones", name)] = _provider
 
         impl.function(register=register)
-    if registry.backbones:
-        from zepad_bench.nn.backbones import register_backbone
-
-        for name, builder in registry.backbones.items():
-            try:
-                register_backbone(name, builder)
-            except ValueError as exc:
-                raise UserError(f"{registry.providers[('backbones', name)]}: {exc}") from None

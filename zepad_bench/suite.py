@@ -489,13 +489,15 @@ def _apply_protocol(path: Path, head: dict, defenses: dict[str, PluginSpec], reg
 
 def instantiate(suite: Suite, registry: Registry, section: str, id_: str, eps: float | None = None):
     """Create the plugin object of table ``section.id_``; bad params become a :class:`SuiteError`."""
+    from zepad_bench.nn.backbones import plugin_backbones
     from zepad_bench.params import check
 
     spec = suite.spec(section, id_)
     cls = registry.get(KIND_OF[section], spec.plugin)
     try:
         check(cls, spec.params)  # names, types and allowed values from the declaration, before construction
-        return cls(eps, **spec.params) if section == "attacks" else cls(**spec.params)
+        with plugin_backbones(registry.backbones):  # the registry's architectures (e.g. an `arch` checked)
+            return cls(eps, **spec.params) if section == "attacks" else cls(**spec.params)
     except (TypeError, ValueError) as exc:
         raise SuiteError(
             suite.path, f"{section}.{id_}", f"bad parameters for plugin {spec.plugin!r}: {exc}"

@@ -33,11 +33,12 @@ from torch import Tensor, nn
 
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages
+from zepad_bench.nn.backbones import plugin_backbones
 from zepad_bench.nn.codec import head_from_state, head_state
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.params import check
 from zepad_bench.registry import Registry, load_registry
-from zepad_bench.runner import seed_everything
+from zepad_bench.seeding import seed_everything
 
 SIZE = 16
 EPS = 8 / 255
@@ -222,7 +223,9 @@ def check_attack(
 # ---------------------------------------------------------------- defenses
 
 
-def check_defense(cls: type, params: dict[str, Any] | None = None, auxiliaries: int = 1) -> Report:
+def check_defense(
+    cls: type, params: dict[str, Any] | None = None, auxiliaries: int = 1, registry: Registry | None = None
+) -> Report:
     victim, *aux = tiny_encoders(1 + auxiliaries)
     data = tiny_labeled()
     report = Report(f"defense {cls.name}")
@@ -231,7 +234,7 @@ def check_defense(cls: type, params: dict[str, Any] | None = None, auxiliaries: 
     def fit() -> str:
         seed_everything(0)
         defense = cls(**dict(params or {}))
-        defense.ctx = RunContext(seed=0, image_size=SIZE)
+        defense.ctx = RunContext(seed=0, image_size=SIZE, plugins=registry.get if registry else None)
         model = defense.fit(victim.copy(), [a.copy() for a in aux], data)
         assert model.branches, "the defended model has no branch"
         state["model"] = model
@@ -312,12 +315,13 @@ def check_plugin(
     Bad ``params`` raise ``TypeError``/``ValueError`` (from the plugin's declaration) before any check.
     """
     registry = registry or load_registry()
-    if kind == "backbones":
-        return check_backbone(name, params or None)
-    cls = registry.get(kind, name)
-    check(cls, params or {})
-    if kind == "attacks":
-        return check_attack(cls, params)
-    if kind == "defenses":
-        return check_defense(cls, params)
+    with plugin_backbones(registry.backbones):
+        if kind == "backbones":
+            return check_backbone(name, params or None)
+        cls = registry.get(kind, name)
+        check(cls, params or {})
+        if kind == "attacks":
+            return check_attack(cls, params)
+        if kind == "defenses":
+            return check_defense(cls, params, registry=registry)
     raise ValueError(f"the conformance kit checks attacks, defenses and backbones, not {kind}")
