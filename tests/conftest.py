@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -80,6 +82,30 @@ def smoke_suite(tmp_path: Path) -> Path:
     return path
 
 
+def run_cli(args: list[str], cwd: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
+    """``zepad-bench ARGS`` in a new process (a fresh plugin registry), in ``cwd``, with ``env_extra``."""
+    return subprocess.run(
+        [sys.executable, "-m", "zepad_bench.cli", *args],
+        cwd=cwd,
+        env={**os.environ, **env_extra},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def run_main(args: list[str], monkeypatch) -> int:
+    """Run ``main`` (the console script's entry) in this process and return its exit status."""
+    monkeypatch.setattr(sys, "argv", ["zepad-bench", *args])
+    try:
+        from zepad_bench.cli import main
+
+        main()
+    except SystemExit as exc:
+        return exc.code
+    return 0
+
+
 def classification_head_params(runner, cell, branch: int) -> dict:
     """The settings a classification-style task trains branch ``branch``'s head with: its epochs, lr and
     batch size, seeded ``cell seed + branch`` (``zepad_bench.pipeline.task_heads``)."""
@@ -96,7 +122,7 @@ def cell_stages(runner, cell, row) -> list:
     stages = [s for s in graph.task(cell).closure() if s.kind != "task"]
     for i, branch in enumerate(b["name"] for b in row["config"]["branches"]):
         stages += [graph.features(cell, branch, which) for which in ("train", "test", "test_adv")]
-        if row["metrics"].get(f"head:{branch}", "retrained") == "retrained":  # detection: always retrained
+        if row["metrics"].get(f"head:{branch}", "retrained") == "retrained":  # unreported: retrained
             stages.append(graph.head(cell, branch, classification_head_params(runner, cell, i)))
     return stages
 
