@@ -54,22 +54,20 @@ def stored(workdir: Path) -> dict[str, set[str]]:
     for path in (workdir / "artifacts").glob("*/*/*.pt"):
         kind, key = path.parent.parent.name, path.stem
         material = json.loads(path.with_suffix(".json").read_text())
-        assert content_key({"stage": "task" if kind == "records" else kind, **material}) == key, path
+        assert content_key({"stage": kind, **material}) == key, path
         found[kind].add(key)
     return found
 
 
 def derived(runner: Runner, rows: list[dict], head_params: list[dict]) -> dict[str, set[str]]:
-    """Kind → keys the graph derives for the rows' cells: their task stages' closures, the records
-    (under the task key), features of every branch on each of the task's images, and heads of every
-    branch for each of ``head_params``."""
+    """Kind → keys the graph derives for the rows' cells: their task stages' closures, features of every
+    branch on each of the task's images, and heads of every branch for each of ``head_params``."""
     graph, keys = runner.graph, defaultdict(set)
     cells = {runner.cell_key(c): c for c in runner.suite.cells()}
     for row in rows:
         cell = cells[row["key"]]
         for stage in graph.task(cell).closure():
             keys[stage.kind].add(stage.key)
-        keys["records"].add(graph.task(cell).key)
         for branch in (b["name"] for b in row["config"]["branches"]):
             keys["features"] |= {graph.features(cell, branch, w).key for w in ("train", "test", "test_adv")}
             keys["head"] |= {graph.head(cell, branch, p).key for p in head_params}
@@ -82,11 +80,11 @@ def test_every_stored_key_is_a_key_the_graph_derives(tmp_path, precision):
     runner = Runner(s, s.registry, tmp_path / "wd", device="cpu")
     rows = [runner.run_cell(c) for c in s.cells()]
     found = stored(tmp_path / "wd")
-    assert set(found) == {*STAGE_KINDS, "records"} - {"task"}  # every kind of stage was stored
+    assert set(found) == set(STAGE_KINDS) - {"task"}  # every kind of stage was stored (a task: its row)
     heads = tmp_path.glob("wd/artifacts/head/*/*.json")
     params = list({content_key(p): p for p in (json.loads(h.read_text())["params"] for h in heads)}.values())
-    assert {r["key"] for r in rows} == derived(runner, rows, params)["task"]
     expected = derived(runner, rows, params)
+    assert {r["key"] for r in runner.store.rows()} == expected["task"]  # the stored rows: task keys
     for kind, keys in found.items():
         assert keys <= expected[kind], f"{kind}: stored under keys the graph does not derive"
         if kind != "head":  # heads: the graph's derivation over the params the tasks trained with
@@ -94,7 +92,7 @@ def test_every_stored_key_is_a_key_the_graph_derives(tmp_path, precision):
     logged = defaultdict(set)
     for run in runner.store.stage_runs():
         logged[run["stage"]].add(run["key"])
-    assert logged == {kind: keys for kind, keys in found.items() if kind != "records"}
+    assert logged == found
 
 
 def adaptive_keys(tmp_path, first: dict, second: dict) -> tuple:

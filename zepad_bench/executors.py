@@ -25,7 +25,7 @@ def run_local(
     started: float | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Run the suite's pending cells in this process with progress bars; returns their rows and one
-    line per failed cell (a failed cell stores nothing; the others go on). The run is logged with its
+    line per failed cell (stored as failed with its reason; the others go on). The run is logged with its
     wall time since ``started`` (a ``time.perf_counter()`` value; default: now, after loading)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -67,6 +67,7 @@ def run_local(
             try:
                 rows.append(runner.run_cell(cell))
             except CellFailed as exc:
+                runner.store_failed(cell, exc)
                 failed.append(f"{cell.label()}: {exc}")
                 progress.console.print(f"cell failed: {failed[-1]}", markup=False, highlight=False)
                 if quiet:
@@ -152,6 +153,8 @@ def _job(
             else:
                 make[phase](cells[item])
         except CellFailed as exc:
+            if phase == "cell":
+                runner.store_failed(cells[item], exc)
             failed.append(f"{cells[item].label()}: {exc}")
     return failed
 

@@ -1,4 +1,5 @@
-"""The machine a run is on: the device it uses, a description stored with results, timestamps."""
+"""Where and when a run happens: the device it uses, the machine description and timestamps stored with
+every result."""
 
 from __future__ import annotations
 
@@ -7,13 +8,13 @@ import os
 import platform
 from typing import Any
 
-import torch
-
 from zepad_bench.errors import UserError
 
 
 def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when available, else ``cpu``."""
+    """``auto`` → ``cuda`` when available, else ``cpu``; CUDA asked of a machine without it is an error."""
+    import torch
+
     if device == "auto":
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
@@ -21,23 +22,26 @@ def resolve_device(device: str) -> str:
     return device
 
 
-def machine_info(device: str) -> dict[str, Any]:
-    """Platform, Python, usable CPU count, device (and the GPU's name): stored with every result."""
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": _cpu_count(),
-        "device": device,
-    }
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
+def now(timespec: str = "seconds") -> str:
+    """The current UTC time as ISO 8601 (``timespec`` as for :meth:`datetime.isoformat`)."""
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec=timespec)
 
 
-def _cpu_count() -> int:
+def cpu_count() -> int:
+    """CPUs this process may run on (its affinity where the platform says)."""
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
-def now(timespec: str = "seconds") -> str:
-    """The current UTC time as an ISO string (``timespec`` as :meth:`datetime.isoformat` takes it)."""
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec=timespec)
+def machine_info(device: str) -> dict[str, Any]:
+    """Platform, Python, CPUs and device (with the GPU's name on CUDA)."""
+    info: dict[str, Any] = {
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+        "cpus": cpu_count(),
+        "device": device,
+    }
+    if device.startswith("cuda"):
+        import torch
+
+        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
+    return info

@@ -15,9 +15,10 @@ import torch
 
 from zepad_bench.attacked_images import adaptive_images, transfer_images
 from zepad_bench.branch_stages import BranchStages
-from zepad_bench.cell_row import cell_row
+from zepad_bench.cell_row import cell_row, failed_row
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages, UnlabeledBatches
+from zepad_bench.errors import CellFailed
 from zepad_bench.interfaces import TRANSFER_SCENARIOS, Attack, DefendedModel, Task, TaskData
 from zepad_bench.machine import now, resolve_device
 from zepad_bench.nn import precision
@@ -235,15 +236,9 @@ class Runner:
         with precision.use(self.suite.precision):
             metrics = {**task.run(model, data), **pipeline_stats}
         task_seconds = time.perf_counter() - task_start
-        node = self.graph.task(cell)
-        if ctx.records:
-            records = {k: v.cpu() if hasattr(v, "cpu") else v for k, v in ctx.records.items()}
-            self.cache.save("records", node.key, records, node.material)
         row = cell_row(
-            self.suite,
-            self.registry,
+            self.graph,
             cell,
-            node.key,
             attack=attack,
             model=model,
             task=task,
@@ -256,10 +251,15 @@ class Runner:
                 "task": task_seconds,
                 "cell": time.perf_counter() - start,
             },
+            records=ctx.records,
             device=self.device,
         )
         self.store.put(row)
         return row
+
+    def store_failed(self, cell: Cell, exc: CellFailed) -> None:
+        """Store ``cell`` as failed with ``exc``'s one-line reason and the stage that raised it."""
+        self.store.put_failed(failed_row(self.graph, cell, exc, self.device))
 
     def pending(self, cells: list[Cell]) -> list[Cell]:
         """Cells without a stored result, and those reading a stage that ``force`` names."""

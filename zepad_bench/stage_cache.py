@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from zepad_bench.cache import ArtifactCache
+from zepad_bench.errors import CellFailed
 from zepad_bench.locks import stage_lock
 from zepad_bench.machine import now
 from zepad_bench.nn import precision
@@ -95,8 +96,12 @@ class StageCache:
     ) -> Any:
         seed_everything(seed)
         start = time.perf_counter()
-        with precision.use(self.precision), plugin_backbones(self.backbones):
-            value = compute()
+        try:
+            with precision.use(self.precision), plugin_backbones(self.backbones):
+                value = compute()
+        except CellFailed as exc:
+            exc.stage = exc.stage or node.kind  # the innermost stage is the one that failed
+            raise
         seconds = time.perf_counter() - start
         self.cache.save(node.kind, node.key, encode(value), node.material)
         self.store.log_stage(node.kind, node.key, node.label, seconds, self.suite_name, now("microseconds"))
