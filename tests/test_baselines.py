@@ -131,7 +131,7 @@ def test_defaults_and_validation():
         TRADES(beta=-1)
     with pytest.raises(ValueError):
         GenAF(finetune_fraction=0)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="unknown parameter 'beta'"):
         PGDAT(beta=6)
 
 

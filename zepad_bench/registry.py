@@ -13,6 +13,7 @@ import pluggy
 
 from zepad_bench import hookspecs
 from zepad_bench.errors import UserError
+from zepad_bench.params import did_you_mean
 
 KINDS = ("attacks", "defenses", "encoders", "datasets", "tasks")
 ENV_ALLOWLIST = "ZEPAD_BENCH_PLUGINS"
@@ -55,7 +56,9 @@ class Registry:
         table = self.kind(kind)
         if name not in table:
             known = ", ".join(sorted(table)) or "none"
-            raise UserError(f"unknown {kind[:-1]} plugin {name!r}; known: {known}")
+            raise UserError(
+                f"unknown {kind[:-1]} plugin {name!r}{did_you_mean(name, sorted(table))}; known: {known}"
+            )
         return table[name]
 
 

@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
-import re
 import sys
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +14,7 @@ import tomllib
 
 from zepad_bench.errors import SuiteError, UserError
 from zepad_bench.interfaces import SCENARIOS
+from zepad_bench.params import build, did_you_mean, options_model, parse_budget
 from zepad_bench.registry import Registry
 
 SECTIONS = ("suite", "datasets", "encoders", "attacks", "defenses", "tasks", "grid")
@@ -49,21 +48,8 @@ CLI_AXES = ("victims", "scenarios", "attacks", "defenses", "tuning", "tasks")
 
 
 def parse_eps(value: Any) -> float:
-    """``"10/255"`` → 10/255; a number in (0, 1] → itself. Raises ``ValueError`` otherwise."""
-    if isinstance(value, bool):
-        raise ValueError('a number or a fraction string like "10/255"')
-    if isinstance(value, (int, float)):
-        eps = float(value)
-    elif isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*(/\s*\d+(\.\d+)?\s*)?", value):
-        try:
-            eps = float(Fraction(value.replace(" ", "")))
-        except ZeroDivisionError:
-            raise ValueError("a fraction with a non-zero denominator") from None
-    else:
-        raise ValueError(f'a number or a fraction string like "10/255", got {value!r}')
-    if not 0 < eps <= 1:
-        raise ValueError(f"a budget in (0, 1] pixel units, got {value!r}")
-    return eps
+    """``"10/255"`` → 10/255; a number in (0, 1] → itself. Raises ``ValueError`` naming the rule broken."""
+    return parse_budget(value)
 
 
 @dataclass(frozen=True)
@@ -311,13 +297,13 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
     try:
         eps = parse_eps(head.get("eps", "10/255"))
     except ValueError as exc:
-        raise SuiteError(path, "suite.eps", f"expected {exc}") from None
+        raise SuiteError(path, "suite.eps", str(exc)) from None
     adaptive_eps = None
     if "adaptive_eps" in head:
         try:
             adaptive_eps = [parse_eps(v) for v in _id_list(path, "suite.adaptive_eps", head["adaptive_eps"])]
         except ValueError as exc:
-            raise SuiteError(path, "suite.adaptive_eps", f"expected {exc}") from None
+            raise SuiteError(path, "suite.adaptive_eps", str(exc)) from None
     plugins = _expect(path, "suite.plugins", head.get("plugins", []), list, "a list of module paths")
     if plugins:
         from zepad_bench.registry import load_registry
@@ -343,7 +329,8 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
                 raise SuiteError(
                     path,
                     f"{key}.plugin",
-                    f"unknown {section[:-1]} plugin {plugin!r}; known: {', '.join(sorted(known)) or 'none'}",
+                    f"unknown {section[:-1]} plugin {plugin!r}{did_you_mean(plugin, sorted(known))}; "
+                    f"known: {', '.join(sorted(known)) or 'none'}",
                 )
             reserved = {k: table[k] for k in RESERVED[section] if k in table and k != "plugin"}
             marked = section == "datasets" and _expect(
@@ -430,7 +417,7 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False) -> 
             try:
                 values = [parse_eps(v) for v in values]
             except ValueError as exc:
-                raise SuiteError(path, key, f"expected {exc}") from None
+                raise SuiteError(path, key, str(exc)) from None
         elif axis == "seeds":
             values = [_expect(path, f"{key}[{i}]", v, int, "an integer") for i, v in enumerate(values)]
         grid[axis] = values
@@ -480,23 +467,17 @@ def _apply_protocol(path: Path, head: dict, defenses: dict[str, PluginSpec], reg
     protocol = head["protocol"]
     if protocol not in ("authors", "corrected"):
         raise SuiteError(path, "suite.protocol", f"expected 'authors' or 'corrected', got {protocol!r}")
-    from zepad_bench.params import declaration
-
     for spec in defenses.values():
-        if "protocol" in declaration(registry.get("defenses", spec.plugin)).params:
+        if "protocol" in options_model(registry.get("defenses", spec.plugin)).model_fields:
             spec.params.setdefault("protocol", protocol)
 
 
 def instantiate(suite: Suite, registry: Registry, section: str, id_: str, eps: float | None = None):
-    """Create the plugin object of table ``section.id_``; bad params become a :class:`SuiteError`."""
-    from zepad_bench.params import check
-
+    """Create the plugin object of table ``section.id_``; bad params become a one-line :class:`SuiteError`."""
     spec = suite.spec(section, id_)
     cls = registry.get(KIND_OF[section], spec.plugin)
     try:
-        check(cls, spec.params)  # names, types and allowed values from the declaration, before construction
-        return cls(eps, **spec.params) if section == "attacks" else cls(**spec.params)
+        return build(cls, spec.params, *((eps,) if section == "attacks" else ()))
     except (TypeError, ValueError) as exc:
-        raise SuiteError(
-            suite.path, f"{section}.{id_}", f"bad parameters for plugin {spec.plugin!r}: {exc}"
-        ) from None
+        plugin = "" if spec.plugin == id_ else f"(plugin {spec.plugin!r}) "
+        raise SuiteError(suite.path, f"{section}.{id_}", f"{plugin}{exc}") from None

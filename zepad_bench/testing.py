@@ -35,7 +35,7 @@ from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages
 from zepad_bench.nn.codec import head_from_state, head_state
 from zepad_bench.nn.encoder import Encoder
-from zepad_bench.params import check
+from zepad_bench.params import validate
 from zepad_bench.registry import Registry, load_registry
 from zepad_bench.runner import seed_everything
 
@@ -309,13 +309,13 @@ def check_plugin(
 ) -> Report:
     """Run the contract's checks for plugin ``name`` of ``kind`` (attacks, defenses or backbones).
 
-    Bad ``params`` raise ``TypeError``/``ValueError`` (from the plugin's declaration) before any check.
+    Bad ``params`` raise :class:`~zepad_bench.params.ParamError` (from the plugin's options) before any check.
     """
     registry = registry or load_registry()
     if kind == "backbones":
         return check_backbone(name, params or None)
     cls = registry.get(kind, name)
-    check(cls, params or {})
+    validate(cls, params or {})
     if kind == "attacks":
         return check_attack(cls, params)
     if kind == "defenses":

@@ -8,24 +8,22 @@ from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 
 from zepad_bench.interfaces import Attack
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.pgd import pgd
+from zepad_bench.params import Budget
 from zepad_bench_plugins.attacks.common import (
+    AttackOptions,
     UniversalAttack,
-    check_bool,
-    check_float,
-    check_int,
-    check_layer,
     cycle,
     frozen,
     layer_output,
     random_delta,
     rebatch,
     resolve_layer,
-    set_clamp,
 )
 
 SSP_LAYERS = {
@@ -39,7 +37,7 @@ used VGG-16 relu3_3, a mid-level layer); for ``small-cnn``, the ReLU of its seco
 
 
 class SSP(Attack):
-    """Self-supervised perturbation (Naseer et al., "A Self-supervised Approach for …", CVPR 2020).
+    """Self-supervised perturbation (Naseer et al., CVPR 2020): per image, distorts a mid-level layer.
 
     As the authors' ``ssp.py``: per image, maximise MSE(h(x'), h(x)) of an intermediate layer h by
     100 signed steps of 0.01, each projected to the ε-ball and [0, 1] (the authors clip to [0, 1]
@@ -54,20 +52,14 @@ class SSP(Attack):
 
     name = "ssp"
 
-    def __init__(
-        self,
-        eps: float,
-        *,
-        layer: str | None = None,
-        steps: int = 100,
-        step_size: float = 0.01,
-        clamp: bool = True,
-    ):
-        super().__init__(eps)
-        set_clamp(self, clamp)
-        self.layer = check_layer(layer)
-        self.steps = check_int("steps", steps)
-        self.step_size = check_float("step_size", step_size, 0.0, 1.0)
+    class Options(AttackOptions):
+        layer: str | None = Field(
+            None,
+            description="module whose output h is distorted (a name of the encoder's named_modules()); "
+            "unset: the arch's mid-level layer (SSP_LAYERS)",
+        )
+        steps: int = Field(100, ge=1, description="signed ascent steps per batch of images")
+        step_size: Budget = Field(0.01, description="step of each signed ascent step, in pixels")
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
         super().fit(encoders, images)
@@ -106,23 +98,20 @@ class SSPUniversal(UniversalAttack):
 
     name = "ssp-universal"
 
-    def __init__(
-        self,
-        eps: float,
-        *,
-        layer: str | None = None,
-        steps: int = 20000,
-        step_size: float = 2e-4,
-        squared: bool = True,
-        batch_size: int | None = None,
-        clamp: bool = True,
-    ):
-        super().__init__(eps, clamp=clamp)
-        self.layer = check_layer(layer)
-        self.steps = check_int("steps", steps)
-        self.step_size = check_float("step_size", step_size, 0.0, 1.0)
-        self.squared = check_bool("squared", squared)
-        self.batch_size = None if batch_size is None else check_int("batch_size", batch_size)
+    class Options(AttackOptions):
+        layer: str | None = Field(
+            None,
+            description="module whose (squared) activations are distorted (a name of the encoder's "
+            "named_modules()); unset: the arch's mid-level layer (SSP_LAYERS)",
+        )
+        steps: int = Field(20000, ge=1, description="signed steps on δ, one per attacker batch")
+        step_size: Budget = Field(2e-4, description="step α of each signed step, in pixels")
+        squared: bool = Field(
+            True, description="compare squared activations, as PAP's hook stores them (false: SSP's raw MSE)"
+        )
+        batch_size: int | None = Field(
+            None, ge=1, description="attacker images per step (16: PAP's); unset: the suite's batch size"
+        )
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
         super().fit(encoders, images)
