@@ -210,6 +210,8 @@ def _legacy_field(cls: type, p: inspect.Parameter, hint: Any) -> tuple[Any, Any]
 def _check_names(cls: type, model: type[Options]) -> None:
     """An option may not hide a method or property of its plugin (options are also attributes)."""
     for name in model.model_fields:
+        if name in ("name", "ctx", "options"):
+            raise TypeError(f"{cls.__name__}: {name!r} is the plugin's own; an option cannot take that name")
         member = inspect.getattr_static(cls, name, None)
         if callable(member) or isinstance(member, property | classmethod | staticmethod):
             raise TypeError(f"{cls.__name__}: option {name!r} hides the plugin's {name!r} member; rename it")
@@ -243,15 +245,18 @@ def parse(model: type[Options], params: Mapping[str, Any]) -> Options:
 
 
 BOUNDS = {"greater_than": ">", "greater_than_equal": "≥", "less_than": "<", "less_than_equal": "≤"}
-KIND_WORDS = {
-    "bool_type": "true or false",
-    "int_type": "an integer",
-    "float_type": "a number",
-    "string_type": "a string",
-    "list_type": "a list",
-    "tuple_type": "a list",
-    "dict_type": "a table",
+TYPE_WORDS = {
+    bool: "true or false",
+    int: "an integer",
+    float: "a number",
+    str: "a string",
+    list: "a list",
+    tuple: "a list",
+    dict: "a table",
+    type(None): "unset",
 }
+KIND_WORDS = {f"{t.__name__.replace('str', 'string')}_type": words for t, words in TYPE_WORDS.items()}
+"""Pydantic's error types (``int_type``, ``string_type``, …) in words."""
 
 
 def rule_broken(model: type[Options], error: Mapping[str, Any], params: Mapping[str, Any]) -> str:
@@ -292,18 +297,6 @@ def rule_broken(model: type[Options], error: Mapping[str, Any], params: Mapping[
         )
         return f"{where} must be {expected} (got {type(got).__name__} {got!r})"
     return ": ".join(filter(None, [where, error["msg"]]))
-
-
-TYPE_WORDS = {
-    bool: "true or false",
-    int: "an integer",
-    float: "a number",
-    str: "a string",
-    list: "a list",
-    tuple: "a list",
-    dict: "a table",
-    type(None): "unset",
-}
 
 
 def type_words(annotation: Any) -> str:
@@ -349,15 +342,17 @@ def choices_of(annotation: Any) -> tuple[Any, ...]:
 def describe(cls: type) -> list[dict[str, str]]:
     """Each option of ``cls`` as display strings: name, type, range, default, help (for the manifest)."""
     model = options_model(cls)
-    presets = {
-        name: {choice: table[name] for choice, table in by.items() if name in table}
-        for param, by in model.presets.items()
-        for name in {n for table in by.values() for n in table}
+    preset_by = {
+        name: param for param, by in model.presets.items() for table in by.values() for name in table
     }
     out = []
     for name, field in model.model_fields.items():
-        if name in presets and field.default is None:
-            default = "by protocol (" + ", ".join(f"{c}: {_toml(v)}" for c, v in presets[name].items()) + ")"
+        if name in preset_by and field.default is None:  # "by protocol (corrected: true, authors: false)"
+            by = model.presets[preset_by[name]]
+            values = ", ".join(
+                f"{choice}: {_toml(table[name])}" for choice, table in by.items() if name in table
+            )
+            default = f"by {preset_by[name]} ({values})"
         else:
             default = (
                 "required" if field.is_required() else _toml(field.get_default(call_default_factory=True))

@@ -16,6 +16,7 @@ from zepad_bench.errors import UserError
 from zepad_bench.interfaces import Attack
 from zepad_bench.nn.adversarial_tuning import eval_mode
 from zepad_bench.nn.encoder import extract_features
+from zepad_bench.params import Budget
 
 # ---------------------------------------------------------------- options shared by the built-in attacks
 
@@ -43,6 +44,26 @@ class ProbeOptions(AttackOptions):
         if images < self.clusters:
             raise ValueError(f"{self.probe_images_option} must be ≥ clusters ({images} < {self.clusters})")
         return self
+
+
+class LayerOptions(AttackOptions):
+    """Options of the attacks that ascend a loss of one layer's output by signed steps."""
+
+    layer: str | None = Field(
+        None,
+        description="module whose output the loss reads (a name of the encoder's named_modules()); unset: "
+        "the attack's default layer for the arch",
+    )
+    steps: int = Field(20000, ge=1, description="signed ascent steps (universal: one per attacker batch)")
+    step_size: Budget = Field(2e-4, description="step α of each signed step, in pixels")
+
+
+class UniversalLayerOptions(LayerOptions):
+    """:class:`LayerOptions` of a universal δ fitted on batches of the attacker stream."""
+
+    batch_size: int | None = Field(
+        None, ge=1, description="attacker images per step (16: PAP's code); unset: the suite's batch size"
+    )
 
 
 def _ordered(pair: tuple[float, float]) -> tuple[float, float]:

@@ -10,11 +10,10 @@ from pydantic import Field
 from torch import Tensor
 
 from zepad_bench.nn.encoder import Encoder
-from zepad_bench.params import Budget
 from zepad_bench_plugins.attacks.common import (
-    AttackOptions,
     Interval,
     UniversalAttack,
+    UniversalLayerOptions,
     cycle,
     frozen,
     layer_output,
@@ -50,14 +49,7 @@ class PAP(UniversalAttack):
 
     name = "pap"
 
-    class Options(AttackOptions):
-        layer: str | None = Field(
-            None,
-            description="module whose output h is lifted (a name of the encoder's named_modules()); unset: "
-            "the arch's stem (PAP_LAYERS)",
-        )
-        steps: int = Field(20000, ge=1, description="signed-gradient steps on δ, one per attacker batch")
-        step_size: Budget = Field(2e-4, description="step α of each signed step, in pixels")
+    class Options(UniversalLayerOptions):
         data_weight: float = Field(0.01, ge=0, description="weight λ of the data term mean(h(x+δ)²)")
         noise_images: int = Field(
             8, ge=0, description="Gaussian noise images G per step (0: the data term alone)"
@@ -65,11 +57,6 @@ class PAP(UniversalAttack):
         resample_every: int = Field(20, ge=1, description="steps between redraws of the noise's μ_c and σ_c")
         mean_range: Interval = Field((0.4, 0.6), description="per-channel noise mean μ_c ~ U[lo, hi]")
         std_range: Interval = Field((0.05, 0.1), description="per-channel noise std σ_c ~ U[lo, hi]")
-        batch_size: int | None = Field(
-            None,
-            ge=1,
-            description="attacker images per step (16: the authors'); unset: the suite's batch size",
-        )
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
         super().fit(encoders, images)

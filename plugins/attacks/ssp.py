@@ -14,10 +14,11 @@ from torch import Tensor
 from zepad_bench.interfaces import Attack
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.pgd import pgd
-from zepad_bench.params import Budget
+from zepad_bench.params import with_defaults
 from zepad_bench_plugins.attacks.common import (
-    AttackOptions,
+    LayerOptions,
     UniversalAttack,
+    UniversalLayerOptions,
     cycle,
     frozen,
     layer_output,
@@ -52,14 +53,7 @@ class SSP(Attack):
 
     name = "ssp"
 
-    class Options(AttackOptions):
-        layer: str | None = Field(
-            None,
-            description="module whose output h is distorted (a name of the encoder's named_modules()); "
-            "unset: the arch's mid-level layer (SSP_LAYERS)",
-        )
-        steps: int = Field(100, ge=1, description="signed ascent steps per batch of images")
-        step_size: Budget = Field(0.01, description="step of each signed ascent step, in pixels")
+    Options = with_defaults(LayerOptions, steps=100, step_size=0.01)
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
         super().fit(encoders, images)
@@ -98,19 +92,9 @@ class SSPUniversal(UniversalAttack):
 
     name = "ssp-universal"
 
-    class Options(AttackOptions):
-        layer: str | None = Field(
-            None,
-            description="module whose (squared) activations are distorted (a name of the encoder's "
-            "named_modules()); unset: the arch's mid-level layer (SSP_LAYERS)",
-        )
-        steps: int = Field(20000, ge=1, description="signed steps on δ, one per attacker batch")
-        step_size: Budget = Field(2e-4, description="step α of each signed step, in pixels")
+    class Options(UniversalLayerOptions):
         squared: bool = Field(
             True, description="compare squared activations, as PAP's hook stores them (false: SSP's raw MSE)"
-        )
-        batch_size: int | None = Field(
-            None, ge=1, description="attacker images per step (16: PAP's); unset: the suite's batch size"
         )
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
