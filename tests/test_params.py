@@ -12,7 +12,7 @@ import annotated_types
 import pytest
 from click.testing import CliRunner
 from conftest import SMOKE_SUITE
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from zepad_bench import load_registry
@@ -130,6 +130,7 @@ def test_an_out_of_range_value_is_one_line_naming_the_rule_it_breaks(case, below
 
 
 @settings(max_examples=40, deadline=None)
+@example(("art", REGISTRY.get("attacks", "art"), "attack"))  # a required name misspelled: not "missing"
 @given(
     st.sampled_from(
         [
