@@ -37,23 +37,26 @@ def _stamp() -> str:
     return content_key({"entry_points": points, "files": files, "allow": os.environ.get(ENV_ALLOWLIST)})
 
 
-def _build() -> dict[str, dict[str, dict[str, Any]]]:
+def _build() -> dict[str, Any]:
     from zepad_bench.params import describe
     from zepad_bench.registry import KINDS, load_registry
 
     registry = load_registry()
     return {
-        kind: {
-            name: {
-                "provider": str(registry.provider(kind, name)),
-                "description": description(cls),
-                "doc": plain_text(cls.__doc__ or ""),
-                "params": describe(cls),
-                "methods": list(getattr(cls, "methods", None) or []),
+        "broken": [str(b) for b in registry.broken],
+        **{
+            kind: {
+                name: {
+                    "provider": str(registry.provider(kind, name)),
+                    "description": description(cls),
+                    "doc": plain_text(cls.__doc__ or ""),
+                    "params": describe(cls),
+                    "methods": list(getattr(cls, "methods", None) or []),
+                }
+                for name, cls in sorted(registry.kind(kind).items())
             }
-            for name, cls in sorted(registry.kind(kind).items())
-        }
-        for kind in KINDS
+            for kind in KINDS
+        },
     }
 
 
@@ -91,15 +94,19 @@ def description(cls: type) -> str:
     return paragraph
 
 
-def plugin_manifest() -> dict[str, dict[str, dict[str, Any]]]:
+def plugin_manifest() -> dict[str, Any]:
     """kind → name → provider, description, doc, params (display strings), methods — from the cache
-    when current."""
+    when current —
+    and ``"broken"``: the installed plugins that could not load (one line each; such a manifest is not
+    cached, so installing what a plugin lacks is seen at once)."""
     path = cache_dir() / f"plugins-{_stamp()[:24]}.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         pass
     manifest = _build()
+    if manifest["broken"]:
+        return manifest
     try:
         atomic_write_bytes(path, json.dumps(manifest, indent=1).encode())
         for old in path.parent.glob("plugins-*.json"):
