@@ -1,11 +1,10 @@
-"""Runner: stage cache (fit once, reuse), resume, determinism, results store, leaderboard files."""
+"""Runner: stage cache (fit once, reuse), resume, determinism, the rows it stores."""
 
 from __future__ import annotations
 
 from conftest import SMOKE_SUITE
 
 from zepad_bench import load_registry
-from zepad_bench.leaderboard import publish
 from zepad_bench.runner import Runner
 from zepad_bench.suite import load_suite
 
@@ -63,20 +62,32 @@ def test_same_suite_and_seed_give_identical_numbers(smoke_suite, tmp_path):
     assert [r["metrics"] for r in forced] == [r["metrics"] for r in a]
 
 
-def test_rows_record_config_versions_timings_and_publish(smoke_suite, tmp_path):
+def test_rows_record_config_versions_code_timings_and_metric_descriptions(smoke_suite, tmp_path):
     suite = load(smoke_suite)
     _, rows = run_all(suite, tmp_path / "wd")
     row = rows[0]
-    assert row["versions"]["defense:none"].startswith("zepad-bench")
+    assert row["status"] == "ok" and row["versions"]["defense:none"].startswith("zepad-bench")
     assert row["versions"]["attack:outside-sign"] == "zb_outside_plugin"
+    assert row["code"]["attack:outside-sign"].startswith("zb_outside_plugin src:")
+    assert {
+        "dataset:outside-stripes",
+        "encoder:outside-random",
+        "defense:none",
+        "task:classification",
+    } <= set(row["code"])
     assert set(row["timings"]) >= {"attack_fit", "defense_fit", "task", "cell"}
-    assert 0 <= row["metrics"]["BA"] <= 100 and 0 <= row["metrics"]["ASR"] <= 100
-    assert rows[0]["config"]["report_metrics"] == ["BA", "RA", "ASR"]
-    assert rows[0]["config"]["test_size"] == 64 and rows[0]["config"]["attack_role"] == "attack"
-    paths = publish("smoke", rows, tmp_path / "lb", source="smoke.toml")
-    assert [p.suffix for p in paths] == [".md", ".csv", ".json"]
-    text = paths[0].read_text()
-    assert "machine:" in text and "versions:" in text and "### cls: RA" in text and "| sign " in text
+    described = {m["name"] for m in row["config"]["metric_info"]}
+    assert {"BA", "RA", "ASR", "head", "BA:<branch>"} <= described
+    assert row["config"]["test_size"] == 64 and row["config"]["attack_role"] == "attack"
+    assert row["config"]["surrogates"] == ["rand"]
+    assert runner_store_row(tmp_path / "wd", row["key"]) == {**row, "reason": None, "stage": None}
+
+
+def runner_store_row(workdir, key):
+    from zepad_bench.store import ResultStore
+
+    (stored,) = ResultStore(workdir).rows(keys=[key])
+    return stored
 
 
 def test_inference_only_params_share_one_tuning(smoke_suite, tmp_path, monkeypatch):

@@ -25,12 +25,13 @@ def run_local(
     started: float | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Run the suite's pending cells in this process with progress bars; returns their rows and one
-    line per failed cell (a failed cell stores nothing; the others go on). The run is logged with its
+    line per failed cell (stored as failed with its reason; the others go on). The run is logged with its
     wall time since ``started`` (a ``time.perf_counter()`` value; default: now, after loading)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from zepad_bench.runner import Runner, _now, machine_info
+    from zepad_bench.machine import machine_info, now
+    from zepad_bench.runner import Runner
 
     console = Console(stderr=True, quiet=quiet, log_path=False)
     progress = Progress(
@@ -65,6 +66,7 @@ def run_local(
             try:
                 rows.append(runner.run_cell(cell))
             except CellFailed as exc:
+                runner.store_failed(cell, exc)
                 failed.append(f"{cell.label()}: {exc}")
                 progress.console.print(f"cell failed: {failed[-1]}", markup=False, highlight=False)
                 if quiet:
@@ -79,7 +81,7 @@ def run_local(
     runner.store.log_run(
         {
             "suite": suite.name,
-            "finished": _now(),
+            "finished": now(),
             "seconds": time.perf_counter() - start,
             "computed": len(rows),
             "reused": len(cells) - len(pending),
@@ -149,6 +151,8 @@ def _job(
             else:
                 make[phase](cells[item])
         except CellFailed as exc:
+            if phase == "cell":
+                runner.store_failed(cells[item], exc)
             failed.append(f"{cells[item].label()}: {exc}")
     return failed
 

@@ -7,7 +7,7 @@ See ``docs/plugins.md`` for the contract in prose.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from zepad_bench import params as _params
@@ -242,13 +242,105 @@ class TaskData:
         )
 
 
+@dataclass(frozen=True)
+class Metric:
+    """What one metric a task returns means; reports render every column and glossary line from these
+    (stored with each result, so a board needs no plugin to explain itself).
+
+    ``name`` may hold a placeholder in angle brackets for a family of metrics (``"RA:<branch>"``
+    describes ``RA:victim``, ``RA:zepad-bmp``, …). ``clean``: measured on clean images only (one
+    column per defense, not one per attack). ``report``: shown as a table on the board (every
+    metric is kept in the data and explained in the glossary either way). ``unit``: ``"%"``, another
+    unit, or ``""`` for a plain number or a label (a text value such as a head kind).
+    """
+
+    name: str
+    definition: str
+    higher_is_better: bool = True
+    unit: str = "%"
+    clean: bool = False
+    report: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+CORE_METRICS = (
+    Metric("BA", "benign accuracy: accuracy on the clean test images", clean=True),
+    Metric("RA", "robust accuracy: accuracy on the attacked test images"),
+    Metric(
+        "ASR",
+        "attack success rate: share of *all* test images whose prediction changes under attack "
+        "(labels unused, the paper's definition)",
+        higher_is_better=False,
+    ),
+)
+"""BA, RA and ASR (design §1), as every task that reports them means them."""
+
+ADAPTIVE_METRICS = (
+    Metric(
+        "grad_zero_frac",
+        "share of clean test images whose input gradient through the attacked pipeline is exactly zero "
+        "(gradient masking)",
+        higher_is_better=False,
+        report=False,
+    ),
+    Metric(
+        "grad_nan_frac",
+        "share of clean test images whose input gradient through the attacked pipeline is not finite",
+        higher_is_better=False,
+        report=False,
+    ),
+    Metric(
+        "grad_zero_frac:attacked",
+        "as grad_zero_frac, on the attacked images",
+        higher_is_better=False,
+        report=False,
+    ),
+    Metric(
+        "grad_nan_frac:attacked",
+        "as grad_nan_frac, on the attacked images",
+        higher_is_better=False,
+        report=False,
+    ),
+    Metric("grad_norm", "mean L1 norm of the pipeline's input gradient", unit="", report=False),
+    Metric(
+        "RA_after:<member>",
+        "robust accuracy after the ensemble's members up to and including <member> "
+        "(cumulative per-sample worst case, AutoAttack's log)",
+        report=False,
+    ),
+    Metric(
+        "RA_recheck",
+        "robust accuracy after the convergence re-check (the last member again with twice the iterations "
+        "and restarts, on a fixed seeded subset)",
+        report=False,
+    ),
+    Metric("recheck_n", "test images in the convergence re-check's subset", unit="images", report=False),
+    Metric("adaptive_n", "test images the adaptive attack ran on", unit="images", report=False),
+    Metric("RA_ci95_low", "lower end of RA's 95 % interval when a subset is attacked", report=False),
+    Metric("RA_ci95_high", "upper end of RA's 95 % interval when a subset is attacked", report=False),
+)
+"""What the runner and the adaptive attack add to the metrics of an ``adaptive`` cell."""
+
+UNDESCRIBED = "not described by its task (old `report_metrics` form)"
+
+
 class Task(Plugin):
     """A downstream task evaluated on a defended model, clean and attacked."""
 
     report_metrics: ClassVar[tuple[str, ...]] = ("BA", "RA", "ASR")
-    """The metrics the leaderboard's section for this task shows (in this order); every metric
-    the task returns is kept in the JSON. ``BA`` and names ending in ``_clean`` are clean metrics
-    (one column per defense); every other one gets a column per attack."""
+    """Old form, kept working: the names :meth:`metrics` describes when a task does not override it."""
+
+    def metrics(self) -> list[Metric]:
+        """Every metric :meth:`run` returns, described (a method: names may depend on parameters, e.g.
+        retrieval's ``k``). Default, for tasks written before this method: ``report_metrics``, with BA,
+        RA and ASR described as :data:`CORE_METRICS` and any other name shown undescribed (clean when
+        it is ``BA`` or ends in ``_clean``, as before)."""
+        core = {m.name: m for m in CORE_METRICS}
+        return [
+            core.get(n) or Metric(n, UNDESCRIBED, clean=n.endswith("_clean")) for n in self.report_metrics
+        ]
 
     def run(self, model: DefendedModel, data: TaskData) -> dict[str, float | str]:
         """Return metrics (percentages for accuracies/rates)."""

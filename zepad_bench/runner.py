@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import platform
 import random
 import time
@@ -16,10 +15,21 @@ import numpy as np
 import torch
 
 from zepad_bench.cache import ArtifactCache, content_key
+from zepad_bench.code_version import stage_code_versions
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages, UnlabeledBatches
-from zepad_bench.interfaces import TRANSFER_SCENARIOS, Branch, DefendedModel, TaskData
+from zepad_bench.errors import CellFailed
+from zepad_bench.interfaces import (
+    ADAPTIVE_METRICS,
+    TRANSFER_SCENARIOS,
+    Branch,
+    DefendedModel,
+    Metric,
+    Task,
+    TaskData,
+)
 from zepad_bench.locks import stage_lock
+from zepad_bench.machine import machine_info, now
 from zepad_bench.nn import precision
 from zepad_bench.nn.batched import extract_features_together, groups_by_architecture
 from zepad_bench.nn.codec import head_from_state, head_state
@@ -27,7 +37,7 @@ from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.heads import train_head
 from zepad_bench.registry import Registry
 from zepad_bench.stages import ForceSpec, StageGraph
-from zepad_bench.store import ResultStore
+from zepad_bench.store import ResultStore, record_histograms
 from zepad_bench.suite import Cell, Suite, instantiate
 
 SPLITS = ("train", "test")
@@ -53,24 +63,6 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def machine_info(device: str) -> dict[str, Any]:
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": _cpu_count(),
-        "device": device,
-    }
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
-
-
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
 BUDGET_TOLERANCE = 1e-5
 """Float slack of the budget check (uint8 images made float, then perturbed in float32)."""
 
@@ -78,8 +70,6 @@ BUDGET_TOLERANCE = 1e-5
 def check_budget(attack, x: torch.Tensor, x_adv: torch.Tensor) -> None:
     """The attack contract, checked on every attacked batch: same shape, ‖x_adv − x‖∞ ≤ ε and, for
     attacks that clamp (our protocol), values in [0, 1]. A violation fails the cell (never clipped)."""
-    from zepad_bench.errors import CellFailed
-
     who = f"attack plugin {attack.name!r}"
     if x_adv.shape != x.shape:
         raise CellFailed(f"{who} returned shape {tuple(x_adv.shape)} for inputs of shape {tuple(x.shape)}")
@@ -120,7 +110,7 @@ class Runner:
         self.log = log or (lambda message: None)
         self._memo: dict[tuple[str, str], Any] = {}
         self._fresh: set[str] = set()  # keys computed in this run (forcing propagates downstream)
-        self.since = since or _now("microseconds")  # start of the run (a Slurm run's jobs share the driver's)
+        self.since = since or now("microseconds")  # start of the run (a Slurm run's jobs share the driver's)
         self.computed: Counter[str] = Counter()
         self.reused: Counter[str] = Counter()
         self.seconds: dict[str, float] = {}
@@ -183,11 +173,15 @@ class Runner:
     ) -> Any:
         seed_everything(seed)
         start = time.perf_counter()
-        with precision.use(self.suite.precision):
-            value = compute()
+        try:
+            with precision.use(self.suite.precision):
+                value = compute()
+        except CellFailed as exc:
+            exc.stage = exc.stage or stage  # the innermost stage is the one that failed
+            raise
         seconds = time.perf_counter() - start
         self.cache.save(stage, key, encode(value), material)
-        self.store.log_stage(stage, key, label, seconds, self.suite.name, _now("microseconds"))
+        self.store.log_stage(stage, key, label, seconds, self.suite.name, now("microseconds"))
         self.computed[stage] += 1
         self._fresh.add(key)
         self.seconds[key] = seconds
@@ -513,25 +507,20 @@ class Runner:
         with precision.use(self.suite.precision):
             metrics = {**task.run(model, data), **pipeline_stats}
         task_seconds = time.perf_counter() - task_start
-        key = self.cell_key(cell)
-        if ctx.records:
-            self.cache.save(
-                "records", key, {k: v.cpu() if hasattr(v, "cpu") else v for k, v in ctx.records.items()}
-            )
         row = {
-            "key": key,
-            "suite": self.suite.name,
-            **cell.__dict__,
-            "task_data": task_spec.reserved["data"],
+            **self._identity(cell),
+            "status": "ok",
             "metrics": metrics,
             "config": {
                 "cell": cell.__dict__,
                 "attack_plugin": attack.name,
                 "attack_role": attack.role,
                 "defense_role": model.defense.role,
-                "report_metrics": list(task.report_metrics),
+                "metric_info": [m.as_dict() for m in described_metrics(task, cell.scenario)],
                 "task_plugin": task.name,
-                "surrogates": self.suite.surrogates(cell.victim, cell.scenario),
+                "surrogates": self.suite.surrogates(cell.victim, cell.scenario)
+                if cell.scenario in TRANSFER_SCENARIOS
+                else [],
                 "test_size": len(test),
                 "precision": self.suite.precision,
                 "attack_key": attack_key,
@@ -545,11 +534,30 @@ class Runner:
                 "task": task_seconds,
                 "cell": time.perf_counter() - start,
             },
-            "machine": machine_info(self.device),
-            "created": _now(),
+            "records": record_histograms(ctx.records),
         }
         self.store.put(row)
         return row
+
+    def _identity(self, cell: Cell) -> dict[str, Any]:
+        """What every stored row of ``cell`` holds: key, suite, grid coordinates, the code versions of
+        the plugins it runs, machine and time."""
+        stage = self.graph.task(cell)
+        return {
+            "key": stage.key,
+            "suite": self.suite.name,
+            **cell.__dict__,
+            "task_data": self.graph.task_data(cell),
+            "code": stage_code_versions(stage.closure()),
+            "machine": machine_info(self.device),
+            "created": now(),
+        }
+
+    def store_failed(self, cell: Cell, exc: CellFailed) -> None:
+        """Store ``cell`` as failed with ``exc``'s one-line reason and the stage that raised it."""
+        reason = " ".join(str(exc).split())
+        failed = {"reason": reason, "stage": exc.stage or "task", "config": self.graph.roles(cell)}
+        self.store.put_failed({**self._identity(cell), **failed})
 
     def versions(self, cell: Cell) -> dict[str, str]:
         import zepad_bench
@@ -576,6 +584,15 @@ class Runner:
 
 
 _MISSING = object()
+
+
+def described_metrics(task: Task, scenario: str) -> list[Metric]:
+    """The task's metric descriptions, plus what the runner and the attack add in the adaptive scenario."""
+    described = list(task.metrics())
+    if scenario == "adaptive":
+        names = {m.name for m in described}
+        described += [m for m in ADAPTIVE_METRICS if m.name not in names]
+    return described
 
 
 def _one_line(exc: BaseException) -> str:
@@ -620,7 +637,3 @@ def _round_trip(attack, new_attack: Callable[[], Any], images, perturbs: bool = 
             "state in tensors or plain data, or override state_dict()/load_state_dict()"
         ) from None
     return restored
-
-
-def _now(timespec: str = "seconds") -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec=timespec)

@@ -179,6 +179,18 @@ class StageGraph:
 
         return self._memoised(("defense", cell.defense, cell.victim, cell.tuning, cell.seed), build)
 
+    def roles(self, cell: Cell) -> dict[str, str]:
+        """The cell's attack and task plugins and the attack's and defense's roles, as a row's config
+        states them (for cells without a result: failed or pending)."""
+        attack = self.suite.spec("attacks", cell.attack).plugin
+        defense = self.suite.spec("defenses", cell.defense).plugin
+        return {
+            "attack_plugin": attack,
+            "attack_role": self.registry.get("attacks", attack).role,
+            "defense_role": self.registry.get("defenses", defense).role,
+            "task_plugin": self.suite.spec("tasks", cell.task).plugin,
+        }
+
     def task_data(self, cell: Cell) -> str:
         return self.suite.spec("tasks", cell.task).reserved["data"]
 

@@ -7,7 +7,8 @@ from typing import Literal
 import torch
 from pydantic import Field
 
-from zepad_bench import DefendedModel, Task, TaskData
+from zepad_bench import DefendedModel, Metric, Task, TaskData
+from zepad_bench.interfaces import CORE_METRICS
 from zepad_bench.metrics import accuracy, attack_success_rate, max_confidence, top_class_share
 from zepad_bench.nn.heads import predict_logits
 from zepad_bench.pipeline import task_heads
@@ -35,6 +36,58 @@ def branch_logits(
     return outputs, head_kinds
 
 
+CLASSIFICATION_METRICS = (
+    Metric(
+        "head",
+        "the classifier on the defense's encoder(s): `joint` = the head tuned with the encoder on D_f; "
+        "`retrained` = heads trained on the task's train split over frozen encoder features",
+        unit="",
+        clean=True,
+    ),
+    Metric(
+        "top_class_share",
+        "share of the clean test images given the most predicted class (near 100: a collapsed prediction)",
+        higher_is_better=False,
+        clean=True,
+        report=False,
+    ),
+    Metric(
+        "top_class_share_adv",
+        "share of the attacked test images given the most predicted class",
+        higher_is_better=False,
+        report=False,
+    ),
+    Metric(
+        "BA:<branch>",
+        "accuracy of branch <branch>'s own head on the clean test images",
+        clean=True,
+        report=False,
+    ),
+    Metric("RA:<branch>", "accuracy of branch <branch>'s own head on the attacked test images", report=False),
+    Metric(
+        "conf_clean:<branch>",
+        "mean max-softmax confidence of branch <branch> on the clean test images",
+        unit="",
+        clean=True,
+        report=False,
+    ),
+    Metric(
+        "conf_adv:<branch>",
+        "mean max-softmax confidence of branch <branch> on the attacked test images",
+        unit="",
+        report=False,
+    ),
+    Metric(
+        "head:<branch>",
+        "the head branch <branch> used (`joint` or `retrained`)",
+        unit="",
+        clean=True,
+        report=False,
+    ),
+)
+"""What :class:`Classification` returns besides BA, RA and ASR."""
+
+
 class Classification(Task):
     """BA, RA and ASR of the fused per-branch MLP heads (ZePAD Eq. 1, Table 7; docs/architecture.md).
 
@@ -55,6 +108,9 @@ class Classification(Task):
             description='"auto": a branch head tuned with its encoder on this dataset is used as is; '
             '"retrained": always a new head on the frozen encoder',
         )
+
+    def metrics(self) -> list[Metric]:
+        return [*CORE_METRICS, *CLASSIFICATION_METRICS]
 
     def pipeline_heads(self, model: DefendedModel, data: TaskData) -> list[torch.nn.Module]:
         """The heads :meth:`run` uses (adaptive scenario)."""

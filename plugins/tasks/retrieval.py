@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import Field
 from torch import Tensor
 
-from zepad_bench import DefendedModel, Task, TaskData
+from zepad_bench import DefendedModel, Metric, Task, TaskData
 from zepad_bench.metrics import (
     accuracy,
     attack_success_rate,
@@ -54,15 +54,40 @@ class Retrieval(Task):
         )
         chunk: int = Field(256, ge=1, description="queries ranked per similarity block (memory only)")
 
-    def __init__(self, **params: Any):
-        super().__init__(**params)
-        k = self.k
-        self.report_metrics = (
-            "BA",
-            "RA",
-            "ASR",
-            *(f"{m}@{k}_{s}" for m in ("hit", "precision") for s in ("clean", "adv")),
-        )
+    def metrics(self) -> list[Metric]:
+        k, main = self.k, f"{self.main}@{self.k}"
+        queries = {"clean": "clean", "adv": "attacked"}
+        described = {
+            "knn": "accuracy of the majority vote of the {k} nearest gallery images, {q} queries",
+            "hit": "share of {q} queries with an image of their class among the {k} nearest",
+            "precision": "mean share of the {k} nearest gallery images with the {q} query's class",
+        }
+        return [
+            Metric("BA", f"`{main}` on clean queries (the task's main metric)", clean=True),
+            Metric("RA", f"`{main}` on attacked queries (the task's main metric)"),
+            Metric(
+                "ASR",
+                f"share of all queries whose {k}-NN vote changes under attack (labels unused)",
+                higher_is_better=False,
+            ),
+            *(
+                Metric(
+                    f"{m}@{k}_{s}",
+                    text.format(k=k, q=q),
+                    clean=s == "clean",
+                    report=m != self.main,
+                )
+                for m, text in described.items()
+                for s, q in queries.items()
+            ),
+            Metric(
+                "top1_change",
+                "share of queries whose nearest gallery image changes under attack",
+                higher_is_better=False,
+                report=False,
+            ),
+            Metric("main", "the metric BA and RA report", unit="", clean=True, report=False),
+        ]
 
     def run(self, model: DefendedModel, data: TaskData) -> dict[str, float | str]:
         branches = range(len(model.branches))

@@ -45,6 +45,7 @@ SUITE_KEYS = {
     "description",
     "precision",
     "adaptive_eps",
+    "headline_eps",
     "protocol",
 }
 Tables = dict[str, dict[str, PluginSpec]]
@@ -90,6 +91,7 @@ class Head:
     precision: str
     eps: float
     adaptive_eps: list[float] | None
+    headline_eps: float | None
     plugins: list[str]
     attacker_data: Any
     protocol: Any
@@ -123,6 +125,9 @@ def read_head(path: Path, raw: dict[str, Any]) -> Head:
     if "adaptive_eps" in head:
         values = id_list(path, "suite.adaptive_eps", head["adaptive_eps"])
         adaptive_eps = [_budget(path, "suite.adaptive_eps", v) for v in values]
+    headline_eps = (
+        _budget(path, "suite.headline_eps", head["headline_eps"]) if "headline_eps" in head else None
+    )
     plugins = expect(path, "suite.plugins", head.get("plugins", []), list, "a list of module paths")
     return Head(
         name,
@@ -133,6 +138,7 @@ def read_head(path: Path, raw: dict[str, Any]) -> Head:
         precision,
         eps,
         adaptive_eps,
+        headline_eps,
         list(plugins),
         head.get("attacker_data"),
         head.get("protocol"),
@@ -208,6 +214,18 @@ def check_references(path: Path, head: Head, tables: Tables) -> None:
         )
     if head.attacker_data is not None:
         _ref(path, tables, "suite.attacker_data", head.attacker_data, "datasets")
+
+
+def check_headline(path: Path, suite: Any) -> None:
+    """``[suite] headline_eps`` (the budget the README ranks at) must be a budget the suite's cells run."""
+    budgets = {round(c.eps, 12) for c in suite.cells()}
+    if suite.headline_eps is not None and round(suite.headline_eps, 12) not in budgets:
+        raise SuiteError(
+            path,
+            "suite.headline_eps",
+            f"{suite.headline_eps * 255:g}/255 is no budget of the suite's cells "
+            f"({', '.join(f'{e * 255:g}/255' for e in sorted(budgets))})",
+        )
 
 
 def read_grid(path: Path, raw: dict[str, Any], head: Head, tables: Tables) -> dict[str, list[Any]]:
