@@ -147,7 +147,7 @@ def test_bad_parameters_are_rejected():
         TRADES(beta=-1)
     with pytest.raises(ValueError):
         GenAF(finetune_fraction=0)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="unknown parameter 'beta'"):
         PGDAT(beta=6)
 
 

@@ -13,6 +13,7 @@ import pluggy
 
 from zepad_bench import hookspecs
 from zepad_bench.errors import UserError
+from zepad_bench.params import did_you_mean
 from zepad_bench.plugin_failures import BrokenPlugin, PluginLoadError
 
 KINDS = ("attacks", "defenses", "encoders", "datasets", "tasks")
@@ -65,7 +66,8 @@ class Registry:
         """Why ``name`` is not a ``kind`` plugin: the known names, and the plugins that failed to load."""
         known = ", ".join(sorted(self.kind(kind))) or "none"
         skipped = "".join(f"; not loaded, may provide it: {b}" for b in self.broken)
-        return f"unknown {kind[:-1]} plugin {name!r}; known: {known}{skipped}"
+        hint = did_you_mean(name, sorted(self.kind(kind)))
+        return f"unknown {kind[:-1]} plugin {name!r}{hint}; known: {known}{skipped}"
 
 
 def _allowed(dist_name: str) -> bool:

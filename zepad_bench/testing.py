@@ -36,9 +36,9 @@ from zepad_bench.data.images import LabeledImages
 from zepad_bench.nn.backbones import plugin_backbones
 from zepad_bench.nn.codec import head_from_state, head_state
 from zepad_bench.nn.encoder import Encoder
+from zepad_bench.params import build
 from zepad_bench.registry import Registry, load_registry
 from zepad_bench.seeding import seed_everything
-from zepad_bench.suite import construct
 
 SIZE = 16
 EPS = 8 / 255
@@ -324,15 +324,16 @@ def check_plugin(
 ) -> Report:
     """Run the contract's checks for plugin ``name`` of ``kind`` (attacks, defenses or backbones).
 
-    Bad ``params`` raise ``TypeError``/``ValueError`` (from the plugin's declaration or constructor)
-    before any check: they are the caller's mistake, not the plugin's.
+    Bad ``params`` raise ``TypeError``/``ValueError`` (the plugin's options, as one
+    :class:`~zepad_bench.params.ParamError` line, or its constructor) before any check: they are the
+    caller's mistake, not the plugin's.
     """
     registry = registry or load_registry()
     with plugin_backbones(registry.backbones):
         if kind == "backbones":
             return check_backbone(name, params or None)
         cls = registry.get(kind, name)
-        construct(cls, kind, dict(params or {}), EPS)
+        build(cls, dict(params or {}), *((EPS,) if kind == "attacks" else ()))
         if kind == "attacks":
             return check_attack(cls, params)
         if kind == "defenses":
