@@ -6,7 +6,7 @@ from rich.progress import Progress
 
 from zepad_bench import load_registry
 from zepad_bench.context import RunContext
-from zepad_bench.progress import StageEstimates, StageProgress
+from zepad_bench.progress import StageEstimates, StageProgress, task_log
 from zepad_bench.runner import Runner
 from zepad_bench.suite import load_suite
 
@@ -26,7 +26,7 @@ def test_the_bar_counts_every_stage_of_the_run_and_what_was_cached(smoke_suite, 
     assert kinds.count("dataset") == 4 and kinds.count("task") == 4 and len(kinds) == 14
     assert plan.cached == set() and plan.completed() == 0
     assert plan.eta() == (0.0, 14)  # an empty log: nothing was ever timed
-    runner.on_stage = plan.event
+    runner.stages.on_stage = plan.event
     for cell in cells:
         runner.run_cell(cell)
     assert plan.completed() == 14 and plan.running == []
@@ -42,10 +42,10 @@ def test_the_bar_counts_every_stage_of_the_run_and_what_was_cached(smoke_suite, 
     assert len(plan.stages) == 14 and plan.cached == set()
     log = {
         (r["stage"], r["label"].replace("seed 0", "seed 1").replace("seed=0", "seed=1")): r["seconds"]
-        for r in again.store.stage_runs()
+        for r in [*again.store.stage_runs(), *task_log(again.store)]
     }
     same = [s for s in plan.stages.values() if (s.kind, s.label) in log]
-    assert {s.kind for s in same} >= {"dataset", "encoder", "attack", "task"}
+    assert {s.kind for s in same} >= {"dataset", "encoder", "attack", "adversarial", "task"}
     assert all(plan.estimates(s) == log[(s.kind, s.label)] for s in same)
     left, untimed = plan.eta()
     assert untimed == 0 and abs(left - sum(plan.estimates(s) for s in plan.stages.values())) < 1e-9

@@ -17,9 +17,11 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import OUTSIDE, SMOKE_SUITE
+from conftest import OUTSIDE, SMOKE_SUITE, cell_stages
 from submitit.core.utils import pickle_load
 
+from zepad_bench.loading import load_with_axes
+from zepad_bench.runner import Runner
 from zepad_bench.store import ResultStore
 
 pytestmark = pytest.mark.slurm
@@ -145,9 +147,18 @@ def test_a_slurm_run_equals_the_local_run_costs_included(cluster, suite):
         line for line in slurm_md if not stamped.match(line)
     ]
     stores = {name: ResultStore(suite.parent / name) for name in ("local", "slurm")}
-    # every stage computed exactly once, in jobs; the same stages as the local run's
+    # every stage computed exactly once, in jobs: every stage the cells read; the same as the local run's
     log = stores["slurm"].stage_runs("smoke")
     assert max(Counter((r["stage"], r["key"]) for r in log).values()) == 1
+    loaded = load_with_axes(str(suite), {"attacks": "sign", "tasks": "cls"})
+    runner = Runner(loaded, loaded.registry, suite.parent / "slurm", device="cpu")
+    cells = {runner.cell_key(c): c for c in loaded.cells()}
+    reads = {
+        (s.kind, s.key)
+        for r in stores["slurm"].rows("smoke")
+        for s in cell_stages(runner, cells[r["key"]], r)
+    }
+    assert {(r["stage"], r["key"]) for r in log} == reads
     assert Counter(r["stage"] for r in log) == Counter(
         r["stage"] for r in stores["local"].stage_runs("smoke")
     )
@@ -198,9 +209,11 @@ def finish(run: subprocess.Popen, seconds: float) -> str:
         raise
 
 
-def _wait_for(path: Path, seconds: float) -> str:
+def _wait_for(path: Path, seconds: float, run: subprocess.Popen) -> str:
+    """The Slurm job id the slow attack's fit wrote to ``path`` once it started."""
     deadline = time.monotonic() + seconds
     while not (path.exists() and path.read_text()):
+        assert run.poll() is None, f"the run ended before {path} appeared: {run.communicate()[1][-3000:]}"
         assert time.monotonic() < deadline, f"{path} did not appear within {seconds}s"
         time.sleep(0.5)
     return path.read_text()
@@ -210,7 +223,7 @@ def test_a_cancelled_job_is_one_line_a_board_for_the_rest_and_a_rerun_completes_
     marker = suite.parent / "marker"
     env = {"ZB_SLOW_MARKER": str(marker), "ZB_SLOW_SECONDS": "300"}
     run = zepad_bench(suite, "wd", "--attacks", "sign,slow", "--tasks", "cls", *SLURM, env=env, wait=False)
-    job = _wait_for(marker.with_suffix(".slow"), 180)
+    job = _wait_for(marker.with_suffix(".slow"), 180, run)
     subprocess.run(["scancel", job], check=True, timeout=30)
     err = finish(run, 300)
     print(err)
@@ -262,8 +275,8 @@ def test_without_accounting_a_cancelled_job_ends_the_run_and_cancel_stops_the_ot
             "cancel",
         )
         run = zepad_bench(suite, "wd", *options, *SLURM, env=env, wait=False)
-        job = _wait_for(marker.with_suffix(".slow"), 180)
-        other = _wait_for(marker.with_suffix(".slow2"), 180)
+        job = _wait_for(marker.with_suffix(".slow"), 180, run)
+        other = _wait_for(marker.with_suffix(".slow2"), 180, run)
         subprocess.run(["scancel", job], check=True, timeout=30)
         cancelled = time.monotonic()
         err = finish(run, 120)

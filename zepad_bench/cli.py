@@ -351,22 +351,36 @@ KINDS = ("attacks", "defenses", "encoders", "datasets", "tasks")
 
 @cli.command("list")
 @click.argument("kind", required=False, type=click.Choice(KINDS))
-@click.option("--params", "with_params", is_flag=True, help="Also show each plugin's declared parameters.")
-def list_plugins(kind, with_params):
-    """Show registered plugins (KIND: attacks, defenses, encoders, datasets, tasks) with their provider."""
-    from zepad_bench.listing import plugin_manifest
+@click.option("--params", "with_params", is_flag=True, help="Also show each plugin's parameters.")
+@click.option(
+    "--markdown",
+    is_flag=True,
+    help="Print the parameter reference as markdown (docs/parameters.md: run with ZEPAD_BENCH_PLUGINS= "
+    "for the built-ins alone).",
+)
+def list_plugins(kind, with_params, markdown):
+    """Show registered plugins (KIND: attacks, defenses, encoders, datasets, tasks) with their provider.
+
+    Each plugin's line is its description (a `description` class attribute, else its docstring's first
+    sentence); --params adds every parameter: type, allowed values or range, default and help.
+    """
+    from zepad_bench.listing import parameter_reference, plugin_manifest
+    from zepad_bench.params import describe_line
 
     manifest = plugin_manifest()
     _warn_broken(manifest.get("broken", ()))
-    for k in [kind] if kind else KINDS:
+    kinds = [kind] if kind else list(KINDS)
+    if markdown:
+        click.echo(parameter_reference({k: manifest[k] for k in kinds}), nl=False)
+        return
+    for k in kinds:
         click.echo(f"{k}:")
         for name, entry in manifest[k].items():
-            doc = entry["doc"].splitlines()[0] if entry["doc"] else ""
-            click.echo(f"  {name:<16} {entry['provider']:<24} {doc}")
+            click.echo(f"  {name:<16} {entry['provider']:<24} {entry['description']}")
             if entry["methods"]:
                 click.echo(f"  {'':<16} methods: {', '.join(entry['methods'])}")
-            for line in entry["params"] if with_params else ():
-                click.echo(f"  {'':<16}   {line}")
+            for param in entry["params"] if with_params else ():
+                click.echo(f"  {'':<16}   {describe_line(param)}")
 
 
 @cli.command()
@@ -374,20 +388,22 @@ def list_plugins(kind, with_params):
 def show(plugin):
     """Describe PLUGIN (a name, or KIND:NAME when two kinds share it): provider, doc and parameters."""
     from zepad_bench.listing import plugin_manifest
+    from zepad_bench.params import describe_line, did_you_mean
 
     manifest = plugin_manifest()
     _warn_broken(manifest.get("broken", ()))
     kind, _, name = plugin.rpartition(":")
     found = [k for k in ([kind] if kind in KINDS else KINDS) if name in manifest[k]]
     if not found:
-        raise UserError(f"no plugin named {name!r}; see `zepad-bench list`")
+        known = sorted({n for k in KINDS for n in manifest[k]})
+        raise UserError(f"no plugin named {name!r}{did_you_mean(name, known)}; see `zepad-bench list`")
     for k in found:
         entry = manifest[k][name]
         click.echo(f"{name} ({k[:-1]}, {entry['provider']})")
-        click.echo("\n".join(f"  {line}" for line in entry["doc"].splitlines()))
+        click.echo("\n".join(f"  {line}".rstrip() for line in entry["doc"].splitlines()))
         click.echo("parameters:" if entry["params"] else "parameters: none")
-        for line in entry["params"]:
-            click.echo(f"  {line}")
+        for param in entry["params"]:
+            click.echo(f"  {describe_line(param)}")
 
 
 @cli.command("check-plugin")
@@ -417,18 +433,25 @@ def check_plugin_command(plugin, params, suite_path):
     """
     import tomllib
 
-    from zepad_bench.nn.backbones import known_archs
+    from zepad_bench.nn.backbones import BUILDERS
     from zepad_bench.suite.plugin_modules import suite_registry
     from zepad_bench.testing import check_plugin
 
     registry = suite_registry(suite_path, _registry()) if suite_path else _registry()
     kind, _, name = plugin.rpartition(":")
     kinds = [kind] if kind else ["attacks", "defenses", "backbones"]
-    found = [k for k in kinds if name in (known_archs() if k == "backbones" else registry.kind(k))]
+    archs = {*BUILDERS, *registry.backbones}
+    found = [k for k in kinds if name in (archs if k == "backbones" else registry.kind(k))]
     if len(found) != 1:
+        from zepad_bench.params import did_you_mean
+
+        known = [n for k in kinds for n in (archs if k == "backbones" else registry.kind(k))]
         what = "no attack, defense or backbone" if not found else f"both {' and '.join(found)} have one"
+        hint = did_you_mean(name, known) if not found else ""
         where = f" (installed or in {suite_path}'s plugins)" if suite_path else ""
-        raise UserError(f"check-plugin {plugin!r}: {what} named {name!r}{where}; see `zepad-bench list`")
+        raise UserError(
+            f"check-plugin {plugin!r}: {what} named {name!r}{where}{hint}; see `zepad-bench list`"
+        )
     values = {}
     for item in params:
         key, sep, text = item.partition("=")

@@ -16,8 +16,6 @@ from zepad_bench.errors import CellFailed, UserError
 if TYPE_CHECKING:
     from zepad_bench.slurm import Resources
 
-SUMMARY_STAGES = ("dataset", "encoder", "attack", "defense", "adversarial", "adaptive", "features", "head")
-
 
 def run_local(
     suite,
@@ -70,7 +68,7 @@ def run_local(
             plan.event(*event)
             progress.update(bar, description=plan.line(), completed=plan.completed())
 
-        runner.on_stage = show
+        runner.stages.on_stage = show
         for cell in pending:
             try:
                 rows.append(runner.run_cell(cell))
@@ -108,7 +106,11 @@ def stage_summary(done: Iterable[tuple[str, str, float | None]]) -> dict[str, di
 
 
 def summary_line(stages: dict[str, dict[str, float]]) -> str:
-    counts = {kind: stages.get(kind, {"computed": 0, "reused": 0}) for kind in SUMMARY_STAGES}
+    """``stages: dataset 2 computed / 0 reused, …`` over every stage kind but the cell's own."""
+    from zepad_bench.stages import STAGE_KINDS
+
+    kinds = [kind for kind in STAGE_KINDS if kind != "task"]
+    counts = {kind: stages.get(kind, {"computed": 0, "reused": 0}) for kind in kinds}
     parts = [f"{kind} {c['computed']} computed / {c['reused']} reused" for kind, c in counts.items()]
     return "stages: " + ", ".join(parts)
 

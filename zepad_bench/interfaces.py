@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from zepad_bench import params as _params
 from zepad_bench.context import RunContext
 
 if TYPE_CHECKING:
@@ -21,37 +22,42 @@ if TYPE_CHECKING:
 
 
 class Plugin:
-    """Common base: ``name`` is the key in suites; ``__init__`` takes the suite's params.
+    """Common base: ``name`` is the key in suites; the suite table's params are its :class:`Options`.
 
-    ``__init__`` must be cheap (no tensors, no I/O): the suite validator instantiates every
-    plugin to check its params before any work starts; raise ``ValueError`` for a bad value.
-    The runner sets ``self.ctx`` (device, seed, progress) before the plugin does work.
+    Construction validates the params against ``Options`` (one :class:`~zepad_bench.params.ParamError`
+    line naming the rule broken), then hands them to the plugin as ``self.options`` (frozen) and as
+    attributes of the same names. Construction must be cheap (no tensors, no I/O): the suite
+    validator constructs every plugin before any work starts. The runner sets ``self.ctx`` (device,
+    seed, progress) before the plugin does work.
     """
 
+    class Options(_params.Options):
+        """A plugin's parameters: subclass it in the plugin class (``class Options(Attack.Options)``)."""
+
     name: ClassVar[str]
+    description: ClassVar[str | None] = None
+    """One line for ``zepad-bench list`` (read from the class itself); default: the docstring's first
+    sentence, markup removed."""
+    options: Options
     ctx: RunContext
+    runner_args: ClassVar[tuple[str, ...]] = ()
+    """Constructor arguments the runner passes positionally, not suite parameters (an attack's ``eps``)."""
     path_params: ClassVar[tuple[str, ...]] = ()
     """Params that are file or folder paths: a relative path written in a suite resolves against
     the suite file's folder (so a suite runs the same from any working directory)."""
     param_help: ClassVar[dict[str, str]] = {}
-    """One line of help per parameter; names, types and defaults come from ``__init__`` (see
-    :mod:`zepad_bench.params`), allowed values from ``Literal[...]`` annotations or ``param_choices``."""
     param_choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
     extra_params: ClassVar[str | None] = None
-    """What ``**extra`` keyword parameters of ``__init__`` mean; ``None``: unknown names are rejected."""
+    """The old form of declaring parameters (still supported): names, types and defaults in
+    ``__init__``'s signature, one line of help per name in ``param_help``, allowed values in
+    ``Literal[...]`` annotations or ``param_choices``, and what ``**extra`` names mean in
+    ``extra_params`` (see :func:`zepad_bench.params.options_model`)."""
 
     def __init__(self, **params: Any):
-        if params:
-            raise TypeError(f"unexpected parameters: {', '.join(sorted(params))}")
+        self.options = _params.parse(type(self).Options, params)
+        for name in type(self.options).model_fields:
+            setattr(self, name, getattr(self.options, name))
         self.ctx = RunContext()
-
-    def __init_subclass__(cls, **kwargs: Any):
-        """Every plugin's ``__init__`` checks its parameters against the declaration first."""
-        super().__init_subclass__(**kwargs)
-        if "__init__" in vars(cls):
-            from zepad_bench.params import checked_init
-
-            cls.__init__ = checked_init(vars(cls)["__init__"])  # type: ignore[method-assign]
 
     def check(self) -> None:
         """Cheap pre-flight checks run at suite validation (paths exist, …); raise ``UserError``."""
@@ -89,11 +95,14 @@ class Attack(Plugin):
     """Whether ``perturb`` keeps images in [0, 1] (our protocol). The runner checks every attacked
     batch for ``‖x_adv − x‖∞ ≤ eps`` and, when ``clamp`` is true, for values in [0, 1]."""
 
+    runner_args: ClassVar[tuple[str, ...]] = ("eps",)
+
     def __init__(self, eps: float, **params: Any):
         super().__init__(**params)
-        if not 0 < float(eps) <= 1:
-            raise ValueError(f"eps must be in (0, 1] pixel units, got {eps}")
-        self.eps = float(eps)
+        try:
+            self.eps = _params.parse_budget(eps)
+        except ValueError as exc:
+            raise _params.ParamError(f"eps {exc}") from None
         self.encoders: list[Encoder] = []
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
@@ -211,7 +220,7 @@ class TaskData:
         """
         if self.feature_fn is not None:
             return self.feature_fn(branch, which)
-        from zepad_bench.nn.encoder import extract_features
+        from zepad_bench.nn.batched import extract_features
 
         images = {"train": self.train.images, "test": self.test.images, "test_adv": self.test_adv}[which]
         encoder = model.branches[branch].encoder

@@ -49,10 +49,28 @@ class StageEstimates:
         return None
 
 
+def task_log(store) -> list[dict[str, Any]]:
+    """Each stored cell as a logged task stage: what its task took (``timings["task"]``), under the label
+    and plugin its task stage has."""
+    from zepad_bench.suite import Cell
+
+    return [
+        {
+            "stage": "task",
+            "key": r["key"],
+            "label": Cell(**{f: r[f] for f in Cell.__dataclass_fields__}).label(),
+            "plugin": r["config"].get("task_plugin"),
+            "seconds": r["timings"]["task"],
+        }
+        for r in store.rows()
+        if r["status"] == "ok" and "task" in r["timings"]
+    ]
+
+
 def _plugin(stage: Stage) -> str | None:
     """The plugin whose cost a stage follows: its own, or an attacked-images stage's attack's."""
-    if stage.plugin is None and stage.kind == "adversarial":
-        return stage.inputs[0].plugin
+    if stage.plugin is None:
+        return next((s.plugin for s in stage.inputs if s.kind == "attack"), None)
     return stage.plugin
 
 
@@ -76,7 +94,7 @@ class StageProgress:
             for s in stages
             if s.kind != "task" and runner.cache.has(s.kind, s.key) and not runner.force.hits(s)
         }
-        return cls(stages, cached, StageEstimates(runner.store.stage_runs()))
+        return cls(stages, cached, StageEstimates([*runner.store.stage_runs(), *task_log(runner.store)]))
 
     def event(self, event: str, kind: str, key: str, label: str) -> None:
         """The runner's hook: a stage starts, was computed or was found cached."""

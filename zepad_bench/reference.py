@@ -24,15 +24,15 @@ ResNet18) are listed under the table when the suite differs. Ours is the mean ov
 from __future__ import annotations
 
 import functools
-import inspect
 import json
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zepad_bench.nn.encoder_choices import SSL_METHODS as METHODS
+from zepad_bench.params import resolved
 from zepad_bench.suite import Suite, parse_eps
-from zepad_bench.zoo import SSL_METHODS as METHODS
 
 TABLES_PATH = Path(__file__).parent / "reference" / "paper_tables.json"
 MATCH_KEYS = ("victim", "auxiliary", "pretrain", "tuning", "downstream", "scenario", "attack", "task")
@@ -120,13 +120,9 @@ def encoder_pretraining(suite: Suite, encoder_id: str) -> str | None:
 def defense_params(suite: Suite, defense_id: str, victim: str) -> dict[str, Any]:
     """The suite's defense params over the plugin's defaults (ZePAD ``num_auxiliaries`` resolved)."""
     spec = suite.spec("defenses", defense_id)
-    params: dict[str, Any] = {}
+    params = dict(spec.params)
     if suite.registry is not None and spec.plugin in suite.registry.kind("defenses"):
-        signature = inspect.signature(suite.registry.get("defenses", spec.plugin).__init__)
-        params = {
-            n: p.default for n, p in signature.parameters.items() if p.default is not inspect.Parameter.empty
-        }
-    params.update(spec.params)
+        params = resolved(suite.registry.get("defenses", spec.plugin), spec.params)
     if "num_auxiliaries" in params and params["num_auxiliaries"] is None:
         params["num_auxiliaries"] = len(suite.auxiliaries(victim))
     return params

@@ -167,7 +167,8 @@ def job_body(
     import torch
 
     from zepad_bench.loading import load_with_axes
-    from zepad_bench.runner import Runner, _one_line
+    from zepad_bench.runner import Runner
+    from zepad_bench.stage_cache import one_line
 
     started = time.time()
     if os.environ.get("SLURM_CPUS_PER_TASK"):
@@ -185,7 +186,7 @@ def job_body(
                 make[phase](cells[item])
         except Exception as exc:
             traceback.print_exc()
-            reason = " ".join(str(exc).split()) if isinstance(exc, CellFailed) else _one_line(exc)
+            reason = " ".join(str(exc).split()) if isinstance(exc, CellFailed) else one_line(exc)
             failed.append((position, reason, getattr(exc, "stage", None)))
     return {
         "failed": failed,

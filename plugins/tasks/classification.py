@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
+from pydantic import Field
 
 from zepad_bench import DefendedModel, Metric, Task, TaskData
 from zepad_bench.interfaces import CORE_METRICS
@@ -96,13 +99,15 @@ class Classification(Task):
 
     name = "classification"
 
-    def __init__(self, epochs: int = 20, lr: float = 5e-3, batch_size: int = 256, head: str = "auto"):
-        super().__init__()
-        if epochs < 1 or lr <= 0 or batch_size < 1:
-            raise ValueError("epochs, lr and batch_size must be positive")
-        if head not in ("auto", "retrained"):
-            raise ValueError(f"head must be 'auto' or 'retrained', got {head!r}")
-        self.epochs, self.lr, self.batch_size, self.head = epochs, lr, batch_size, head
+    class Options(Task.Options):
+        epochs: int = Field(20, ge=1, description="training epochs of each branch's MLP head")
+        lr: float = Field(5e-3, gt=0, description="learning rate of the heads")
+        batch_size: int = Field(256, ge=1, description="batch size of the heads' training")
+        head: Literal["auto", "retrained"] = Field(
+            "auto",
+            description='"auto": a branch head tuned with its encoder on this dataset is used as is; '
+            '"retrained": always a new head on the frozen encoder',
+        )
 
     def metrics(self) -> list[Metric]:
         return [*CORE_METRICS, *CLASSIFICATION_METRICS]

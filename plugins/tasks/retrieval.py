@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
 from torch import Tensor
 
 from zepad_bench import DefendedModel, Metric, Task, TaskData
@@ -44,15 +47,12 @@ class Retrieval(Task):
 
     name = "retrieval"
 
-    def __init__(self, k: int = 10, main: str = "knn", chunk: int = 256):
-        super().__init__()
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        if main not in MAIN:
-            raise ValueError(f"main must be one of {', '.join(MAIN)}, got {main!r}")
-        if chunk < 1:
-            raise ValueError(f"chunk must be positive, got {chunk}")
-        self.k, self.main, self.chunk = k, main, chunk
+    class Options(Task.Options):
+        k: int = Field(10, ge=1, description="neighbours retrieved per query")
+        main: Literal[MAIN] = Field(
+            "knn", description="the variant reported as BA/RA: k-NN vote accuracy, hit@k or precision@k"
+        )
+        chunk: int = Field(256, ge=1, description="queries ranked per similarity block (memory only)")
 
     def metrics(self) -> list[Metric]:
         k, main = self.k, f"{self.main}@{self.k}"

@@ -5,14 +5,13 @@ Each check raises a :class:`SuiteError` naming the file, the key and what was ex
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from zepad_bench.errors import SuiteError, UserError
 from zepad_bench.interfaces import SCENARIOS
+from zepad_bench.params import parse_budget
 from zepad_bench.registry import Registry
 from zepad_bench.suite.grid import GRID_AXES, TUNE_ON_TASK
 from zepad_bench.suite.model import PluginSpec
@@ -53,21 +52,8 @@ Tables = dict[str, dict[str, PluginSpec]]
 
 
 def parse_eps(value: Any) -> float:
-    """``"10/255"`` → 10/255; a number in (0, 1] → itself. Raises ``ValueError`` otherwise."""
-    if isinstance(value, bool):
-        raise ValueError('a number or a fraction string like "10/255"')
-    if isinstance(value, (int, float)):
-        eps = float(value)
-    elif isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*(/\s*\d+(\.\d+)?\s*)?", value):
-        try:
-            eps = float(Fraction(value.replace(" ", "")))
-        except ZeroDivisionError:
-            raise ValueError("a fraction with a non-zero denominator") from None
-    else:
-        raise ValueError(f'a number or a fraction string like "10/255", got {value!r}')
-    if not 0 < eps <= 1:
-        raise ValueError(f"a budget in (0, 1] pixel units, got {value!r}")
-    return eps
+    """``"10/255"`` → 10/255; a number in (0, 1] → itself. Raises ``ValueError`` naming the rule broken."""
+    return parse_budget(value)
 
 
 def expect(path: Path, key: str, value: Any, types: type | tuple[type, ...], what: str) -> Any:
@@ -90,7 +76,7 @@ def _budget(path: Path, key: str, value: Any) -> float:
     try:
         return parse_eps(value)
     except ValueError as exc:
-        raise SuiteError(path, key, f"expected {exc}") from None
+        raise SuiteError(path, key, str(exc)) from None
 
 
 @dataclass(frozen=True)
