@@ -7,7 +7,7 @@ from click.testing import CliRunner
 
 from zepad_bench.cli import cli
 from zepad_bench.errors import UserError
-from zepad_bench.slurm import Resources, cli_resources, phase_resources, suite_resources
+from zepad_bench.slurm_resources import Resources, cli_resources, phase_resources, suite_resources
 
 
 def test_options_override_the_suite_and_a_phase_overrides_every_phase():

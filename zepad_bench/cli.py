@@ -207,7 +207,7 @@ def run(
     ForceSpec.parse(force).check_known(suite.registry)
     partial = suite.grid != full.grid
     if executor == "slurm":
-        from zepad_bench.slurm import cli_resources, phase_resources, suite_resources
+        from zepad_bench.slurm_resources import cli_resources, phase_resources, suite_resources
 
         resources = phase_resources(
             suite_resources(suite.raw.get("slurm", {}), "slurm"),

@@ -14,7 +14,7 @@ import click
 from zepad_bench.errors import CellFailed, UserError
 
 if TYPE_CHECKING:
-    from zepad_bench.slurm import Resources
+    from zepad_bench.slurm_resources import Resources
 
 
 def run_local(

@@ -103,7 +103,7 @@ def read_head(path: Path, raw: dict[str, Any]) -> Head:
         if section not in SECTIONS:
             raise SuiteError(path, section, f"unknown section; expected one of {', '.join(SECTIONS)}")
     if "slurm" in raw:  # Slurm resources per phase (the Slurm executor reads them; checked here, up front)
-        from zepad_bench.slurm import suite_resources
+        from zepad_bench.slurm_resources import suite_resources
 
         try:
             suite_resources(expect(path, "slurm", raw["slurm"], dict, "a [slurm] table"), "slurm")
