@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import OUTSIDE, SMOKE_SUITE
 
+from zepad_bench.budget import check_budget
 from zepad_bench.errors import CellFailed
-from zepad_bench.runner import check_budget
 from zepad_bench_plugins.attacks.random_noise import RandomNoise
 
 CHEATS = '''

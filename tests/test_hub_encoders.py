@@ -143,9 +143,9 @@ def test_a_hub_victim_runs_a_cell_within_the_pixel_budget_and_caches(tmp_path):
     (cell,) = suite.cells()
     row = runner.run_cell(cell)
     assert row["metrics"]
-    attack, attack_key = runner.attack(cell)  # crafted on the ViT and the CLIP tower (white-box)
-    test, test_key = runner.dataset("stripes", "test", 0)
-    adv = runner.adversarial(attack, attack_key, test, test_key, cell.seed)
+    attack, _ = runner.attack(cell)  # crafted on the ViT and the CLIP tower (white-box)
+    test, _ = runner.dataset("stripes", "test", 0)
+    adv = runner.adversarial(cell, attack, test)
     delta = adv - test.images.float() / 255
     assert delta.abs().max() <= cell.eps + 1e-6 and delta.abs().max() > cell.eps / 2  # pixel units
     again = Runner(suite, suite.registry, tmp_path / "w", device="cpu")

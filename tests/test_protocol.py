@@ -17,10 +17,10 @@ from zepad_bench.errors import SuiteError
 from zepad_bench.nn.adversarial_tuning import EncoderWithHead, adversarial_finetune
 from zepad_bench.nn.backbones import build_backbone
 from zepad_bench.nn.encoder import Encoder
+from zepad_bench.nn.encoder_choices import normalisation
 from zepad_bench.nn.heads import MLPHead
 from zepad_bench.nn.pgd import pgd
 from zepad_bench.suite import load_suite
-from zepad_bench.zoo import normalisation
 from zepad_bench_plugins.defenses.adversarial_training import PGDAT
 from zepad_bench_plugins.defenses.distribution_loss import distribution_loss
 from zepad_bench_plugins.defenses.gen_af import GenAF, least_critical

@@ -361,14 +361,15 @@ def check_plugin_command(plugin, params, suite_path):
     """
     import tomllib
 
-    from zepad_bench.nn.backbones import known_archs
+    from zepad_bench.nn.backbones import BUILDERS
     from zepad_bench.suite.plugin_modules import suite_registry
     from zepad_bench.testing import check_plugin
 
     registry = suite_registry(suite_path, _registry()) if suite_path else _registry()
     kind, _, name = plugin.rpartition(":")
     kinds = [kind] if kind else ["attacks", "defenses", "backbones"]
-    found = [k for k in kinds if name in (known_archs() if k == "backbones" else registry.kind(k))]
+    archs = {*BUILDERS, *registry.backbones}
+    found = [k for k in kinds if name in (archs if k == "backbones" else registry.kind(k))]
     if len(found) != 1:
         what = "no attack, defense or backbone" if not found else f"both {' and '.join(found)} have one"
         where = f" (installed or in {suite_path}'s plugins)" if suite_path else ""

@@ -32,6 +32,7 @@ def run_local(
 
     from zepad_bench.machine import machine_info, now
     from zepad_bench.runner import Runner
+    from zepad_bench.stages import STAGE_KINDS
 
     console = Console(stderr=True, quiet=quiet, log_path=False)
     progress = Progress(
@@ -92,7 +93,8 @@ def run_local(
     )
     summary = ", ".join(
         f"{stage} {runner.computed[stage]} computed / {runner.reused[stage]} reused"
-        for stage in ("dataset", "encoder", "attack", "defense", "adversarial", "features", "head")
+        for stage in STAGE_KINDS
+        if stage != "task"
     )
     console.print(f"stages: {summary}")
     return rows, failed

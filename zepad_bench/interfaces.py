@@ -211,7 +211,7 @@ class TaskData:
         """
         if self.feature_fn is not None:
             return self.feature_fn(branch, which)
-        from zepad_bench.nn.encoder import extract_features
+        from zepad_bench.nn.batched import extract_features
 
         images = {"train": self.train.images, "test": self.test.images, "test_adv": self.test_adv}[which]
         encoder = model.branches[branch].encoder

@@ -1,4 +1,5 @@
-"""Where and when a run happens: the machine description and timestamps stored with every result."""
+"""Where and when a run happens: the device it uses, the machine description and timestamps stored with
+every result."""
 
 from __future__ import annotations
 
@@ -6,6 +7,19 @@ import datetime as dt
 import os
 import platform
 from typing import Any
+
+from zepad_bench.errors import UserError
+
+
+def resolve_device(device: str) -> str:
+    """``auto`` → ``cuda`` when available, else ``cpu``; CUDA asked of a machine without it is an error."""
+    import torch
+
+    if device == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise UserError(f"device {device!r} requested but CUDA is not available on this machine")
+    return device
 
 
 def now(timespec: str = "seconds") -> str:

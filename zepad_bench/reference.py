@@ -31,8 +31,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from zepad_bench.nn.encoder_choices import SSL_METHODS as METHODS
 from zepad_bench.suite import Suite, parse_eps
-from zepad_bench.zoo import SSL_METHODS as METHODS
 
 TABLES_PATH = Path(__file__).parent / "reference" / "paper_tables.json"
 MATCH_KEYS = ("victim", "auxiliary", "pretrain", "tuning", "downstream", "scenario", "attack", "task")

@@ -13,7 +13,7 @@ from torch import Tensor, nn
 from zepad_bench.interfaces import Attack
 from zepad_bench.nn.pgd import project
 from zepad_bench.pipeline import EOT
-from zepad_bench_plugins.attacks.art_adapter import seeded_global_rng
+from zepad_bench.seeding import seeded_global_rng
 from zepad_bench_plugins.attacks.common import check_int
 
 MEMBERS = ("pgd", "apgd-ce", "apgd-dlr", "square")

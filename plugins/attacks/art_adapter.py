@@ -5,8 +5,8 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
+from collections.abc import Iterable
+from contextlib import nullcontext
 from typing import Any
 
 import numpy as np
@@ -17,6 +17,7 @@ from zepad_bench.errors import UserError
 from zepad_bench.interfaces import Attack
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.pgd import project
+from zepad_bench.seeding import seeded_global_rng
 from zepad_bench_plugins.attacks.common import (
     PseudoLabelProbe,
     apply_delta,
@@ -28,19 +29,6 @@ from zepad_bench_plugins.attacks.common import (
 
 UNIVERSAL = ("UniversalPerturbation",)
 """ART attacks fitted once on the attacker images (their ``noise`` is the universal δ)."""
-
-
-@contextmanager
-def seeded_global_rng(seed: int) -> Iterator[None]:
-    """ART draws from NumPy's and torch's global RNGs (CUDA's too): seed them for the block, then restore."""
-    np_state = np.random.get_state()
-    np.random.seed(seed % 2**32)
-    try:
-        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
-            torch.manual_seed(seed)
-            yield
-    finally:
-        np.random.set_state(np_state)
 
 
 class ARTAttack(Attack):

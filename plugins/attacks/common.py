@@ -15,7 +15,7 @@ from torch import Tensor, nn
 from zepad_bench.errors import UserError
 from zepad_bench.interfaces import Attack
 from zepad_bench.nn.adversarial_tuning import eval_mode
-from zepad_bench.nn.encoder import extract_features
+from zepad_bench.nn.batched import extract_features
 
 # ---------------------------------------------------------------- parameter validation
 

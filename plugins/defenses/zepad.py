@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Sequence
 from functools import partial
 from typing import Any
 
@@ -35,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from zepad_bench import Attack, Branch, DefendedModel, Defense, load_registry
+from zepad_bench import Attack, Branch, DefendedModel, Defense
 from zepad_bench.data.images import LabeledImages, UnlabeledBatches
 from zepad_bench.data.splits import stratified_split
 from zepad_bench.errors import UserError
@@ -142,7 +141,6 @@ class ZePAD(Defense):
         random_start: bool = False,
         generator: str = "advencoder",
         generator_params: dict[str, Any] | None = None,
-        generator_plugins: Sequence[str] = (),
         epochs: int = 20,
         batch_size: int = 256,
         encoder_lr: float = 1e-4,
@@ -210,7 +208,6 @@ class ZePAD(Defense):
         self.adversary, self.eps, self.step_size = adversary, float(eps), float(step_size)
         self.steps, self.random_start = int(steps), bool(random_start)
         self.generator, self.generator_params = generator, dict(generator_params or {})
-        self.generator_plugins = list(generator_plugins)
         self.config = TuningConfig(
             epochs=epochs,
             batch_size=batch_size,
@@ -273,13 +270,11 @@ class ZePAD(Defense):
         """The generator attack's class (Algorithm 1): its code is part of the tuning's cache key."""
         if self.adversary != "generator":
             return []
-        return [load_registry(self.generator_plugins).get("attacks", self.generator)]
+        return [self.ctx.plugin("attacks", self.generator)]
 
     def _fit_generator(self, victim: Encoder, data: LabeledImages) -> Attack:
         """Algorithm 1's generator G: a downstream-agnostic attack fitted on the clean victim and D_f."""
-        attack = load_registry(self.generator_plugins).get("attacks", self.generator)(
-            eps=self.eps, **self.generator_params
-        )
+        attack = self.ctx.plugin("attacks", self.generator)(eps=self.eps, **self.generator_params)
         attack.ctx = dataclasses.replace(self.ctx, records={}, on_record=None)
         torch.manual_seed(self._seed(0))
         images = UnlabeledBatches(data.images, self.config.batch_size, self._seed(0), self.ctx.device)

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 from zepad_bench import EncoderSource
 from zepad_bench.errors import MissingData
-from zepad_bench.zoo import NORMALISATIONS, normalisation
+from zepad_bench.nn.encoder_choices import NORMALISATIONS, normalisation
 
 if TYPE_CHECKING:
     from zepad_bench.data.images import LabeledImages

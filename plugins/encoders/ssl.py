@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 
 from zepad_bench import EncoderSource
 from zepad_bench.errors import UserError
-from zepad_bench.zoo import NORMALISATIONS, SSL_METHODS, normalisation
+from zepad_bench.nn.encoder_choices import NORMALISATIONS, SSL_METHODS, normalisation
 
 if TYPE_CHECKING:
     from zepad_bench.data.images import LabeledImages

@@ -34,8 +34,11 @@ def instantiate(suite: Suite, registry: Registry, section: str, id_: str, eps: f
     spec = suite.spec(section, id_)
     cls = registry.get(KIND_OF[section], spec.plugin)
     key = f"{section}.{id_}"
+    from zepad_bench.nn.backbones import plugin_backbones
+
     try:
-        return construct(cls, KIND_OF[section], spec.params, eps)
+        with plugin_backbones(registry.backbones):  # the registry's architectures (e.g. an `arch` checked)
+            return construct(cls, KIND_OF[section], spec.params, eps)
     except (TypeError, ValueError) as exc:
         raise SuiteError(suite.path, key, f"bad parameters for plugin {spec.plugin!r}: {exc}") from None
     except Missing:
