@@ -34,7 +34,7 @@ OUT_OPTION = click.option(
     "out_dir",
     default=None,
     type=click.Path(file_okay=False),
-    help="Folder for the board (<suite>.md, .csv, .json and figures); default: WORKDIR/leaderboard. "
+    help="Folder for the board (<suite>.md, .csv, .json, .html and figures); default: WORKDIR/leaderboard. "
     "`--out leaderboard` in a clone of the project publishes into its tracked boards.",
 )
 
@@ -149,8 +149,8 @@ def run(
     as failed with its reason and runs again next time.
 
     \b
-    The board (<suite>.md with its .csv, .json data and figures) goes to WORKDIR/leaderboard unless
-    --out says otherwise; the terminal gets its summary and the board's path.
+    The board (<suite>.md with its .csv, .json data, .html page and figures) goes to
+    WORKDIR/leaderboard unless --out says otherwise; the terminal gets its summary and the board's path.
     """
     started = time.perf_counter()  # the run's logged wall time includes loading the suite
     from zepad_bench.download import fetch_all
