@@ -34,7 +34,7 @@ OUT_OPTION = click.option(
     "out_dir",
     default=None,
     type=click.Path(file_okay=False),
-    help="Folder for the board (<suite>.md, .csv, .json and figures); default: WORKDIR/leaderboard. "
+    help="Folder for the board (<suite>.md, .csv, .json, .html and figures); default: WORKDIR/leaderboard. "
     "`--out leaderboard` in a clone of the project publishes into its tracked boards.",
 )
 
@@ -187,8 +187,8 @@ def run(
     as failed with its reason and runs again next time.
 
     \b
-    The board (<suite>.md with its .csv, .json data and figures) goes to WORKDIR/leaderboard unless
-    --out says otherwise; the terminal gets its summary and the board's path.
+    The board (<suite>.md with its .csv, .json data, .html page and figures) goes to
+    WORKDIR/leaderboard unless --out says otherwise; the terminal gets its summary and the board's path.
 
     \b
     Slurm resources per job, for every phase or one (encoder, attack, defense, cell), e.g.

@@ -25,6 +25,11 @@ from zepad_bench.reports.tables import Entry, Table, attacked_tables, clean_tabl
 from zepad_bench.statistics import Stat, mark_best
 
 CORE = {m.name for m in CORE_METRICS}
+SUMMARY_INTRO = (
+    "Per defense: clean accuracy and the worst robust accuracy of each threat model at each budget ε "
+    "(worst over that model's attacks, per seed, then mean ± std; never mixed across budgets). "
+    "Which defense holds up best:"
+)
 MEMBER = "RA_after:"
 """Robust accuracy after each member of an adaptive ensemble (``RA_after:<member>``, cumulative)."""
 
@@ -199,7 +204,7 @@ def curve_section(frame: pd.DataFrame) -> list[str]:
         "## Robust accuracy against ε (adaptive scenario)",
         "",
         "RA AUC: the area under RA(ε) divided by the ε range (the mean RA over it), per seed, then "
-        "mean ± std; the figure beside this board plots the curves.",
+        "mean ± std; the RA-vs-ε figure plots the curves.",
         "",
         table.to_markdown(index=False, disable_numparse=True),
         "",
@@ -283,14 +288,7 @@ def render(board: Board) -> str:
     frame = results_frame(board.rows, board.pending)
     found = flags(frame[frame["status"] == "ok"])
     lines = [f"# Leaderboard: {board.name}", ""] + ([board.description, ""] if board.description else [])
-    lines += [
-        "## Summary",
-        "",
-        "Per defense: clean accuracy and the worst robust accuracy of each threat model at each budget ε "
-        "(worst over that model's attacks, per seed, then mean ± std; never mixed across budgets). "
-        "Which defense holds up best:",
-        "",
-    ]
+    lines += ["## Summary", "", SUMMARY_INTRO, ""]
     for table in summaries(board, frame, found):
         lines += [f"### {table.task}", "", *holds_up(table), "", table_markdown(table), ""]
     lines += [status_line(board), "", noise_note(frame), ""]

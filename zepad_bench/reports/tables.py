@@ -28,6 +28,8 @@ class Entry:
     pending: int = 0
     outdated: bool = False
     label: str = ""
+    seeds: tuple[int, ...] = ()
+    """The seed of each of ``stat.values``, in their order."""
 
 
 @dataclass
@@ -65,12 +67,14 @@ def entry(cells: pd.DataFrame, metric: str) -> Entry:
     ok = cells[cells["status"] == "ok"]
     values = ok[metric] if metric in ok else pd.Series(dtype=object)
     labels = [str(v) for v in values.dropna() if isinstance(v, str) and v != "n/a"]
+    numbers = numeric(values)
     return Entry(
-        Stat.of(numeric(values)),
+        Stat.of(numbers),
         int((cells["status"] == "failed").sum()),
         int((cells["status"] == "pending").sum()),
         bool(cells["outdated"].any()),
         "/".join(sorted(set(labels))),
+        tuple(int(s) for s in ok["seed"][numbers.notna()]) if metric in ok else (),
     )
 
 
@@ -86,6 +90,7 @@ def worst_entry(cells: pd.DataFrame, metric: str, higher_is_better: bool) -> Ent
         int((cells["status"] == "failed").sum()),
         int((cells["status"] == "pending").sum()),
         bool(cells["outdated"].any()),
+        seeds=tuple(int(s) for s in worst.index[worst.notna()]),
     )
 
 
