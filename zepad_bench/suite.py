@@ -44,7 +44,7 @@ GRID_AXES = {  # axis → (table its values refer to, or None)
     "seeds": None,
 }
 TUNE_ON_TASK = "task"  # `[grid] tuning = "task"`: each cell tunes on its own task's dataset (D_f = D_d)
-FETCHED = ("datasets", "encoders")  # sections whose plugins may fetch() their files (`run --download`)
+FETCHED = ("datasets", "encoders", "defenses")  # sections whose plugins may fetch() files (`run --download`)
 CLI_AXES = ("victims", "scenarios", "attacks", "defenses", "tuning", "tasks")
 
 

@@ -19,8 +19,10 @@ Differences from the authors' code (github.com/Lawliet0o/ZePAD), all deliberate;
   logits). Eq. 8's weights come from probabilities; over logits a branch whose attacked features
   leave the training distribution (logit norm 10× its clean one) outvotes the weights, and the
   fused prediction collapses to that branch's class (docs/fidelity.md, cross-task).
-- The BMP encoder is pretrained here on D_f (the paper); the code used a public SimCLR checkpoint
-  (``bmp="public"`` uses the clean victim instead).
+- ``bmp``: the BMP encoder is pretrained here on D_f's images (``"ssl"``: the paper, §4.1.1 and
+  Alg. 1 line 2); the authors' code loads the public solo-learn SimCLR-CIFAR10 checkpoint
+  (``"checkpoint"``: ``bmp_checkpoint`` is that file, pinned by the encoder manifest's sha256;
+  ``run --download`` fetches it). ``"public"`` uses the clean victim.
 """
 
 from __future__ import annotations
@@ -49,6 +51,7 @@ from zepad_bench.nn.adversarial_tuning import (
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.heads import MLPHead
 from zepad_bench.nn.pgd import pgd
+from zepad_bench.paper_encoders import paper_encoder
 
 from .distribution_loss import distribution_loss
 from .protocol import iterate_ce, pgd_input_mode, resolve_protocol
@@ -59,11 +62,24 @@ CHOICES = {
     "lf_on": ("logits", "features"),
     "adversary": ("pgd", "generator"),
     "selection": ("last", "val"),
-    "bmp": ("ssl", "public"),
+    "bmp": ("ssl", "public", "checkpoint"),
     "ensemble": ("rfdm", "average", "entropy"),
     "fuse_on": ("logits", "probabilities"),
     "mpae_confidence": ("max", "mean"),
 }
+
+
+AUTHORS_BMP = "simclr-cifar10"
+"""The authors' BMP-Branch: this entry of the paper's encoder manifest (``reference/paper_encoders.json``)."""
+
+
+def _manifest_source(id_: str) -> dict[str, Any]:
+    """``solo-learn`` encoder-source params of a manifest entry: its id, arch, normalisation and sha256."""
+    entry = paper_encoder(id_)
+    return {"paper": id_, **{k: entry[k] for k in ("arch", "normalisation", "sha256")}}
+
+
+AUTHORS_BMP_SOURCE = _manifest_source(AUTHORS_BMP)
 
 
 def rfdm_weights(probabilities: list[Tensor]) -> Tensor:
@@ -112,9 +128,12 @@ class ZePAD(Defense):
     ``num_auxiliaries`` (default: all given; 0 = Table 5's "no MPAD branch"); ``use_mpae_victim``;
     ``use_bmp``; ``lambda_f=0`` drops L_f.
 
-    The BMP encoder is pretrained with ``bmp_method`` (SimCLR) for ``bmp_epochs`` on D_f's images
-    (labels are never passed); the paper gives no epochs (the authors used a public solo-learn
-    checkpoint of 1000 epochs), so 100 is our default, and CPU suites write a few.
+    BMP-Branch (``bmp``): ``"ssl"`` pretrains an encoder with ``bmp_method`` (SimCLR) for
+    ``bmp_epochs`` on D_f's images (labels are never passed; the paper gives no epochs, so 100 is our
+    default and CPU suites write a few); ``"checkpoint"`` loads the solo-learn file
+    ``bmp_checkpoint`` through the ``solo-learn`` encoder source with ``bmp_checkpoint_params``
+    (default: the manifest's ``simclr-cifar10``, the authors' BMP, pinned by its sha256 —
+    ``run --download`` fetches it into ``bmp_checkpoint``); ``"public"`` is the clean victim.
     """
 
     name = "zepad"
@@ -124,10 +143,26 @@ class ZePAD(Defense):
             "pgd_ce_term": False,
             "pgd_input": "normalised",
             "fuse_on": "probabilities",
+            "bmp": "ssl",
         },
-        "authors": {"freeze_bn": False, "pgd_ce_term": True, "pgd_input": "raw", "fuse_on": "logits"},
+        "authors": {
+            "freeze_bn": False,
+            "pgd_ce_term": True,
+            "pgd_input": "raw",
+            "fuse_on": "logits",
+            "bmp": "checkpoint",
+        },
     }
     inference_params = ("ensemble", "fuse_on", "detection_threshold", "mpae_confidence")
+    path_params = ("bmp_checkpoint",)
+    param_help = {
+        "bmp": "BMP-Branch: 'ssl' (pretrained on D_f), 'checkpoint' (bmp_checkpoint; the authors'), "
+        "'public' (the clean victim); default: the protocol's",
+        "bmp_checkpoint": "solo-learn file of the BMP encoder when bmp = 'checkpoint' "
+        "(run --download fetches it)",
+        "bmp_checkpoint_params": "solo-learn encoder-source params of that file (arch, normalisation, sha256 "
+        "pin, paper id); default: the manifest's simclr-cifar10",
+    }
 
     def __init__(
         self,
@@ -160,7 +195,9 @@ class ZePAD(Defense):
         use_mpae_victim: bool = True,
         num_auxiliaries: int | None = None,
         use_bmp: bool = True,
-        bmp: str = "ssl",
+        bmp: str | None = None,
+        bmp_checkpoint: str | None = None,
+        bmp_checkpoint_params: dict[str, Any] = AUTHORS_BMP_SOURCE,
         bmp_method: str = "simclr",
         bmp_arch: str | None = None,
         bmp_arch_params: dict[str, Any] | None = None,
@@ -177,10 +214,16 @@ class ZePAD(Defense):
         deviations = resolve_protocol(
             protocol,
             self.PROTOCOLS,
-            {"freeze_bn": freeze_bn, "pgd_ce_term": pgd_ce_term, "pgd_input": pgd_input, "fuse_on": fuse_on},
+            {
+                "freeze_bn": freeze_bn,
+                "pgd_ce_term": pgd_ce_term,
+                "pgd_input": pgd_input,
+                "fuse_on": fuse_on,
+                "bmp": bmp,
+            },
         )
         self.pgd_ce_term, self.pgd_input = bool(deviations["pgd_ce_term"]), deviations["pgd_input"]
-        fuse_on = deviations["fuse_on"]
+        fuse_on, bmp = deviations["fuse_on"], deviations["bmp"]
         self.joint_heads = bool(joint_heads)
         chosen = {
             "lf_on": lf_on,
@@ -202,6 +245,8 @@ class ZePAD(Defense):
             raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
         if bmp_method == "supcon":
             raise ValueError("bmp_method 'supcon' needs labels; the BMP encoder is trained without them")
+        if bmp == "checkpoint" and not (bmp_checkpoint_params or {}).get("sha256"):
+            raise ValueError("bmp_checkpoint_params needs a sha256: it pins the BMP file (cache key)")
         if num_auxiliaries is not None and num_auxiliaries < 0:
             raise ValueError(f"num_auxiliaries must be ≥ 0, got {num_auxiliaries}")
         if not (use_mpae_victim or num_auxiliaries != 0 or use_bmp):
@@ -224,6 +269,7 @@ class ZePAD(Defense):
         self.adversarial_tuning, self.use_mpae_victim = bool(adversarial_tuning), bool(use_mpae_victim)
         self.num_auxiliaries, self.use_bmp = num_auxiliaries, bool(use_bmp)
         self.bmp, self.bmp_method, self.bmp_arch = bmp, bmp_method, bmp_arch
+        self.bmp_checkpoint, self.bmp_checkpoint_params = bmp_checkpoint, dict(bmp_checkpoint_params or {})
         self.bmp_arch_params = bmp_arch_params
         self.bmp_epochs, self.bmp_batch_size = bmp_epochs, bmp_batch_size
         self.bmp_recipe = dict(bmp_recipe or {})
@@ -270,10 +316,46 @@ class ZePAD(Defense):
         return data.subset(train_idx), data.subset(val_idx)
 
     def code_dependencies(self) -> list[type]:
-        """The generator attack's class (Algorithm 1): its code is part of the tuning's cache key."""
-        if self.adversary != "generator":
-            return []
-        return [load_registry(self.generator_plugins).get("attacks", self.generator)]
+        """The generator attack's class (Algorithm 1) and the ``solo-learn`` source of a checkpoint BMP:
+        their code is part of the tuning's cache key."""
+        classes = []
+        if self.adversary == "generator":
+            classes.append(load_registry(self.generator_plugins).get("attacks", self.generator))
+        if self._loads_bmp():
+            classes.append(load_registry().get("encoders", "solo-learn"))
+        return classes
+
+    def _loads_bmp(self) -> bool:
+        return self.use_bmp and self.bmp == "checkpoint"
+
+    def _bmp_source(self):
+        """The ``solo-learn`` encoder source of the BMP checkpoint (``bmp = "checkpoint"``)."""
+        if self.bmp_checkpoint is None:
+            raise UserError(
+                "zepad: bmp = 'checkpoint' (the authors' protocol: their BMP-Branch is the public solo-learn "
+                f"file {self.bmp_checkpoint_params.get('paper', 'of bmp_checkpoint_params')}) needs "
+                "bmp_checkpoint = PATH (`zepad-bench run SUITE --download` fetches it there) or bmp = 'ssl'"
+            )
+        source = load_registry().get("encoders", "solo-learn")(
+            path=self.bmp_checkpoint, **self.bmp_checkpoint_params
+        )
+        source.ctx = getattr(self, "ctx", None)
+        return source
+
+    def check(self) -> None:
+        """A checkpoint BMP's file exists (``bmp = "checkpoint"``)."""
+        if self._loads_bmp() and not self._bmp_source().path.is_file():
+            paper = self.bmp_checkpoint_params.get("paper")
+            how = f"`zepad-bench run SUITE --download` fetches {paper} there" if paper else "bring that file"
+            raise UserError(
+                f"{self.bmp_checkpoint}: BMP checkpoint not found (zepad, bmp = 'checkpoint'): {how}, "
+                "or set bmp = 'ssl' (pretrained on D_f)"
+            )
+
+    def fetch(self) -> None:
+        """``run --download``: fetch and verify the manifest's BMP file into ``bmp_checkpoint``."""
+        if self._loads_bmp():
+            self._bmp_source().fetch()
 
     def _fit_generator(self, victim: Encoder, data: LabeledImages) -> Attack:
         """Algorithm 1's generator G: a downstream-agnostic attack fitted on the clean victim and D_f."""
@@ -399,9 +481,12 @@ class ZePAD(Defense):
         return 100.0 * correct / len(data)
 
     def _bmp_encoder(self, victim: Encoder, data: LabeledImages) -> Encoder:
-        """BMP-Branch: SSL pretraining on D_f's images alone (labels never passed), or the clean victim."""
+        """BMP-Branch: SSL pretraining on D_f's images alone (labels never passed), a checkpoint file
+        (sha256-checked), or the clean victim."""
         if self.bmp == "public":
             return victim.copy().to(self.ctx.device).eval()
+        if self.bmp == "checkpoint":
+            return self._bmp_source().build(None).to(self.ctx.device).eval()
         from zepad_bench.nn.ssl import pretrain
 
         arch = self.bmp_arch or victim.arch
