@@ -240,7 +240,12 @@ def validate(suite_paths):
 @_axis_options
 @WORKDIR_OPTION
 @OUT_OPTION
-@click.option("--reference", is_flag=True, help="Print the paper's numbers beside ours, with the difference.")
+@click.option(
+    "--reference",
+    is_flag=True,
+    help="Print the paper's numbers beside ours, each row naming its protocol (without data or results: "
+    "the paper's numbers alone).",
+)
 @click.option(
     "--readme",
     type=click.Path(dir_okay=False, exists=True),
@@ -251,8 +256,18 @@ def leaderboard(suite_path, workdir, out_dir, reference, readme, **axes):
     """Render SUITE's leaderboard from the results store (no computation).
 
     Entries are mean ± std over the suite's seeds; one section per task with its own metrics.
+    With --reference and no board to render (no data to key the results, or none stored), the
+    paper's numbers for the suite's cells print alone.
     """
-    _publish(_load(suite_path, axes), workdir, out_dir, reference=reference, readme=readme)
+    try:
+        _publish(_load(suite_path, axes), workdir, out_dir, reference=reference, readme=readme)
+    except UserError as exc:
+        if not reference:
+            raise
+        from zepad_bench.reference import reference_section
+
+        click.echo(f"no board ({exc}); the paper's numbers for this suite's cells:")
+        click.echo("\n".join(reference_section(_load(suite_path, axes, checks=False), [])))
 
 
 @cli.command("list")

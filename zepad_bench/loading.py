@@ -13,11 +13,14 @@ def split_ids(value: str | None) -> list[str] | None:
     return None if value is None else [v.strip() for v in value.split(",") if v.strip()]
 
 
-def load_with_axes(suite_path: str, axes: dict[str, str | None], download: bool = False) -> Suite:
+def load_with_axes(
+    suite_path: str, axes: dict[str, str | None], download: bool = False, checks: bool = True
+) -> Suite:
     """Load and validate ``suite_path`` with every installed plugin; ``axes`` replace grid axes;
-    ``download``: tables that ``run --download`` will fetch skip their path check."""
+    ``download``: tables that ``run --download`` will fetch skip their path check; ``checks=False``:
+    no data or file path is checked."""
     from zepad_bench.registry import load_registry
     from zepad_bench.suite import load_suite
 
-    suite = load_suite(suite_path, load_registry(), download=download)
+    suite = load_suite(suite_path, load_registry(), download=download, checks=checks)
     return suite.with_axes(**{k: split_ids(v) for k, v in axes.items()})
