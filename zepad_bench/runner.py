@@ -25,6 +25,7 @@ from zepad_bench.nn.batched import extract_features_together, groups_by_architec
 from zepad_bench.nn.codec import head_from_state, head_state
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.heads import train_head
+from zepad_bench.params import resolved
 from zepad_bench.registry import Registry
 from zepad_bench.stages import ForceSpec, StageGraph
 from zepad_bench.store import ResultStore
@@ -529,6 +530,7 @@ class Runner:
                 "attack_plugin": attack.name,
                 "attack_role": attack.role,
                 "defense_role": model.defense.role,
+                **defense_config(self.suite, self.registry, cell.defense),
                 "report_metrics": list(task.report_metrics),
                 "task_plugin": task.name,
                 "surrogates": self.suite.surrogates(cell.victim, cell.scenario),
@@ -620,6 +622,15 @@ def _round_trip(attack, new_attack: Callable[[], Any], images, perturbs: bool = 
             "state in tensors or plain data, or override state_dict()/load_state_dict()"
         ) from None
     return restored
+
+
+def defense_config(suite: Suite, registry: Registry, defense_id: str) -> dict[str, Any]:
+    """What a report needs to know of a cell's defense: its plugin and resolved params (every default)."""
+    spec = suite.spec("defenses", defense_id)
+    return {
+        "defense_plugin": spec.plugin,
+        "defense_params": resolved(registry.get("defenses", spec.plugin), spec.params),
+    }
 
 
 def _now(timespec: str = "seconds") -> str:
