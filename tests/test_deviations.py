@@ -102,10 +102,11 @@ def test_the_ablation_suite_flips_every_switch_alone_from_both_presets():
         presets = registry.get("defenses", plugin).PROTOCOLS
         switches = {k for k in presets["authors"] if presets["authors"][k] != presets["corrected"][k]}
         switches -= {"epochs"}  # the suite fixes CPU-sized epochs in every table
-        for base in ("authors", "corrected"):
+        for base, other in (("authors", "corrected"), ("corrected", "authors")):
             labelled = {p["label"] for p in pairs if p["plugin"] == plugin and p["from"] == base}
-            named = {part.split(" = ")[0] for label in labelled for part in label.split(", ")}
-            assert switches - {"protocol"} <= named, (plugin, base, switches - named)
+            flipped = {part for label in labelled for part in label.split(", ")}
+            wanted = {f"{k} = {str(presets[other][k]).lower()}" for k in switches}
+            assert wanted <= flipped, (plugin, base, wanted - flipped)  # each to the other preset's value
     assert {"fuse_on = probabilities", "bmp = ssl"} <= {p["label"] for p in pairs if p["from"] == "authors"}
     assert (WHOLE_PRESET, "pgd-at") in {(p["label"], p["plugin"]) for p in pairs}
     assert len(suite["grid"]["seeds"]) >= 3

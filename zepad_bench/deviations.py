@@ -41,7 +41,7 @@ def _defenses(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, dict[st
 def _switches(preset: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any] | None:
     """The parameters ``other`` sets where ``preset`` leaves the preset's value (``None``); ``None`` when
     they differ anywhere else (then ``other`` is no single-preset deviation of ``preset``)."""
-    if preset.keys() != other.keys() or preset["protocol"] != other["protocol"]:
+    if preset.keys() != other.keys():
         return None
     differing = {k for k in preset if preset[k] != other[k]}
     if not differing or any(preset[k] is not None for k in differing):
