@@ -14,7 +14,7 @@ from zepad_bench import load_registry
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages
 from zepad_bench.download import fetch_all
-from zepad_bench.errors import SuiteError, UserError
+from zepad_bench.errors import SuiteError, SuiteMissing, UserError
 from zepad_bench.nn.adversarial_tuning import EncoderWithHead, adversarial_finetune
 from zepad_bench.nn.backbones import build_backbone
 from zepad_bench.nn.encoder import Encoder
@@ -287,7 +287,7 @@ def test_suite_resolves_the_bmp_checkpoint_beside_it_and_download_fetches_it(tmp
     suite_path = tmp_path / "s.toml"
     suite_path.write_text(text)
     with pytest.raises(
-        SuiteError, match=r"defenses\.zepad: .*zoo/bmp\.ckpt: BMP checkpoint not found.*--download"
+        SuiteMissing, match=r"missing data: defenses\.zepad: .*zoo/bmp\.ckpt: BMP checkpoint not found"
     ):
         load_suite(suite_path, registry)
     suite = load_suite(suite_path, registry, download=True)  # validation alone fetches nothing

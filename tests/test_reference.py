@@ -295,6 +295,7 @@ def test_leaderboard_reference_prints_the_papers_numbers_without_data(tmp_path):
     from click.testing import CliRunner
 
     from zepad_bench.cli import cli
+    from zepad_bench.errors import Missing
 
     (tmp_path / "suites").mkdir()
     suite = shutil.copy(
@@ -303,9 +304,10 @@ def test_leaderboard_reference_prints_the_papers_numbers_without_data(tmp_path):
     workdir = str(tmp_path / "wd")
     plain = CliRunner().invoke(cli, ["leaderboard", suite, "--workdir", workdir])
     assert plain.exit_code != 0 and "CIFAR10 not found" in str(plain.exception)  # a board needs the data
+    assert isinstance(plain.exception, Missing)
     result = CliRunner().invoke(cli, ["leaderboard", suite, "--reference", "--workdir", workdir])
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("no board (") and "CIFAR10 not found" in result.output.splitlines()[0]
+    assert result.output.startswith("no board: ") and "CIFAR10 not found" in result.output.split("\n#")[0]
     same, other = result.output.split("### Another protocol beside the paper's numbers")
     assert (
         "| 7 " in same and "82.07" in same and "authors; x + δ unclamped" in same and "corrected" not in same

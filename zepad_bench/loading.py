@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from zepad_bench.registry import Registry
     from zepad_bench.suite import Suite
 
 
@@ -14,13 +15,17 @@ def split_ids(value: str | None) -> list[str] | None:
 
 
 def load_with_axes(
-    suite_path: str, axes: dict[str, str | None], download: bool = False, checks: bool = True
+    suite_path: str,
+    axes: dict[str, str | None],
+    download: bool = False,
+    registry: Registry | None = None,
+    checks: bool = True,
 ) -> Suite:
-    """Load and validate ``suite_path`` with every installed plugin; ``axes`` replace grid axes;
-    ``download``: tables that ``run --download`` will fetch skip their path check; ``checks=False``:
-    no data or file path is checked."""
+    """Load and validate ``suite_path`` over ``registry`` (default: every installed plugin); ``axes``
+    replace grid axes; ``download``: tables that ``run --download`` will fetch skip their path check;
+    ``checks=False``: no plugin's data or file path is checked."""
     from zepad_bench.registry import load_registry
     from zepad_bench.suite import load_suite
 
-    suite = load_suite(suite_path, load_registry(), download=download, checks=checks)
+    suite = load_suite(suite_path, registry or load_registry(), download=download, checks=checks)
     return suite.with_axes(**{k: split_ids(v) for k, v in axes.items()})

@@ -40,7 +40,7 @@ from torch import Tensor
 from zepad_bench import Attack, Branch, DefendedModel, Defense, load_registry
 from zepad_bench.data.images import LabeledImages, UnlabeledBatches
 from zepad_bench.data.splits import stratified_split
-from zepad_bench.errors import UserError
+from zepad_bench.errors import MissingData, UserError
 from zepad_bench.nn.adversarial_tuning import (
     EncoderWithHead,
     TuningConfig,
@@ -347,7 +347,7 @@ class ZePAD(Defense):
         if self._loads_bmp() and not self._bmp_source().path.is_file():
             paper = self.bmp_checkpoint_params.get("paper")
             how = f"`zepad-bench run SUITE --download` fetches {paper} there" if paper else "bring that file"
-            raise UserError(
+            raise MissingData(
                 f"{self.bmp_checkpoint}: BMP checkpoint not found (zepad, bmp = 'checkpoint'): {how}, "
                 "or set bmp = 'ssl' (pretrained on D_f)"
             )
