@@ -167,6 +167,7 @@ class GenAF(AdversarialTraining):
     """
 
     name = "gen-af"
+    param_help = {"epochs": "stage-I epochs; default: the protocol's (authors 50, corrected 20)"}
     defaults = {"eps": 0.03, "step_size": 0.007, "steps": 10, "start": "none"}
     PROTOCOLS = {
         "corrected": {
