@@ -336,7 +336,7 @@ def reference_section(suite: Suite, rows: list[dict[str, Any]]) -> list[str]:
     if not found:
         lines += [
             "",
-            "No cell of this suite matches a paper cell: the paper uses CIFAR10/ImageNet-pretrained "
+            "No result of this suite matches a paper cell: the paper uses CIFAR10/ImageNet-pretrained "
             "solo-learn encoders and the datasets cifar10, stl10, animals10, gtsrb, imagenet20, svhn.",
         ]
     if found and all(c["ours"] is None for c in found):
