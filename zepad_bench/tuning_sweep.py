@@ -58,9 +58,12 @@ def sweep_points(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
             if value is not None:
                 values[(row["attack"], tuned, name)][row["seed"]] = value
     out = []
-    for (attack, tuned, name), per_seed in sorted(
-        values.items(), key=lambda kv: (kv[0][0], kv[0][1] or -1, kv[0][2])
-    ):
+
+    def order(item: tuple[tuple, dict[int, float]]) -> tuple:  # attacks before controls
+        attack, tuned, name = item[0]
+        return roles[attack] == "control", attack, -1.0 if tuned is None else tuned, name
+
+    for (attack, tuned, name), per_seed in sorted(values.items(), key=order):
         seeds = sorted(per_seed)
         series = [per_seed[s] for s in seeds]
         out.append(
@@ -127,8 +130,10 @@ def sweep_markdown(rows: Iterable[Mapping[str, Any]]) -> str:
             cells += [_fmt(get(f"AUROC:{d}")) for d in DETECTORS]
             lines.append("| " + " | ".join(cells) + " |")
         blocks.append("\n".join(lines))
+    seeds = sorted({s for p in points for s in p["seeds"]})
     legend = (
-        "Mean ± sample std over seeds. RA in %, confidence = mean max-softmax probability (×100) of the "
+        f"Mean ± sample std over seeds {', '.join(map(str, seeds))} (one seed: the value alone). "
+        "RA in %, confidence = mean max-softmax probability (×100) of the "
         "branch's head on clean → attacked test images, AUROC in % (gap: the paper's MPAE − BMP "
         "confidence; js: Jensen–Shannon divergence of the MPAE and BMP predictions)."
     )
