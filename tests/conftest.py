@@ -104,3 +104,63 @@ def run_main(args: list[str], monkeypatch) -> int:
     except SystemExit as exc:
         return exc.code
     return 0
+
+
+def classification_head_params(runner, cell, branch: int) -> dict:
+    """The settings a classification-style task trains branch ``branch``'s head with: its epochs, lr and
+    batch size, seeded ``cell seed + branch`` (``zepad_bench.pipeline.task_heads``)."""
+    from zepad_bench.suite import instantiate
+
+    task = instantiate(runner.suite, runner.registry, "tasks", cell.task)
+    return {"epochs": task.epochs, "lr": task.lr, "batch_size": task.batch_size, "seed": cell.seed + branch}
+
+
+def cell_stages(runner, cell, row) -> list:
+    """Every stage a finished classification-style cell reads, as the graph derives it: its task
+    stage's closure, the features of each branch on the task's images and each retrained head."""
+    graph = runner.graph
+    stages = [s for s in graph.task(cell).closure() if s.kind != "task"]
+    for i, branch in enumerate(b["name"] for b in row["config"]["branches"]):
+        stages += [graph.features(cell, branch, which) for which in ("train", "test", "test_adv")]
+        if row["metrics"].get(f"head:{branch}", "retrained") == "retrained":  # unreported: retrained
+            stages.append(graph.head(cell, branch, classification_head_params(runner, cell, i)))
+    return stages
+
+
+def computed_stages(runner) -> list[tuple[str, str]]:
+    """(kind, key) of every stage computation this runner's run logged, in order."""
+    return [(r["stage"], r["key"]) for r in runner.store.stage_runs() if r["created"] >= runner.since]
+
+
+def recomputed_classification(runner, cell, row) -> dict[str, float]:
+    """BA, RA, ASR, top-class shares and per-branch BA/RA of a classification cell, recomputed from what
+    its stages stored: each branch's cached features of the clean and attacked test images through its
+    head (the cached head stage, or the branch's joint head), fused by the defense, compared with the
+    test labels by counting."""
+    from zepad_bench.nn.codec import head_from_state
+    from zepad_bench.nn.heads import predict_logits
+
+    graph, cache = runner.graph, runner.cache
+    model, _ = runner.defense(cell)
+    labels = runner.dataset(graph.task_data(cell), "test", cell.seed)[0].labels
+    out: dict[str, float] = {}
+    logits: dict[str, list[torch.Tensor]] = {"test": [], "test_adv": []}
+    for i, branch in enumerate(model.branches):
+        if row["metrics"][f"head:{branch.name}"] == "joint":
+            head = branch.head.cpu()
+        else:
+            params = classification_head_params(runner, cell, i)
+            head = head_from_state(cache.load("head", graph.head(cell, branch.name, params).key))
+        for which, metric in (("test", "BA"), ("test_adv", "RA")):
+            features = cache.load("features", graph.features(cell, branch.name, which).key)
+            logits[which].append(predict_logits(head, features))
+            out[f"{metric}:{branch.name}"] = _percent(logits[which][-1].argmax(1) == labels)
+    clean, adv = (model.defense.fuse(logits[w]).argmax(1) for w in ("test", "test_adv"))
+    out.update(BA=_percent(clean == labels), RA=_percent(adv == labels), ASR=_percent(clean != adv))
+    out.update(top_class_share=_percent(clean == clean.mode().values))
+    out.update(top_class_share_adv=_percent(adv == adv.mode().values))
+    return out
+
+
+def _percent(hits: torch.Tensor) -> float:
+    return 100 * int(hits.sum()) / len(hits)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SMOKE_SUITE
+from conftest import SMOKE_SUITE, recomputed_classification
 
 from zepad_bench import load_registry
 from zepad_bench.errors import UserError
@@ -33,7 +33,8 @@ def test_an_outside_backbone_is_built_cached_reloaded_and_attacked(tmp_path):
     again = Runner(suite, suite.registry, tmp_path / "wd", device="cpu")
     encoder, _ = again.encoder("rand", 0)  # rebuilt from the cached state through the backbone registry
     assert again.reused["encoder"] == 1 and encoder.feature_dim == 8
-    assert 0 <= row["metrics"]["BA"] <= 100
+    again = recomputed_classification(first, suite.cells()[0], row)  # the outside arch's features, scored
+    assert {m: row["metrics"][m] for m in again} == pytest.approx(again, rel=1e-6)
 
 
 class ScaledHead(torch.nn.Module):
@@ -79,3 +80,17 @@ def test_a_backbone_may_not_take_a_built_in_name(tmp_path, monkeypatch):
     with pytest.raises(UserError, match="zb_clash: backbone 'small-cnn' is a built-in"):
         load_registry(["zb_clash"])
     assert Encoder("small-cnn", {"width": 4}).feature_dim == 16  # the built-in stands
+
+
+def test_backbones_live_in_their_registry_not_in_a_module_table():
+    from zepad_bench.nn.backbones import BUILDERS, known_archs, plugin_backbones
+
+    with_outside, plain = load_registry(["zb_outside_plugin"]), load_registry()
+    assert "outside-tiny" in with_outside.backbones and "outside-tiny" not in plain.backbones
+    assert "outside-tiny" not in BUILDERS and "outside-tiny" not in known_archs()  # loading edits nothing
+    with pytest.raises(ValueError, match="unknown arch 'outside-tiny'"):
+        Encoder("outside-tiny")
+    with plugin_backbones(plain.backbones), pytest.raises(ValueError, match="unknown arch 'outside-tiny'"):
+        Encoder("outside-tiny")
+    with plugin_backbones(with_outside.backbones):
+        assert Encoder("outside-tiny", {"width": 3}).feature_dim == 3

@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import SMOKE_SUITE
 from torch import nn
 
+from zepad_bench import load_registry
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages
 from zepad_bench.nn.adversarial_tuning import EncoderWithHead, eval_mode, new_head
-from zepad_bench.nn.encoder import Encoder, extract_features
+from zepad_bench.nn.batched import extract_features
+from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.heads import MLPHead, train_head
 from zepad_bench.nn.pgd import pgd
+from zepad_bench.stages import StageGraph
+from zepad_bench.suite import load_suite
 from zepad_bench_plugins.defenses.adversarial_training import MART, PGDAT, TRADES
 from zepad_bench_plugins.defenses.gen_af import (
     GenAF,
@@ -116,13 +122,23 @@ def test_gen_af_stage_one_loss_by_hand():
     assert GenAF(lambda_f=0).loss(identity_model(), clean, adv, y).item() == pytest.approx(math.log(4))
 
 
-def test_defaults_and_validation():
-    assert (PGDAT().eps, PGDAT().step_size, PGDAT().steps, PGDAT().start) == (8 / 255, 2 / 255, 10, "uniform")
-    assert (TRADES().eps, TRADES().step_size, TRADES().start) == (0.031, 0.007, "normal")
-    assert (MART().eps, MART().beta, MART().start) == (0.031, 6.0, "normal")
-    gen_af = GenAF()
-    assert (gen_af.eps, gen_af.step_size, gen_af.start, gen_af.lambda_f) == (0.03, 0.007, "none", 20.0)
-    assert (gen_af.config.encoder_lr, gen_af.config.head_lr, gen_af.finetune_lr) == (1e-4, 5e-3, 1e-3)
+@pytest.mark.parametrize("plugin", ["pgd-at", "trades", "mart", "gen-af"])
+def test_written_defaults_keep_the_tuning_key_and_a_changed_value_changes_it(tmp_path, plugin):
+    def tuning(lines: str) -> tuple[str, dict]:
+        table = f'[defenses.d]\nplugin = "{plugin}"\n{lines}\n\n[grid]'
+        (tmp_path / "s.toml").write_text(SMOKE_SUITE.replace("[grid]", table))
+        suite = load_suite(tmp_path / "s.toml", load_registry(["zb_outside_plugin"]))
+        node = StageGraph(suite, suite.registry).defense(suite.with_axes(defenses=["d"]).cells()[0])
+        return node.key, node.material["params"]
+
+    key, params = tuning("")  # the key holds every resolved parameter, defaults filled in
+    written = {k: v for k, v in params.items() if v is not None and not isinstance(v, dict)}
+    assert tuning("\n".join(f"{k} = {json.dumps(v)}" for k, v in written.items()))[0] == key
+    for changed in ("eps = 0.01", f"epochs = {params['epochs'] + 1}", f"head_lr = {params['head_lr'] / 2}"):
+        assert tuning(changed)[0] != key, changed
+
+
+def test_bad_parameters_are_rejected():
     assert PGDAT(eps=0.1).eps == 0.1
     for bad in ({"eps": 0}, {"steps": 0}, {"start": "gauss"}, {"epochs": 0}, {"gamma": 1.5}):
         with pytest.raises(ValueError):
@@ -131,7 +147,7 @@ def test_defaults_and_validation():
         TRADES(beta=-1)
     with pytest.raises(ValueError):
         GenAF(finetune_fraction=0)
-    with pytest.raises(TypeError):
+    with pytest.raises(ValueError, match="unknown parameter 'beta'"):
         PGDAT(beta=6)
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SMOKE_SUITE
+from conftest import SMOKE_SUITE, computed_stages
 
 from zepad_bench import load_registry
-from zepad_bench.nn.batched import extract_features_together, groups_by_architecture
-from zepad_bench.nn.encoder import Encoder, extract_features
+from zepad_bench.branch_stages import BranchStages
+from zepad_bench.nn.batched import extract_features, extract_features_together, groups_by_architecture
+from zepad_bench.nn.encoder import Encoder
 from zepad_bench.runner import Runner
 from zepad_bench.suite import load_suite
 
@@ -57,11 +58,15 @@ def test_runner_features_of_zepad_branches_equal_the_sequential_path(tmp_path):
     )
     runner = Runner(suite, suite.registry, tmp_path / "w", device="cpu")
     (cell,) = suite.cells()
-    model, defense_key = runner.defense(cell)
+    model, _ = runner.defense(cell)
     encoders_ = [b.encoder for b in model.branches]
     assert any(len(g) > 1 for g in groups_by_architecture(encoders_))  # victim and auxiliary copies
-    test, test_key = runner.dataset("stripes", "test", 0)
-    features = runner._feature_fn(model, defense_key, {"test": (test, test_key)}, cell.seed)
+    train, _ = runner.dataset("stripes", "train", 0)
+    test, _ = runner.dataset("stripes", "test", 0)
+    branches = BranchStages(runner.stages, runner.graph, cell, model, train, test, 256, "cpu", lambda x, _: x)
     for i, encoder in enumerate(encoders_):
-        assert torch.allclose(features(i, "test"), extract_features(encoder, test.images), atol=1e-5)
-    assert runner.computed["features"] == len(encoders_)  # each branch's features cached once
+        assert torch.allclose(branches.features(i, "test"), extract_features(encoder, test.images), atol=1e-5)
+    computed = [key for kind, key in computed_stages(runner) if kind == "features"]
+    assert sorted(computed) == sorted(
+        {runner.graph.features(cell, b.name, "test").key for b in model.branches}
+    )

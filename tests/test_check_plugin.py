@@ -28,7 +28,7 @@ def test_a_bad_param_value_is_a_one_line_usage_error_not_a_failed_check(monkeypa
     assert "PASS" not in out and "FAIL" not in out
     assert err.strip() == (
         "error: check-plugin uapgd: bad parameters (--param images=32 --param steps=-1): "
-        "steps must be an integer ≥ 1, got -1"
+        "steps must be ≥ 1 (got -1)"
     )
 
 

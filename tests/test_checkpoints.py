@@ -15,7 +15,7 @@ from torchvision import models
 
 from zepad_bench.errors import UserError
 from zepad_bench.nn.checkpoints import load_solo_learn, save_solo_learn
-from zepad_bench.nn.encoder import CIFAR_MEAN, CIFAR_STD
+from zepad_bench.nn.encoder_choices import CIFAR_MEAN, CIFAR_STD
 from zepad_bench.nn.ssl import pretrain
 from zepad_bench.zoo import pretrain_command
 from zepad_bench_plugins.datasets.offline import Photos

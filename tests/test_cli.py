@@ -5,12 +5,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
 from conftest import OUTSIDE, SMOKE_SUITE
 
 from zepad_bench.cli import cli, main
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def invoke(args, monkeypatch):
@@ -63,26 +66,25 @@ def test_run_validate_leaderboard_and_list(smoke_suite, tmp_path):
     wd, lb = str(tmp_path / "wd"), str(tmp_path / "lb")
     result = runner.invoke(cli, ["validate", str(smoke_suite)])
     assert result.exit_code == 0 and "4 cells" in result.output
-    result = runner.invoke(
-        cli,
-        [
-            "run",
-            str(smoke_suite),
-            "--workdir",
-            wd,
-            "--out",
-            lb,
-            "--quiet",
-            "--defenses",
-            "none",
-            "--tasks",
-            "cls",
-        ],
-    )
+    args = [
+        "run",
+        str(smoke_suite),
+        "--workdir",
+        wd,
+        "--out",
+        lb,
+        "--quiet",
+        "--defenses",
+        "none",
+        "--tasks",
+        "cls",
+    ]
+    result = runner.invoke(cli, args)
     assert result.exit_code == 0, result.output
-    assert "### cls: RA" in result.output and "| sign " in result.output
+    assert "smoke: cls" in result.output and f"board: {tmp_path / 'lb' / 'smoke.md'}" in result.output
+    assert "| sign " in (tmp_path / "lb" / "smoke.md").read_text()
     # a narrowed run publishes the whole suite's board: stored results of other cells stay on it
-    assert "3 of 4 cells have no result yet" in result.output
+    assert "Cells: 4 — 1 with results, 3 pending (no result yet)." in result.output
     result = runner.invoke(
         cli, ["run", str(smoke_suite), "--workdir", wd, "--out", lb, "--quiet", "--defenses", "none2"]
     )
@@ -90,9 +92,42 @@ def test_run_validate_leaderboard_and_list(smoke_suite, tmp_path):
     board = (tmp_path / "lb" / "smoke.md").read_text()
     assert "| none " in board and "| none2 " in board  # the first run's cells were not dropped
     result = runner.invoke(cli, ["leaderboard", str(smoke_suite), "--workdir", wd, "--out", lb])
-    assert result.exit_code == 0 and "1 of 4 cells have no result yet" in result.output
+    assert result.exit_code == 0 and "Cells: 4 — 3 with results, 1 pending (no result yet)." in result.output
+    # the board renders again from its JSON alone, the same text (no new computation, no suite)
+    again = runner.invoke(
+        cli, ["leaderboard", str(tmp_path / "lb" / "smoke.json"), "--out", str(tmp_path / "re")]
+    )
+    assert again.exit_code == 0, again.output
+    assert (tmp_path / "re" / "smoke.md").read_text() == (tmp_path / "lb" / "smoke.md").read_text()
     result = runner.invoke(cli, ["list", "defenses"])
     assert result.exit_code == 0 and "none" in result.output and "zepad-bench" in result.output
+
+
+def test_a_run_writes_its_board_under_the_work_directory(smoke_suite, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(
+        cli, ["run", str(smoke_suite), "--workdir", "wd", "--quiet", "--tasks", "cls"]
+    )
+    assert result.exit_code == 0, result.output
+    board = tmp_path / "wd" / "leaderboard" / "smoke.md"
+    assert board.exists() and f"board: {board}" in result.output  # printed absolute
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["smoke.toml", "wd"]  # nothing else written here
+
+
+@pytest.mark.skipif(not (ROOT / ".git").exists(), reason="needs the project's git repository")
+def test_a_newcomers_run_in_a_clone_leaves_git_status_clean(tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True, timeout=120)
+    suite = tmp_path / "smoke.toml"
+    suite.write_text(SMOKE_SUITE.replace('tasks = ["cls", "cls2"]', 'tasks = ["cls"]'))
+    env = {**os.environ, "PYTHONPATH": str(OUTSIDE)}
+    # -P: the installed zepad-bench, as the console script runs it (not the clone's folder of sources)
+    args = [sys.executable, "-P", "-m", "zepad_bench.cli", "run", str(suite), "--quiet"]
+    done = subprocess.run(args, cwd=clone, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    status = subprocess.run(["git", "status", "--porcelain"], cwd=clone, capture_output=True, text=True)
+    assert status.stdout == ""
+    assert (clone / ".zepad-bench" / "leaderboard" / "smoke.md").exists()
 
 
 def test_leaderboard_without_results_is_a_user_error(smoke_suite, tmp_path, monkeypatch):

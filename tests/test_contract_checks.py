@@ -10,8 +10,8 @@ import pytest
 import torch
 from conftest import OUTSIDE, SMOKE_SUITE
 
+from zepad_bench.budget import check_budget
 from zepad_bench.errors import CellFailed
-from zepad_bench.runner import check_budget
 from zepad_bench_plugins.attacks.random_noise import RandomNoise
 
 CHEATS = '''
@@ -78,7 +78,7 @@ def test_unclamped_attacks_may_leave_the_range_but_not_the_budget():
     check_budget(attack(clamp=False), x, x + 8 / 255)  # the authors' evaluation: no clamp
 
 
-def test_a_cheating_outside_attack_fails_its_cells_and_stores_nothing(tmp_path):
+def test_a_cheating_outside_attack_fails_its_cells_which_the_board_shows_as_failed(tmp_path):
     (tmp_path / "zb_cheats.py").write_text(CHEATS)
     suite = tmp_path / "cheat.toml"
     text = SMOKE_SUITE.replace(
@@ -105,4 +105,15 @@ def test_a_cheating_outside_attack_fails_its_cells_and_stores_nothing(tmp_path):
     assert "attack plugin 'cheat-budget' broke its budget" in done.stderr
     assert "attack plugin 'cheat-range' returned pixels in" in done.stderr
     board = (out / "smoke.md").read_text()
-    assert "sign" in board and "big" not in board and "wide" not in board  # the honest cell is published
+    summary, rest = board.split("## Threat models")
+    assert "| none      | **100.00** | **100.00** (2 failed) | 2 failed  |" in summary
+    assert "Cells: 12 — 1 with results, 2 failed, 9 pending (no result yet)." in summary
+    table = rest.split("### cls: RA at ε 16/255")[1].split("##")[0]
+    assert "| sign " in table and "| big     | wide    |" in table and "| failed  | failed  |" in table
+    assert "| big      | cheat-budget | semi-black-box | 16/255 |" in board  # the legend names its plugin
+    assert "- at stage `adversarial`: attack plugin 'cheat-budget' broke its budget" in board
+    from zepad_bench.store import ResultStore
+
+    rows = ResultStore(workdir).rows()
+    assert sorted(r["status"] for r in rows) == ["failed", "failed", "ok"]
+    assert all(r["metrics"] == {} for r in rows if r["status"] == "failed")  # nothing of them is ranked

@@ -13,7 +13,6 @@ from zepad_bench.detection import (
     detection_scores,
     entropy,
     js_divergence,
-    threshold_sweep,
 )
 
 
@@ -50,36 +49,3 @@ def test_best_threshold_and_held_out_accuracy():
     shuffled = same[torch.randperm(400, generator=torch.Generator().manual_seed(1))]
     accuracy, _ = calibrated_accuracy(same, shuffled, seed=0)
     assert 40 < accuracy < 60  # no signal: chance on the held-out half
-
-
-def test_threshold_sweep_runs_from_everything_flagged_to_nothing():
-    sweep = threshold_sweep(torch.tensor([0.1, 0.2, 0.3]), torch.tensor([0.25, 0.4]))
-    assert sweep["TPR"][0] == sweep["FPR"][0] == 100.0
-    assert sweep["TPR"][-1] == sweep["FPR"][-1] == 0.0
-    assert sweep["accuracy"].max().item() == pytest.approx(100 * (2 / 3 + 2 / 2) / 2)  # t = 0.2
-    assert torch.all(sweep["threshold"][1:] > sweep["threshold"][:-1])
-
-
-def test_detection_figure_draws_the_recorded_scores(tmp_path):
-    from zepad_bench.cache import ArtifactCache
-    from zepad_bench.plots import detection_figure
-
-    cache = ArtifactCache(tmp_path / "cache")
-    generator = torch.Generator().manual_seed(0)
-    records = {
-        f"detection_score_{kind}:{name}": torch.rand(30, generator=generator) + (kind == "adv")
-        for kind in ("clean", "adv")
-        for name in ("gap", "js", "entropy")
-    }
-    cache.save("records", "k1", records)
-    row = {
-        "key": "k1",
-        "defense": "zepad",
-        "attack": "pap",
-        "task": "detection",
-        "metrics": {"threshold": 0.1},
-    }
-    other = {**row, "key": "k2", "attack": "uap"}  # no records: left out
-    out = detection_figure([row, other], cache, tmp_path / "fig" / "detection.png")
-    assert out is not None and out.stat().st_size > 0
-    assert detection_figure([other], cache, tmp_path / "none.png") is None

@@ -8,14 +8,17 @@ import pytest
 import tomllib
 
 from zepad_bench.deviations import WHOLE_PRESET, deviation_effects, deviation_pairs, deviations_markdown
-from zepad_bench.params import resolved
+from zepad_bench.params import options_model, resolved
 from zepad_bench.registry import load_registry
 
-SWITCHES = {"freeze_bn": None, "pgd_ce_term": None, "fuse_on": None}
+PRESETS = {  # as a defense's Options fills them in
+    "corrected": {"freeze_bn": True, "pgd_ce_term": False, "fuse_on": "probabilities"},
+    "authors": {"freeze_bn": False, "pgd_ce_term": True, "fuse_on": "logits"},
+}
 
 
 def row(defense: str, protocol: str, seed: int, attack: str, ba: float, ra: float, **switches) -> dict:
-    params = {"protocol": protocol, "eps": 0.015, **SWITCHES, **switches}
+    given = {"protocol": protocol, **switches}
     return {
         "defense": defense,
         "victim": "byol",
@@ -28,7 +31,8 @@ def row(defense: str, protocol: str, seed: int, attack: str, ba: float, ra: floa
         "metrics": {"BA": ba, "RA": ra, "head": "retrained"},
         "config": {
             "defense_plugin": "zepad",
-            "defense_params": params,
+            "defense_given": given,
+            "defense_params": {"eps": 0.015, **PRESETS[protocol], **given},
             "attack_role": "control" if attack == "noise" else "attack",
         },
     }
@@ -90,16 +94,12 @@ def test_the_ablation_suite_flips_every_switch_alone_from_both_presets():
     for id_ in suite["grid"]["defenses"]:
         table = dict(suite["defenses"][id_])
         plugin = table.pop("plugin")
-        params = resolved(registry.get("defenses", plugin), table)
-        fake.append(
-            {
-                **row(id_, "x", 0, "adv", 0.0, 0.0),
-                "config": {"defense_plugin": plugin, "defense_params": params},
-            }
-        )
+        config = {"defense_plugin": plugin, "defense_given": table}
+        config["defense_params"] = resolved(registry.get("defenses", plugin), table)
+        fake.append({**row(id_, "corrected", 0, "adv", 0.0, 0.0), "config": config})
     pairs = deviation_pairs(fake)
     for plugin in ("zepad", "gen-af"):
-        presets = registry.get("defenses", plugin).PROTOCOLS
+        presets = options_model(registry.get("defenses", plugin)).presets["protocol"]
         switches = {k for k in presets["authors"] if presets["authors"][k] != presets["corrected"][k]}
         switches -= {"epochs"}  # the suite fixes CPU-sized epochs in every table
         for base, other in (("authors", "corrected"), ("corrected", "authors")):

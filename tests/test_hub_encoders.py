@@ -40,7 +40,7 @@ def normalise(x, encoder):
 def test_timm_encoder_carries_the_models_own_preprocessing():
     import timm
 
-    encoder = built(HubEncoder(VIT, pretrained=False, model_params=TINY_VIT))
+    encoder = built(HubEncoder(model=VIT, pretrained=False, model_params=TINY_VIT))
     cfg = timm.get_pretrained_cfg(VIT)
     assert encoder.input_size == 32 and encoder.feature_dim == 192
     assert torch.allclose(encoder.mean.flatten(), torch.tensor(cfg.mean))
@@ -59,7 +59,7 @@ def test_timm_encoder_carries_the_models_own_preprocessing():
 def test_clip_encoder_is_the_image_tower_with_clips_normalisation():
     from open_clip.constants import OPENAI_DATASET_MEAN, OPENAI_DATASET_STD
 
-    encoder = built(ClipEncoder("ViT-B-32", pretrained=False, model_params=TINY_CLIP))
+    encoder = built(ClipEncoder(model="ViT-B-32", pretrained=False, model_params=TINY_CLIP))
     assert encoder.arch == "open_clip:ViT-B-32" and encoder.feature_dim == 24 and encoder.input_size == 32
     assert torch.allclose(encoder.mean.flatten(), torch.tensor(OPENAI_DATASET_MEAN))
     assert torch.allclose(encoder.std.flatten(), torch.tensor(OPENAI_DATASET_STD))
@@ -74,13 +74,13 @@ def test_clip_encoder_is_the_image_tower_with_clips_normalisation():
 
 def test_bad_names_and_pins_are_rejected():
     with pytest.raises(ValueError, match="unknown timm model"):
-        HubEncoder("no_such_model")
+        HubEncoder(model="no_such_model")
     with pytest.raises(ValueError, match="unknown pretrained tag"):
-        ClipEncoder("RN50", pretrained="no-such-tag")
+        ClipEncoder(model="RN50", pretrained="no-such-tag")
     with pytest.raises(ValueError, match="tag or false"):
-        ClipEncoder("RN50", pretrained=True)
+        ClipEncoder(model="RN50", pretrained=True)
     with pytest.raises(UserError, match="differs from the pinned"):
-        built(HubEncoder(VIT, pretrained=False, model_params=TINY_VIT, sha256="0" * 64))
+        built(HubEncoder(model=VIT, pretrained=False, model_params=TINY_VIT, sha256="0" * 64))
 
 
 def test_pretrained_weights_come_from_the_hugging_face_cache(tmp_path, monkeypatch):
@@ -99,13 +99,13 @@ def test_pretrained_weights_come_from_the_hugging_face_cache(tmp_path, monkeypat
     weights = repo / "snapshots" / "rev" / "model.safetensors"
     save_file(source_model.state_dict(), str(weights))
 
-    encoder = built(HubEncoder(VIT, model_params=TINY_VIT, cache_dir=str(tmp_path)))
+    encoder = built(HubEncoder(model=VIT, model_params=TINY_VIT, cache_dir=str(tmp_path)))
     for key, value in source_model.state_dict().items():
         assert torch.equal(encoder.backbone.state_dict()[key], value)
     digest = weights_sha256(source_model)
     assert encoder.meta["weights_sha256"] == digest and encoder.meta["weights"].startswith("hf-hub:timm/")
     assert encoder.meta["file_sha256"] == hashlib.sha256(weights.read_bytes()).hexdigest()
-    pinned = built(HubEncoder(VIT, model_params=TINY_VIT, cache_dir=str(tmp_path), sha256=digest))
+    pinned = built(HubEncoder(model=VIT, model_params=TINY_VIT, cache_dir=str(tmp_path), sha256=digest))
     assert pinned.meta["weights_sha256"] == digest
 
 
@@ -143,9 +143,9 @@ def test_a_hub_victim_runs_a_cell_within_the_pixel_budget_and_caches(tmp_path):
     (cell,) = suite.cells()
     row = runner.run_cell(cell)
     assert row["metrics"]
-    attack, attack_key = runner.attack(cell)  # crafted on the ViT and the CLIP tower (white-box)
-    test, test_key = runner.dataset("stripes", "test", 0)
-    adv = runner.adversarial(attack, attack_key, test, test_key, cell.seed)
+    attack, _ = runner.attack(cell)  # crafted on the ViT and the CLIP tower (white-box)
+    test, _ = runner.dataset("stripes", "test", 0)
+    adv = runner.adversarial(cell, attack, test)
     delta = adv - test.images.float() / 255
     assert delta.abs().max() <= cell.eps + 1e-6 and delta.abs().max() > cell.eps / 2  # pixel units
     again = Runner(suite, suite.registry, tmp_path / "w", device="cpu")

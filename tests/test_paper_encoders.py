@@ -102,7 +102,9 @@ def manifest(tmp_path, monkeypatch):
 
 def test_paper_encoder_is_fetched_verified_and_loaded(tmp_path, manifest):
     dest = tmp_path / "zoo" / "simclr.ckpt"
-    source = SoloLearnEncoder(str(dest), arch="small-cnn", arch_params={"width": 4}, paper="simclr-cifar10")
+    source = SoloLearnEncoder(
+        path=str(dest), arch="small-cnn", arch_params={"width": 4}, paper="simclr-cifar10"
+    )
     with pytest.raises(UserError, match="--download"):
         source.check()
     source.fetch()
@@ -110,18 +112,18 @@ def test_paper_encoder_is_fetched_verified_and_loaded(tmp_path, manifest):
     encoder = source.build(None)
     assert all(torch.equal(encoder.backbone.state_dict()[k], v) for k, v in manifest.items())
     with pytest.raises(ValueError, match="arch 'small-cnn'"):
-        SoloLearnEncoder(str(dest), paper="simclr-cifar10")  # default arch resnet18 ≠ the entry's
+        SoloLearnEncoder(path=str(dest), paper="simclr-cifar10")  # default arch resnet18 ≠ the entry's
     with pytest.raises(ValueError, match="unknown paper encoder"):
-        SoloLearnEncoder(str(dest), arch="small-cnn", paper="nope-cifar10")
+        SoloLearnEncoder(path=str(dest), arch="small-cnn", paper="nope-cifar10")
 
 
 def test_unreachable_paper_encoder_says_so_and_how_to_rebuild(tmp_path, manifest):
-    source = SoloLearnEncoder(str(tmp_path / "x.ckpt"), arch="small-cnn", paper="simclr-imagenet100")
+    source = SoloLearnEncoder(path=str(tmp_path / "x.ckpt"), arch="small-cnn", paper="simclr-imagenet100")
     with pytest.raises(UserError, match='no source zepad-bench can fetch.*recipe = "solo-learn"'):
         source.fetch()
     own = tmp_path / "own.ckpt"  # a file already there (e.g. built by `zepad-bench pretrain`) is kept
     own.write_bytes(b"x")
-    SoloLearnEncoder(str(own), arch="small-cnn", paper="simclr-imagenet100").fetch()
+    SoloLearnEncoder(path=str(own), arch="small-cnn", paper="simclr-imagenet100").fetch()
     assert own.read_bytes() == b"x"
 
 
@@ -146,7 +148,7 @@ def test_run_download_fetches_a_suites_paper_encoder(tmp_path, manifest):
 @pytest.mark.parametrize("dataset", sorted(SOLO_LEARN_SETTINGS))
 def test_solo_learn_presets_resolve_for_every_method(dataset):
     for method in METHODS:
-        source = SSLEncoder(method, recipe="solo-learn", recipe_dataset=dataset)
+        source = SSLEncoder(method=method, recipe="solo-learn", recipe_dataset=dataset)
         expected = SOLO_LEARN_SETTINGS[dataset]
         assert (source.arch, source.epochs, source.normalisation) == (
             expected["arch"],
@@ -157,22 +159,22 @@ def test_solo_learn_presets_resolve_for_every_method(dataset):
 
 
 def test_preset_values_table_overrides_and_cache_identity():
-    byol = SSLEncoder("byol", recipe="solo-learn", recipe_dataset="imagenet100")
+    byol = SSLEncoder(method="byol", recipe="solo-learn", recipe_dataset="imagenet100")
     assert (byol.batch_size, byol.cfg["lr"], byol.cfg["pred_hidden_dim"], byol.input_size) == (
         256,
         0.5,
         8192,
         224,
     )
-    simclr = SSLEncoder("simclr", recipe="solo-learn")
+    simclr = SSLEncoder(method="simclr", recipe="solo-learn")
     assert (simclr.arch, simclr.epochs, simclr.batch_size, simclr.cfg["lr"]) == ("resnet18", 1000, 256, 0.4)
-    short = SSLEncoder("simclr", recipe="solo-learn", epochs=2, lr=0.1, arch="small-cnn")
+    short = SSLEncoder(method="simclr", recipe="solo-learn", epochs=2, lr=0.1, arch="small-cnn")
     assert (short.epochs, short.cfg["lr"], short.arch) == (2, 0.1, "small-cnn")
-    assert short.fingerprint() != simclr.fingerprint() and SSLEncoder("simclr").fingerprint() == ""
+    assert short.fingerprint() != simclr.fingerprint() and SSLEncoder(method="simclr").fingerprint() == ""
     with pytest.raises(ValueError, match="recipe must be one of"):
-        SSLEncoder("simclr", recipe="lightly")
+        SSLEncoder(method="simclr", recipe="lightly")
     with pytest.raises(ValueError, match="recipe_dataset"):
-        SSLEncoder("simclr", recipe="solo-learn", recipe_dataset="imagenet")
+        SSLEncoder(method="simclr", recipe="solo-learn", recipe_dataset="imagenet")
 
 
 def test_comparison_hub_validates_offline(tmp_path, monkeypatch):

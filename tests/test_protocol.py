@@ -18,11 +18,11 @@ from zepad_bench.errors import SuiteError, SuiteMissing, UserError
 from zepad_bench.nn.adversarial_tuning import EncoderWithHead, adversarial_finetune
 from zepad_bench.nn.backbones import build_backbone
 from zepad_bench.nn.encoder import Encoder
+from zepad_bench.nn.encoder_choices import normalisation
 from zepad_bench.nn.heads import MLPHead
 from zepad_bench.nn.pgd import pgd
 from zepad_bench.paper_encoders import paper_encoder
 from zepad_bench.suite import load_suite
-from zepad_bench.zoo import normalisation
 from zepad_bench_plugins.defenses.adversarial_training import PGDAT
 from zepad_bench_plugins.defenses.distribution_loss import distribution_loss
 from zepad_bench_plugins.defenses.gen_af import GenAF, least_critical
@@ -242,7 +242,7 @@ def test_checkpoint_bmp_is_the_files_encoder_pinned_by_sha256(tmp_path):
     params = {"arch": "resnet18", "normalisation": "cifar", "sha256": digest}
     only_bmp = dict(use_mpae_victim=False, num_auxiliaries=0, epochs=1, batch_size=6)
     defense = ZePAD(protocol="authors", bmp_checkpoint=path, bmp_checkpoint_params=params, **only_bmp)
-    defense.ctx = RunContext()
+    defense.ctx = RunContext(plugins=load_registry().get)  # as the runner sets it
     defense.check()
     victim = Encoder("small-cnn", {"width": 4})
     (branch,) = defense.fit(victim, [], _batch()).branches
@@ -258,7 +258,7 @@ def test_checkpoint_bmp_is_the_files_encoder_pinned_by_sha256(tmp_path):
     replaced = ZePAD(
         protocol="authors", bmp_checkpoint=path, bmp_checkpoint_params={**params, "sha256": "0" * 64}
     )
-    replaced.ctx = RunContext()
+    replaced.ctx = defense.ctx
     with pytest.raises(UserError, match="sha256 mismatch"):
         replaced.fit(victim, [], _batch())
 
@@ -277,7 +277,8 @@ def test_suite_resolves_the_bmp_checkpoint_beside_it_and_download_fetches_it(tmp
     path, digest, _ = _solo_learn_bmp(tmp_path)
     fetched = []
     monkeypatch.setattr(
-        "zepad_bench.paper_encoders.fetch_paper_encoder", lambda id_, dest: fetched.append((id_, dest))
+        "zepad_bench_plugins.defenses.zepad.fetch_paper_encoder",
+        lambda id_, dest: fetched.append((id_, dest)),
     )
     registry = load_registry(["zb_outside_plugin"])
     text = SMOKE_SUITE.replace(

@@ -1,11 +1,13 @@
-"""Worst-case RA, sanity flags and RA-vs-ε curves on constructed result frames."""
+"""Sanity flags and RA-vs-ε curves on constructed result frames (zepad_bench.reports)."""
 
 from __future__ import annotations
 
 import pytest
 
-from zepad_bench.leaderboard import results_frame
-from zepad_bench.robustness import ra_auc, ra_curves, robustness_figure, sanity_flags
+from zepad_bench.reports.curves import ra_auc, ra_curves
+from zepad_bench.reports.figures import robustness_figure
+from zepad_bench.reports.flags import sanity_flags
+from zepad_bench.reports.frame import results_frame
 
 E = 1 / 255
 
@@ -69,6 +71,16 @@ def test_no_flag_on_a_consistent_suite():
             "grad-nan",
         ),
         (lambda r: r.append(cell("ssp", 16 * E, 80.0, BA=70.0)), "ra-above-ba"),
+        (
+            lambda r: r.append(cell("adaptive", 32 * E, 5.0, scenario="adaptive", RA_recheck=2.5)),
+            "recheck-drop",
+        ),
+        (
+            lambda r: r.append(
+                cell("adaptive", 32 * E, 0.0, scenario="adaptive", **{"grad_zero_frac:attacked": 3.0})
+            ),
+            "grad-zero",
+        ),
     ],
 )
 def test_each_flag_fires_on_its_constructed_case(change, kind):

@@ -1,11 +1,11 @@
-"""Runner: stage cache (fit once, reuse), resume, determinism, results store, leaderboard files."""
+"""Runner: stage cache (fit once, reuse), resume, determinism, the rows it stores."""
 
 from __future__ import annotations
 
-from conftest import SMOKE_SUITE
+import pytest
+from conftest import SMOKE_SUITE, cell_stages, computed_stages, recomputed_classification
 
 from zepad_bench import load_registry
-from zepad_bench.leaderboard import publish
 from zepad_bench.runner import Runner
 from zepad_bench.suite import load_suite
 
@@ -23,13 +23,14 @@ def load(path):
 def test_each_stage_is_computed_once_and_reused(smoke_suite, tmp_path):
     suite = load(smoke_suite)
     runner, rows = run_all(suite, tmp_path / "wd")
-    assert len(rows) == 4  # 2 defenses × 2 tasks
-    assert runner.computed["attack"] == 1  # one surrogate → one fit, shared by every defense and task
-    # tuned once, reused by both tasks (persistent); none and none2 have the same resolved config, so
-    # content addressing gives them one artifact
-    assert runner.computed["defense"] == 1
-    assert runner.computed["adversarial"] == 2  # attacked test images once per task dataset
-    assert runner.computed["encoder"] == 2  # victim + its auxiliary (handed to every defense)
+    cells, graph = suite.cells(), runner.graph
+    assert len(rows) == len(cells)
+    log = computed_stages(runner)
+    reads = {(s.kind, s.key) for cell, row in zip(cells, rows) for s in cell_stages(runner, cell, row)}
+    assert sorted(log) == sorted(reads)  # a cold run computes every stage its cells read, each once
+    # one surrogate → one attack fit, shared by every defense and task; none and none2 resolve alike,
+    # so content addressing gives them one tuning, reused by both tasks (persistent robustness)
+    assert len({graph.attack(c).key for c in cells}) == len({graph.defense(c).key for c in cells}) == 1
 
     again, rows_again = run_all(suite, tmp_path / "wd")
     assert rows_again == [] and sum(again.computed.values()) == 0
@@ -63,20 +64,37 @@ def test_same_suite_and_seed_give_identical_numbers(smoke_suite, tmp_path):
     assert [r["metrics"] for r in forced] == [r["metrics"] for r in a]
 
 
-def test_rows_record_config_versions_timings_and_publish(smoke_suite, tmp_path):
+def test_rows_record_config_versions_code_timings_and_metric_descriptions(smoke_suite, tmp_path):
+    smoke_suite.write_text(smoke_suite.read_text().replace('eps = "16/255"', 'eps = "48/255"'))  # RA < BA
     suite = load(smoke_suite)
-    _, rows = run_all(suite, tmp_path / "wd")
+    runner, rows = run_all(suite, tmp_path / "wd")
     row = rows[0]
-    assert row["versions"]["defense:none"].startswith("zepad-bench")
+    assert row["status"] == "ok" and row["versions"]["defense:none"].startswith("zepad-bench")
     assert row["versions"]["attack:outside-sign"] == "zb_outside_plugin"
+    assert row["code"]["attack:outside-sign"].startswith("zb_outside_plugin src:")
+    assert {
+        "dataset:outside-stripes",
+        "encoder:outside-random",
+        "defense:none",
+        "task:classification",
+    } <= set(row["code"])
     assert set(row["timings"]) >= {"attack_fit", "defense_fit", "task", "cell"}
-    assert 0 <= row["metrics"]["BA"] <= 100 and 0 <= row["metrics"]["ASR"] <= 100
-    assert rows[0]["config"]["report_metrics"] == ["BA", "RA", "ASR"]
-    assert rows[0]["config"]["test_size"] == 64 and rows[0]["config"]["attack_role"] == "attack"
-    paths = publish("smoke", rows, tmp_path / "lb", source="smoke.toml")
-    assert [p.suffix for p in paths] == [".md", ".csv", ".json"]
-    text = paths[0].read_text()
-    assert "machine:" in text and "versions:" in text and "### cls: RA" in text and "| sign " in text
+    cells = {runner.cell_key(c): c for c in suite.cells()}
+    for r in rows:  # each metric is what the stored features and heads give, counted again
+        again = recomputed_classification(runner, cells[r["key"]], r)
+        assert {m: r["metrics"][m] for m in again} == pytest.approx(again, rel=1e-6)  # float32 means
+    described = {m["name"] for m in row["config"]["metric_info"]}
+    assert {"BA", "RA", "ASR", "head", "BA:<branch>"} <= described
+    assert row["config"]["test_size"] == 64 and row["config"]["attack_role"] == "attack"
+    assert row["config"]["surrogates"] == ["rand"]
+    assert runner_store_row(tmp_path / "wd", row["key"]) == {**row, "reason": None, "stage": None}
+
+
+def runner_store_row(workdir, key):
+    from zepad_bench.store import ResultStore
+
+    (stored,) = ResultStore(workdir).rows(keys=[key])
+    return stored
 
 
 def test_inference_only_params_share_one_tuning(smoke_suite, tmp_path, monkeypatch):
@@ -151,6 +169,9 @@ def test_tasks_on_one_dataset_share_features_and_heads(smoke_suite, tmp_path):
     )
     suite = load(smoke_suite).with_axes(defenses=["none"], tasks=["cls", "det"])
     runner, rows = run_all(suite, tmp_path / "wd")
-    assert len(rows) == 2
-    assert runner.computed["head"] == 1 and runner.computed["features"] == 3  # computed once, used twice
+    (cls, cls_row), (det, det_row) = zip(suite.cells(), rows)
+    shared = {s.key for s in cell_stages(runner, cls, cls_row) if s.kind in ("features", "head")}
+    assert shared == {s.key for s in cell_stages(runner, det, det_row) if s.kind in ("features", "head")}
+    log = computed_stages(runner)
+    assert len(log) == len(set(log))  # computed once, used by both tasks
     assert rows[0]["metrics"]["BA"] == rows[1]["metrics"]["BA"]

@@ -11,10 +11,10 @@ import torchvision.transforms.v2.functional as TF
 from zepad_bench.data.images import LabeledImages
 from zepad_bench.errors import UserError
 from zepad_bench.nn.encoder import Encoder
+from zepad_bench.nn.encoder_choices import SSL_METHODS
 from zepad_bench.nn.ssl import METHODS, Pretrainer, knn_accuracy, pretrain, recipe, view_matching_accuracy
 from zepad_bench.nn.ssl import augment as A
 from zepad_bench.nn.ssl.methods import IterNorm
-from zepad_bench.zoo import SSL_METHODS
 from zepad_bench_plugins.datasets.offline import Photos
 from zepad_bench_plugins.encoders.ssl import SSLEncoder
 

@@ -59,7 +59,14 @@ def test_grid_expands_to_cells(tmp_path, registry):
     [
         ('eps = "16/255"', "eps = [", "", "TOML syntax error"),
         ('plugin = "outside-sign"', 'plugin = "nope"', "attacks.sign.plugin", "known: .*outside-sign"),
-        ('eps = "16/255"', 'eps = "sixteen"', "suite.eps", "fraction string"),
+        (
+            'plugin = "outside-sign"',
+            'plugin = "outside-sgn"',
+            "attacks.sign.plugin",
+            "did you mean 'outside-sign'",
+        ),
+        ('eps = "16/255"', 'eps = "sixteen"', "suite.eps", 'a number or a fraction like "10/255"'),
+        ('eps = "16/255"', 'eps = "-16/255"', "suite.eps", "must be positive \\(got '-16/255'\\)"),
         ("seed = 0", 'seed = "zero"', "suite.seed", "an integer"),
         (
             'data = "stripes"\nepochs = 2',
@@ -69,12 +76,17 @@ def test_grid_expands_to_cells(tmp_path, registry):
         ),
         ('tuning = ["stripes"]', 'tuning = ["x"]', r"grid.tuning\[0\]", "unknown dataset id 'x'"),
         ('tuning = ["stripes"]', 'tuning = ["stripes"]\nfoo = [1]', "grid.foo", "unknown axis"),
-        ("epochs = 2\n\n[tasks.cls2]", "epochs = -1\n\n[tasks.cls2]", "tasks.cls", "bad parameters"),
+        (
+            "epochs = 2\n\n[tasks.cls2]",
+            "epochs = -1\n\n[tasks.cls2]",
+            "tasks.cls",
+            "epochs must be ≥ 1 \\(got -1\\)$",
+        ),
         (
             "width = 4",
             "widht = 4",
             "encoders.rand2",
-            "unknown parameter 'widht' \\(did you mean 'width'\\?\\); accepted: width",
+            "unknown parameter 'widht' \\(did you mean 'width'\\?\\)$",
         ),
         ('victims = ["rand"]', 'victims = "rand"', "grid.victims", "expected a list"),
         (

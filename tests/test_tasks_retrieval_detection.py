@@ -166,7 +166,8 @@ def test_detection_task_detects_when_only_the_bmp_branch_is_fooled():
     assert metrics["FPR"] < 5 and metrics["TPR"] > 80
     assert metrics["detection_accuracy"] == pytest.approx((100 - metrics["FPR"] + metrics["TPR"]) / 2)
     assert metrics["AUROC"] > 95
-    assert metrics["BA"] > 95 and 0 <= metrics["ASR"] <= 100
+    # RFDM follows the confident MPAE branch: the fooled, unsure BMP branch flips (almost) no fused prediction
+    assert metrics["BA"] > 95 and metrics["ASR"] <= 1
     scores = task.ctx.records
     assert scores["detection_score_clean"].shape == scores["detection_score_adv"].shape == (200,)
     assert metrics["AUROC:js"] > 95 and metrics["accuracy:js"] > 90 and metrics["accuracy:gap"] > 90

@@ -79,8 +79,7 @@ def test_validate_exit_status_says_ready_lacking_data_or_broken(suites, monkeypa
     out, err = capsys.readouterr()
     broken = [line for line in err.splitlines() if str(suites["broken"]) in line]
     assert broken == [
-        f"{suites['broken']}: error: suite.eps: expected a number or a fraction string like "
-        "\"10/255\", got 'lots'"
+        f"{suites['broken']}: error: suite.eps: must be a number or a fraction like \"10/255\" (got 'lots')"
     ]
     assert err.splitlines()[-1] == (
         "error: 1 of 3 suites are invalid; 1 lack data, checkpoints or packages on this machine (lines above)"

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 import torch.optim.optimizer as optim_hooks
 
+from zepad_bench import load_registry
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages
 from zepad_bench.nn.adversarial_tuning import EncoderWithHead
@@ -304,11 +305,11 @@ def test_generator_adversary_tunes_on_the_fitted_attack_output():
     d = defense(
         adversary="generator",
         generator="outside-sign",
-        generator_plugins=["zb_outside_plugin"],
         eps=8 / 255,
         use_bmp=False,
         num_auxiliaries=0,
     )
+    d.ctx.plugins = load_registry(["zb_outside_plugin"]).get  # the host's lookup of the suite's plugins
     adversarial, pairs = d.adversarial, []
 
     def record(model, x, y, attack=None, generator=None):

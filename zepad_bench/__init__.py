@@ -8,6 +8,7 @@ from zepad_bench.interfaces import (
     DefendedModel,
     Defense,
     EncoderSource,
+    Metric,
     Task,
     TaskData,
 )
@@ -21,6 +22,7 @@ __all__ = [
     "DefendedModel",
     "Defense",
     "EncoderSource",
+    "Metric",
     "Task",
     "TaskData",
     "hookimpl",

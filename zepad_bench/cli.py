@@ -32,10 +32,10 @@ WORKDIR_OPTION = click.option(
 OUT_OPTION = click.option(
     "--out",
     "out_dir",
-    default="leaderboard",
-    show_default=True,
+    default=None,
     type=click.Path(file_okay=False),
-    help="Where the leaderboard (.md/.csv/.json) is published.",
+    help="Folder for the board (<suite>.md, .csv, .json, .html and figures); default: WORKDIR/leaderboard. "
+    "`--out leaderboard` in a clone of the project publishes into its tracked boards.",
 )
 
 
@@ -82,7 +82,7 @@ def cli() -> None:
     First run (offline, CPU, about nine minutes on 2 cores; seconds when cached):
         zepad-bench run suites/quickstart.toml
     Then:
-        zepad-bench leaderboard suites/quickstart.toml    # re-render the table
+        zepad-bench leaderboard suites/quickstart.toml    # re-render the board (.zepad-bench/leaderboard/)
         zepad-bench list attacks --params                 # registered plugins and their parameters
         zepad-bench validate suites/*.toml                # check suites without running
         zepad-bench run SUITE --force attack:uap          # recompute one plugin's stages and their readers
@@ -146,7 +146,12 @@ def run(
     Every stage (encoder, attack fit, defense tuning, attacked images, features) is cached in
     WORKDIR under the hash of its configuration and inputs: an attack is fitted once per surrogate
     and reused by every defense and task, a defense is tuned once and reused by every task.
-    Finished cells are skipped; an interrupted run resumes where it stopped.
+    Finished cells are skipped; an interrupted run resumes where it stopped. A failed cell is stored
+    as failed with its reason and runs again next time.
+
+    \b
+    The board (<suite>.md with its .csv, .json data, .html page and figures) goes to
+    WORKDIR/leaderboard unless --out says otherwise; the terminal gets its summary and the board's path.
     """
     started = time.perf_counter()  # the run's logged wall time includes loading the suite
     from zepad_bench.download import fetch_all
@@ -170,73 +175,43 @@ def run(
     else:
         partial = suite.grid != full.grid
         rows, failed = run_local(suite, workdir, device, force, quiet, partial=partial, started=started)
-    if rows or not failed:
-        # the board of the whole suite: a narrowed run adds its cells and drops no stored result
-        _publish(full, workdir, out_dir)
+    # the board of the whole suite, failed cells included: a narrowed run adds its cells and drops no
+    # stored result
+    _publish(full, workdir, out_dir)
     if failed:
-        raise UserError(f"{len(failed)} cell(s) failed (nothing stored for them); first: {failed[0]}")
+        raise UserError(f"{len(failed)} cell(s) failed (on the board as failed); first: {failed[0]}")
 
 
-def _publish(suite, workdir: str, out_dir: str, reference: bool = False, readme: str | None = None) -> None:
+def _publish(
+    suite, workdir: str, out_dir: str | None, reference: bool = False, readme: str | None = None
+) -> None:
+    """Gather the suite's board from the store and write it (default: WORKDIR/leaderboard)."""
+    from zepad_bench.reports.collect import board_from_store
+
+    board = board_from_store(suite, workdir, reference)
+    _write(board, Path(out_dir) if out_dir else Path(workdir) / "leaderboard", readme)
+
+
+def _write(board, out: Path, readme: str | None, data: bool = True) -> None:
     from rich.console import Console
 
-    from zepad_bench.leaderboard import publish, readme_block, replace_block, results_frame, sections
-    from zepad_bench.plots import confidence_figure, detection_figure
-    from zepad_bench.robustness import robustness_figure
-    from zepad_bench.runner import Runner
+    from zepad_bench.reports.files import publish
+    from zepad_bench.reports.readme import readme_block, replace_block
+    from zepad_bench.reports.terminal import print_summary
 
-    runner = Runner(suite, suite.registry, workdir, device="cpu")
-    keys = [runner.cell_key(c) for c in suite.cells()]
-    rows = runner.store.rows(keys=keys)
-    if not rows:
-        raise UserError(f"no results stored for suite {suite.name!r} in {workdir}; run it first")
-    rows.sort(key=lambda r: keys.index(r["key"]))
-    whole = [r for r in runner.store.runs(suite.name) if "partial" not in r["note"]]
-    runs = [
-        latest[-1]
-        for kind in ("cold", "warm")
-        if (latest := [r for r in whole if r["note"].split(";")[0].split(":")[0] == kind])
-    ]
-    extra = []
-    if reference:
-        from zepad_bench.reference import reference_section
-
-        extra = reference_section(suite, rows)
-    description = suite.raw.get("suite", {}).get("description", "")
-    source = _display_path(suite.path)
-    paths = publish(suite.name, rows, out_dir, source, extra, description, runs)
-    out = Path(out_dir)
-    figures = [
-        confidence_figure(rows, runner.cache, out / f"{suite.name}-confidence.png"),
-        detection_figure(rows, runner.cache, out / f"{suite.name}-detection.png"),
-        robustness_figure(results_frame(rows), out / f"{suite.name}-ra-vs-eps.png"),
-    ]
-    paths += [f for f in figures if f]
+    paths = publish(board, out, data)
     if readme:
         text = Path(readme).read_text(encoding="utf-8")
         try:
-            text = replace_block(text, suite.name, readme_block(suite.name, rows, source, runs))
+            text = replace_block(text, board.name, readme_block(board))
         except ValueError as exc:
             raise UserError(f"{readme}: {exc}") from None
         Path(readme).write_text(text, encoding="utf-8")
-        paths.append(Path(readme))
+        paths.append(Path(readme).resolve())
     console = Console()
-    body, _ = sections([r for r in rows if r["task"] == rows[0]["task"]])
-    console.print("\n".join(body), markup=False, highlight=False)
-    for section in extra:
-        console.print(section)
-    missing = len(keys) - len(rows)
-    if missing:
-        console.print(f"[yellow]{missing} of {len(keys)} cells have no result yet[/yellow]")
-    console.print(f"leaderboard: {', '.join(str(p) for p in paths)}")
-
-
-def _display_path(path: Path) -> str:
-    """The suite's path relative to the current directory when it lies below it (as users type it)."""
-    try:
-        return str(Path(path).resolve().relative_to(Path.cwd().resolve()))
-    except ValueError:
-        return str(path)
+    for line in board.reference:
+        console.print(line, markup=False, highlight=False)
+    print_summary(board, paths, console)
 
 
 @cli.command()
@@ -277,38 +252,54 @@ def validate(suite_paths):
 
 
 @cli.command()
-@click.argument("suite_path", metavar="SUITE", type=click.Path(dir_okay=False))
+@click.argument("source", metavar="SUITE|BOARD.json", type=click.Path(dir_okay=False, exists=True))
 @_axis_options
 @WORKDIR_OPTION
 @OUT_OPTION
 @click.option(
     "--reference",
     is_flag=True,
-    help="Print the paper's numbers beside ours, each row naming its protocol (without data or results: "
-    "the paper's numbers alone).",
+    help="Print the paper's numbers beside ours, each row naming its protocol (needs SUITE; without its "
+    "data or results: the paper's numbers alone).",
 )
 @click.option(
     "--readme",
     type=click.Path(dir_okay=False, exists=True),
     help="Also rewrite the block between <!-- leaderboard:NAME --> and <!-- /leaderboard:NAME --> in this "
-    "markdown file (e.g. README.md) from the same results.",
+    "markdown file (e.g. README.md) from the same data.",
 )
-def leaderboard(suite_path, workdir, out_dir, reference, readme, **axes):
-    """Render SUITE's leaderboard from the results store (no computation).
+def leaderboard(source, workdir, out_dir, reference, readme, **axes):
+    """Render a board (no computation): from SUITE's results in WORKDIR, or from a published BOARD.json.
 
-    Entries are mean ± std over the suite's seeds; one section per task with its own metrics.
+    \b
+    From a suite, the board holds every cell of its grid: the newest stored row of each, failed
+    cells with their reason, cells without a result as pending, and rows whose plugin code or
+    inputs changed since they were stored marked †. From BOARD.json (what `run` writes beside the
+    board) it renders that data alone, without torch or plugins; default --out: the JSON's folder.
     With --reference and no board to render (no data to key the results, or none stored), the
     paper's numbers for the suite's cells print alone.
+    \b
+    Regenerate the project's published board and the README block (in a clone):
+        zepad-bench run suites/quickstart.toml --out leaderboard
+        zepad-bench leaderboard leaderboard/quickstart.json --readme README.md
     """
+    if Path(source).suffix == ".json":
+        from zepad_bench.reports.data import read_board
+
+        if reference or any(axes.values()):
+            raise UserError(f"{source}: --reference and axis options need the suite file, not its board")
+        out = Path(out_dir) if out_dir else Path(source).parent
+        _write(read_board(source), out, readme, data=out.resolve() != Path(source).resolve().parent)
+        return
     try:
-        _publish(_load(suite_path, axes), workdir, out_dir, reference=reference, readme=readme)
+        _publish(_load(source, axes), workdir, out_dir, reference=reference, readme=readme)
     except UserError as exc:
         if not reference:
             raise
         from zepad_bench.reference import reference_section
 
         click.echo(f"no board: {exc}\nthe paper's numbers for this suite's cells:")
-        click.echo("\n".join(reference_section(_load(suite_path, axes, checks=False), [])))
+        click.echo("\n".join(reference_section(_load(source, axes, checks=False), [])))
 
 
 KINDS = ("attacks", "defenses", "encoders", "datasets", "tasks")
@@ -316,22 +307,36 @@ KINDS = ("attacks", "defenses", "encoders", "datasets", "tasks")
 
 @cli.command("list")
 @click.argument("kind", required=False, type=click.Choice(KINDS))
-@click.option("--params", "with_params", is_flag=True, help="Also show each plugin's declared parameters.")
-def list_plugins(kind, with_params):
-    """Show registered plugins (KIND: attacks, defenses, encoders, datasets, tasks) with their provider."""
-    from zepad_bench.listing import plugin_manifest
+@click.option("--params", "with_params", is_flag=True, help="Also show each plugin's parameters.")
+@click.option(
+    "--markdown",
+    is_flag=True,
+    help="Print the parameter reference as markdown (docs/parameters.md: run with ZEPAD_BENCH_PLUGINS= "
+    "for the built-ins alone).",
+)
+def list_plugins(kind, with_params, markdown):
+    """Show registered plugins (KIND: attacks, defenses, encoders, datasets, tasks) with their provider.
+
+    Each plugin's line is its description (a `description` class attribute, else its docstring's first
+    sentence); --params adds every parameter: type, allowed values or range, default and help.
+    """
+    from zepad_bench.listing import parameter_reference, plugin_manifest
+    from zepad_bench.params import describe_line
 
     manifest = plugin_manifest()
     _warn_broken(manifest.get("broken", ()))
-    for k in [kind] if kind else KINDS:
+    kinds = [kind] if kind else list(KINDS)
+    if markdown:
+        click.echo(parameter_reference({k: manifest[k] for k in kinds}), nl=False)
+        return
+    for k in kinds:
         click.echo(f"{k}:")
         for name, entry in manifest[k].items():
-            doc = entry["doc"].splitlines()[0] if entry["doc"] else ""
-            click.echo(f"  {name:<16} {entry['provider']:<24} {doc}")
+            click.echo(f"  {name:<16} {entry['provider']:<24} {entry['description']}")
             if entry["methods"]:
                 click.echo(f"  {'':<16} methods: {', '.join(entry['methods'])}")
-            for line in entry["params"] if with_params else ():
-                click.echo(f"  {'':<16}   {line}")
+            for param in entry["params"] if with_params else ():
+                click.echo(f"  {'':<16}   {describe_line(param)}")
 
 
 @cli.command()
@@ -339,20 +344,22 @@ def list_plugins(kind, with_params):
 def show(plugin):
     """Describe PLUGIN (a name, or KIND:NAME when two kinds share it): provider, doc and parameters."""
     from zepad_bench.listing import plugin_manifest
+    from zepad_bench.params import describe_line, did_you_mean
 
     manifest = plugin_manifest()
     _warn_broken(manifest.get("broken", ()))
     kind, _, name = plugin.rpartition(":")
     found = [k for k in ([kind] if kind in KINDS else KINDS) if name in manifest[k]]
     if not found:
-        raise UserError(f"no plugin named {name!r}; see `zepad-bench list`")
+        known = sorted({n for k in KINDS for n in manifest[k]})
+        raise UserError(f"no plugin named {name!r}{did_you_mean(name, known)}; see `zepad-bench list`")
     for k in found:
         entry = manifest[k][name]
         click.echo(f"{name} ({k[:-1]}, {entry['provider']})")
-        click.echo("\n".join(f"  {line}" for line in entry["doc"].splitlines()))
+        click.echo("\n".join(f"  {line}".rstrip() for line in entry["doc"].splitlines()))
         click.echo("parameters:" if entry["params"] else "parameters: none")
-        for line in entry["params"]:
-            click.echo(f"  {line}")
+        for param in entry["params"]:
+            click.echo(f"  {describe_line(param)}")
 
 
 @cli.command("check-plugin")
@@ -382,18 +389,25 @@ def check_plugin_command(plugin, params, suite_path):
     """
     import tomllib
 
-    from zepad_bench.nn.backbones import known_archs
+    from zepad_bench.nn.backbones import BUILDERS
     from zepad_bench.suite.plugin_modules import suite_registry
     from zepad_bench.testing import check_plugin
 
     registry = suite_registry(suite_path, _registry()) if suite_path else _registry()
     kind, _, name = plugin.rpartition(":")
     kinds = [kind] if kind else ["attacks", "defenses", "backbones"]
-    found = [k for k in kinds if name in (known_archs() if k == "backbones" else registry.kind(k))]
+    archs = {*BUILDERS, *registry.backbones}
+    found = [k for k in kinds if name in (archs if k == "backbones" else registry.kind(k))]
     if len(found) != 1:
+        from zepad_bench.params import did_you_mean
+
+        known = [n for k in kinds for n in (archs if k == "backbones" else registry.kind(k))]
         what = "no attack, defense or backbone" if not found else f"both {' and '.join(found)} have one"
+        hint = did_you_mean(name, known) if not found else ""
         where = f" (installed or in {suite_path}'s plugins)" if suite_path else ""
-        raise UserError(f"check-plugin {plugin!r}: {what} named {name!r}{where}; see `zepad-bench list`")
+        raise UserError(
+            f"check-plugin {plugin!r}: {what} named {name!r}{where}{hint}; see `zepad-bench list`"
+        )
     values = {}
     for item in params:
         key, sep, text = item.partition("=")

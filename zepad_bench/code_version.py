@@ -17,7 +17,9 @@ import inspect
 import re
 import sys
 import types
+from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 from zepad_bench.errors import UserError
 
@@ -156,3 +158,14 @@ def code_version(cls: type, provider: object) -> str:
     module = inspect.getmodule(cls)
     name = module.__name__ if module is not None else cls.__module__
     return f"{provider} src:{source_hash(name)[:16]}"
+
+
+def stage_code_versions(stages: Iterable[Any]) -> dict[str, str]:
+    """``{"<stage kind>:<plugin>": code version}`` of every plugin stage among ``stages`` (objects with
+    ``kind``, ``plugin`` and ``material["code"]``: e.g. the closure of a cell's task stage), as stored
+    with each result so that a report can tell which plugin's code changed since."""
+    return {
+        f"{s.kind}:{s.plugin}": " + ".join(s.material["code"])
+        for s in stages
+        if s.plugin is not None and "code" in s.material
+    }

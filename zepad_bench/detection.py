@@ -24,6 +24,14 @@ from torch import Tensor
 from zepad_bench.metrics import detection_rates
 
 SCORES = ("gap", "js", "disagreement", "entropy")
+DEFINITIONS = {
+    "gap": "the paper's confidence gap: MPAE-Branch minus BMP-Branch max-softmax confidence (the defense's "
+    "own detection score)",
+    "js": "Jensen–Shannon divergence between the mean robust-branch prediction and the BMP branch's",
+    "disagreement": "1 when the robust branches' and the BMP branch's top-1 classes differ, else 0",
+    "entropy": "entropy of the fused prediction",
+}
+"""One line per score of :data:`SCORES` (metric descriptions of the detection task)."""
 REFERENCE_ROLE = "bmp"
 
 
@@ -81,13 +89,3 @@ def calibrated_accuracy(benign: Tensor, adversarial: Tensor, seed: int) -> tuple
     fit, held_out = order[: n // 2], order[n // 2 :]
     threshold = best_threshold(benign[fit], adversarial[fit])
     return detection_rates(benign[held_out], adversarial[held_out], threshold)["accuracy"], threshold
-
-
-def threshold_sweep(benign: Tensor, adversarial: Tensor) -> dict[str, Tensor]:
-    """Every distinct threshold (flag score > t, from below the minimum up) with the TPR, FPR and
-    balanced accuracy (%) it gives: the ROC curve and the accuracy-vs-threshold curve."""
-    values = torch.unique(torch.cat([benign, adversarial]).double())
-    thresholds = torch.cat([values[:1] - 1, values])
-    tpr = 100.0 * (adversarial.double()[None, :] > thresholds[:, None]).double().mean(1)
-    fpr = 100.0 * (benign.double()[None, :] > thresholds[:, None]).double().mean(1)
-    return {"threshold": thresholds, "TPR": tpr, "FPR": fpr, "accuracy": (tpr + 100.0 - fpr) / 2}

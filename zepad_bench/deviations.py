@@ -1,15 +1,15 @@
 """The deviations table: each deviation from a protocol preset alone, its effect over seeds.
 
 A pure function of stored rows (``ResultStore.rows``), no plugin or torch import. Each row's
-``config`` names its defense plugin and resolved params (``defense_plugin``, ``defense_params``,
-written by the runner). Among the defenses of one plugin and one ``protocol``, the *preset* is
-the table that sets no deviation parameter (they default to ``None``: "the preset's value"); a
-*deviation* is a table that equals a preset except for parameters the preset leaves at ``None``
-and it sets explicitly (``protocol = "authors"`` with ``freeze_bn = true``: "freeze_bn = true
-from authors"). Its effect is Δ = deviation − preset per seed, on the same victim, scenario,
-attack, ε, D_f and task; an entry is the mean ± sample std (n − 1) of those per-seed Δs. The two
-presets of a plugin side by side give the whole preset's effect (``protocol = authors`` from
-``corrected``).
+``config`` names its defense plugin, the parameters its suite table gives (``defense_given``) and
+every resolved one (``defense_params``, presets filled in), written by the runner. Among the
+defenses of one plugin and one ``protocol``, a *deviation* of a *preset* table gives every parameter
+the preset gives, with the same values, plus others that change its resolved parameters there and
+only there (``protocol = "authors"`` with ``freeze_bn = true``: "freeze_bn = true from authors"); a
+preset is a table that is no deviation of another. The effect is Δ = deviation − preset per seed, on
+the same victim, scenario, attack, ε, D_f and task; an entry is the mean ± sample std (n − 1) of
+those per-seed Δs. The two presets of a plugin, alike but for ``protocol``, give the whole preset's
+effect (``protocol = authors`` from ``corrected``).
 """
 
 from __future__ import annotations
@@ -27,56 +27,68 @@ def _value(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _defenses(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, dict[str, Any]]]:
-    """Defense id → (plugin, resolved params), for the defenses whose params name a ``protocol``."""
+def _defenses(rows: Iterable[Mapping[str, Any]]) -> dict[str, tuple[str, dict[str, Any], dict[str, Any]]]:
+    """Defense id → (plugin, given params, resolved params), for defenses whose params name a ``protocol``."""
     out = {}
     for row in rows:
         config = row.get("config", {})
         params = config.get("defense_params")
         if params is not None and "protocol" in params:
-            out[row["defense"]] = (config["defense_plugin"], params)
+            out[row["defense"]] = (config["defense_plugin"], config.get("defense_given", {}), params)
     return out
 
 
-def _switches(preset: Mapping[str, Any], other: Mapping[str, Any]) -> dict[str, Any] | None:
-    """The parameters ``other`` sets where ``preset`` leaves the preset's value (``None``); ``None`` when
-    they differ anywhere else (then ``other`` is no single-preset deviation of ``preset``)."""
-    if preset.keys() != other.keys():
+def _switches(preset: tuple, other: tuple) -> dict[str, Any] | None:
+    """What ``other`` (plugin, given, resolved) sets beyond ``preset``, when it is a deviation of it."""
+    (plugin, given, params), (other_plugin, other_given, other_params) = preset, other
+    if plugin != other_plugin or params["protocol"] != other_params["protocol"]:
         return None
-    differing = {k for k in preset if preset[k] != other[k]}
-    if not differing or any(preset[k] is not None for k in differing):
+    if any(other_given.get(k, object()) != v for k, v in given.items()):
         return None
-    return {k: other[k] for k in sorted(differing)}
+    extra = {k: other_given[k] for k in sorted(other_given) if k not in given}
+    changed = {k for k in {*params, *other_params} if params.get(k) != other_params.get(k)}
+    return extra if changed and changed <= set(extra) else None
 
 
 def deviation_pairs(rows: Iterable[Mapping[str, Any]]) -> list[dict[str, Any]]:
     """Every deviation among the rows' defenses: its id, its preset's id, plugin, base protocol, label."""
     defenses = _defenses(rows)
     presets = {
-        d: (plugin, params)
-        for d, (plugin, params) in defenses.items()
-        if not any(
-            _switches(p, params) for e, (pl, p) in defenses.items() if e != d and pl == plugin
-        )  # a preset is no deviation of another table
+        d: table
+        for d, table in defenses.items()
+        if not any(_switches(other, table) for e, other in defenses.items() if e != d)
     }
     pairs = []
-    for d, (plugin, params) in defenses.items():
-        for p, (preset_plugin, preset) in presets.items():
-            switches = _switches(preset, params) if preset_plugin == plugin and p != d else None
+    for d, table in defenses.items():
+        for p, preset in presets.items():
+            switches = _switches(preset, table) if p != d else None
             if switches:
                 label = ", ".join(f"{k} = {_value(v)}" for k, v in switches.items())
                 pairs.append(
-                    {"defense": d, "preset": p, "plugin": plugin, "from": preset["protocol"], "label": label}
+                    {
+                        "defense": d,
+                        "preset": p,
+                        "plugin": table[0],
+                        "from": preset[2]["protocol"],
+                        "label": label,
+                    }
                 )
-    for d, (plugin, params) in presets.items():  # the whole preset: authors beside corrected
-        if params["protocol"] != "authors":
-            continue
-        for p, (preset_plugin, preset) in presets.items():
-            same = {k for k in params if params[k] != preset.get(k)} == {"protocol"}
-            if preset_plugin == plugin and preset["protocol"] == "corrected" and same:
-                pairs.append(
-                    {"defense": d, "preset": p, "plugin": plugin, "from": "corrected", "label": WHOLE_PRESET}
-                )
+    for d, (plugin, given, params) in presets.items():  # the whole preset: authors beside corrected
+        for p, (other_plugin, other_given, other_params) in presets.items():
+            alike = {k: v for k, v in given.items() if k != "protocol"} == {
+                k: v for k, v in other_given.items() if k != "protocol"
+            }
+            if (params["protocol"], other_params["protocol"]) == ("authors", "corrected") and alike:
+                if plugin == other_plugin:
+                    pairs.append(
+                        {
+                            "defense": d,
+                            "preset": p,
+                            "plugin": plugin,
+                            "from": "corrected",
+                            "label": WHOLE_PRESET,
+                        }
+                    )
     return sorted(pairs, key=lambda e: (e["plugin"], e["from"], e["label"] != WHOLE_PRESET, e["label"]))
 
 

@@ -56,3 +56,6 @@ class SuiteMissing(Missing):
 
 class CellFailed(UserError):
     """One cell cannot produce a result (e.g. an attack broke the budget contract); others go on."""
+
+    stage: str | None = None
+    """The kind of stage that failed (set by the runner; stored with the failed cell)."""

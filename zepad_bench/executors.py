@@ -25,12 +25,14 @@ def run_local(
     started: float | None = None,
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Run the suite's pending cells in this process with progress bars; returns their rows and one
-    line per failed cell (a failed cell stores nothing; the others go on). The run is logged with its
+    line per failed cell (stored as failed with its reason; the others go on). The run is logged with its
     wall time since ``started`` (a ``time.perf_counter()`` value; default: now, after loading)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from zepad_bench.runner import Runner, _now, machine_info
+    from zepad_bench.machine import machine_info, now
+    from zepad_bench.runner import Runner
+    from zepad_bench.stages import STAGE_KINDS
 
     console = Console(stderr=True, quiet=quiet, log_path=False)
     progress = Progress(
@@ -65,6 +67,7 @@ def run_local(
             try:
                 rows.append(runner.run_cell(cell))
             except CellFailed as exc:
+                runner.store_failed(cell, exc)
                 failed.append(f"{cell.label()}: {exc}")
                 progress.console.print(f"cell failed: {failed[-1]}", markup=False, highlight=False)
                 if quiet:
@@ -79,7 +82,7 @@ def run_local(
     runner.store.log_run(
         {
             "suite": suite.name,
-            "finished": _now(),
+            "finished": now(),
             "seconds": time.perf_counter() - start,
             "computed": len(rows),
             "reused": len(cells) - len(pending),
@@ -90,7 +93,8 @@ def run_local(
     )
     summary = ", ".join(
         f"{stage} {runner.computed[stage]} computed / {runner.reused[stage]} reused"
-        for stage in ("dataset", "encoder", "attack", "defense", "adversarial", "features", "head")
+        for stage in STAGE_KINDS
+        if stage != "task"
     )
     console.print(f"stages: {summary}")
     return rows, failed
@@ -149,6 +153,8 @@ def _job(
             else:
                 make[phase](cells[item])
         except CellFailed as exc:
+            if phase == "cell":
+                runner.store_failed(cells[item], exc)
             failed.append(f"{cells[item].label()}: {exc}")
     return failed
 

@@ -7,9 +7,10 @@ See ``docs/plugins.md`` for the contract in prose.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from zepad_bench import params as _params
 from zepad_bench.context import RunContext
 
 if TYPE_CHECKING:
@@ -21,37 +22,42 @@ if TYPE_CHECKING:
 
 
 class Plugin:
-    """Common base: ``name`` is the key in suites; ``__init__`` takes the suite's params.
+    """Common base: ``name`` is the key in suites; the suite table's params are its :class:`Options`.
 
-    ``__init__`` must be cheap (no tensors, no I/O): the suite validator instantiates every
-    plugin to check its params before any work starts; raise ``ValueError`` for a bad value.
-    The runner sets ``self.ctx`` (device, seed, progress) before the plugin does work.
+    Construction validates the params against ``Options`` (one :class:`~zepad_bench.params.ParamError`
+    line naming the rule broken), then hands them to the plugin as ``self.options`` (frozen) and as
+    attributes of the same names. Construction must be cheap (no tensors, no I/O): the suite
+    validator constructs every plugin before any work starts. The runner sets ``self.ctx`` (device,
+    seed, progress) before the plugin does work.
     """
 
+    class Options(_params.Options):
+        """A plugin's parameters: subclass it in the plugin class (``class Options(Attack.Options)``)."""
+
     name: ClassVar[str]
+    description: ClassVar[str | None] = None
+    """One line for ``zepad-bench list`` (read from the class itself); default: the docstring's first
+    sentence, markup removed."""
+    options: Options
     ctx: RunContext
+    runner_args: ClassVar[tuple[str, ...]] = ()
+    """Constructor arguments the runner passes positionally, not suite parameters (an attack's ``eps``)."""
     path_params: ClassVar[tuple[str, ...]] = ()
     """Params that are file or folder paths: a relative path written in a suite resolves against
     the suite file's folder (so a suite runs the same from any working directory)."""
     param_help: ClassVar[dict[str, str]] = {}
-    """One line of help per parameter; names, types and defaults come from ``__init__`` (see
-    :mod:`zepad_bench.params`), allowed values from ``Literal[...]`` annotations or ``param_choices``."""
     param_choices: ClassVar[dict[str, tuple[Any, ...]]] = {}
     extra_params: ClassVar[str | None] = None
-    """What ``**extra`` keyword parameters of ``__init__`` mean; ``None``: unknown names are rejected."""
+    """The old form of declaring parameters (still supported): names, types and defaults in
+    ``__init__``'s signature, one line of help per name in ``param_help``, allowed values in
+    ``Literal[...]`` annotations or ``param_choices``, and what ``**extra`` names mean in
+    ``extra_params`` (see :func:`zepad_bench.params.options_model`)."""
 
     def __init__(self, **params: Any):
-        if params:
-            raise TypeError(f"unexpected parameters: {', '.join(sorted(params))}")
+        self.options = _params.parse(type(self).Options, params)
+        for name in type(self.options).model_fields:
+            setattr(self, name, getattr(self.options, name))
         self.ctx = RunContext()
-
-    def __init_subclass__(cls, **kwargs: Any):
-        """Every plugin's ``__init__`` checks its parameters against the declaration first."""
-        super().__init_subclass__(**kwargs)
-        if "__init__" in vars(cls):
-            from zepad_bench.params import checked_init
-
-            cls.__init__ = checked_init(vars(cls)["__init__"])  # type: ignore[method-assign]
 
     def check(self) -> None:
         """Cheap pre-flight checks run at suite validation (paths exist, …); raise ``UserError``."""
@@ -89,11 +95,14 @@ class Attack(Plugin):
     """Whether ``perturb`` keeps images in [0, 1] (our protocol). The runner checks every attacked
     batch for ``‖x_adv − x‖∞ ≤ eps`` and, when ``clamp`` is true, for values in [0, 1]."""
 
+    runner_args: ClassVar[tuple[str, ...]] = ("eps",)
+
     def __init__(self, eps: float, **params: Any):
         super().__init__(**params)
-        if not 0 < float(eps) <= 1:
-            raise ValueError(f"eps must be in (0, 1] pixel units, got {eps}")
-        self.eps = float(eps)
+        try:
+            self.eps = _params.parse_budget(eps)
+        except ValueError as exc:
+            raise _params.ParamError(f"eps {exc}") from None
         self.encoders: list[Encoder] = []
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
@@ -211,7 +220,7 @@ class TaskData:
         """
         if self.feature_fn is not None:
             return self.feature_fn(branch, which)
-        from zepad_bench.nn.encoder import extract_features
+        from zepad_bench.nn.batched import extract_features
 
         images = {"train": self.train.images, "test": self.test.images, "test_adv": self.test_adv}[which]
         encoder = model.branches[branch].encoder
@@ -233,13 +242,105 @@ class TaskData:
         )
 
 
+@dataclass(frozen=True)
+class Metric:
+    """What one metric a task returns means; reports render every column and glossary line from these
+    (stored with each result, so a board needs no plugin to explain itself).
+
+    ``name`` may hold a placeholder in angle brackets for a family of metrics (``"RA:<branch>"``
+    describes ``RA:victim``, ``RA:zepad-bmp``, …). ``clean``: measured on clean images only (one
+    column per defense, not one per attack). ``report``: shown as a table on the board (every
+    metric is kept in the data and explained in the glossary either way). ``unit``: ``"%"``, another
+    unit, or ``""`` for a plain number or a label (a text value such as a head kind).
+    """
+
+    name: str
+    definition: str
+    higher_is_better: bool = True
+    unit: str = "%"
+    clean: bool = False
+    report: bool = True
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+CORE_METRICS = (
+    Metric("BA", "benign accuracy: accuracy on the clean test images", clean=True),
+    Metric("RA", "robust accuracy: accuracy on the attacked test images"),
+    Metric(
+        "ASR",
+        "attack success rate: share of *all* test images whose prediction changes under attack "
+        "(labels unused, the paper's definition)",
+        higher_is_better=False,
+    ),
+)
+"""BA, RA and ASR (design §1), as every task that reports them means them."""
+
+ADAPTIVE_METRICS = (
+    Metric(
+        "grad_zero_frac",
+        "share of clean test images whose input gradient through the attacked pipeline is exactly zero "
+        "(gradient masking)",
+        higher_is_better=False,
+        report=False,
+    ),
+    Metric(
+        "grad_nan_frac",
+        "share of clean test images whose input gradient through the attacked pipeline is not finite",
+        higher_is_better=False,
+        report=False,
+    ),
+    Metric(
+        "grad_zero_frac:attacked",
+        "as grad_zero_frac, on the attacked images",
+        higher_is_better=False,
+        report=False,
+    ),
+    Metric(
+        "grad_nan_frac:attacked",
+        "as grad_nan_frac, on the attacked images",
+        higher_is_better=False,
+        report=False,
+    ),
+    Metric("grad_norm", "mean L1 norm of the pipeline's input gradient", unit="", report=False),
+    Metric(
+        "RA_after:<member>",
+        "robust accuracy after the ensemble's members up to and including <member> "
+        "(cumulative per-sample worst case, AutoAttack's log)",
+        report=False,
+    ),
+    Metric(
+        "RA_recheck",
+        "robust accuracy after the convergence re-check (the last member again with twice the iterations "
+        "and restarts, on a fixed seeded subset)",
+        report=False,
+    ),
+    Metric("recheck_n", "test images in the convergence re-check's subset", unit="images", report=False),
+    Metric("adaptive_n", "test images the adaptive attack ran on", unit="images", report=False),
+    Metric("RA_ci95_low", "lower end of RA's 95 % interval when a subset is attacked", report=False),
+    Metric("RA_ci95_high", "upper end of RA's 95 % interval when a subset is attacked", report=False),
+)
+"""What the runner and the adaptive attack add to the metrics of an ``adaptive`` cell."""
+
+UNDESCRIBED = "not described by its task (old `report_metrics` form)"
+
+
 class Task(Plugin):
     """A downstream task evaluated on a defended model, clean and attacked."""
 
     report_metrics: ClassVar[tuple[str, ...]] = ("BA", "RA", "ASR")
-    """The metrics the leaderboard's section for this task shows (in this order); every metric
-    the task returns is kept in the JSON. ``BA`` and names ending in ``_clean`` are clean metrics
-    (one column per defense); every other one gets a column per attack."""
+    """Old form, kept working: the names :meth:`metrics` describes when a task does not override it."""
+
+    def metrics(self) -> list[Metric]:
+        """Every metric :meth:`run` returns, described (a method: names may depend on parameters, e.g.
+        retrieval's ``k``). Default, for tasks written before this method: ``report_metrics``, with BA,
+        RA and ASR described as :data:`CORE_METRICS` and any other name shown undescribed (clean when
+        it is ``BA`` or ends in ``_clean``, as before)."""
+        core = {m.name: m for m in CORE_METRICS}
+        return [
+            core.get(n) or Metric(n, UNDESCRIBED, clean=n.endswith("_clean")) for n in self.report_metrics
+        ]
 
     def run(self, model: DefendedModel, data: TaskData) -> dict[str, float | str]:
         """Return metrics (percentages for accuracies/rates)."""

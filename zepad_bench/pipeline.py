@@ -46,18 +46,6 @@ def task_heads(
     return heads, kinds
 
 
-def heads_digest(heads: list[nn.Module]) -> str:
-    """sha256 of the heads' states (parameters and buffers, in order): a cache key for what they compute."""
-    import hashlib
-
-    digest = hashlib.sha256()
-    for head in heads:
-        for name, value in head.state_dict().items():
-            digest.update(name.encode())
-            digest.update(value.detach().cpu().contiguous().numpy().tobytes())
-    return digest.hexdigest()
-
-
 class DefendedPipeline(nn.Module):
     """``x`` in [0, 1] → ``model.fuse([head_i(encoder_i(x))])``: the defended task classifier end to end.
 

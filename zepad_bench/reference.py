@@ -39,9 +39,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from zepad_bench.params import declaration, resolved
+from zepad_bench.nn.encoder_choices import SSL_METHODS as METHODS
+from zepad_bench.params import options_model, resolved
 from zepad_bench.suite import Cell, Suite, parse_eps
-from zepad_bench.zoo import SSL_METHODS as METHODS
 
 TABLES_PATH = Path(__file__).parent / "reference" / "paper_tables.json"
 MATCH_KEYS = ("victim", "auxiliary", "pretrain", "tuning", "downstream", "scenario", "attack", "task")
@@ -182,14 +182,15 @@ def defense_protocol(suite: Suite, defense_id: str) -> str | None:
     parameter set against it (``"authors with freeze_bn = True"``) — or ``None`` for a defense without
     presets (nothing tuned, e.g. ``none``)."""
     spec = suite.spec("defenses", defense_id)
-    cls = suite.registry.get("defenses", spec.plugin) if suite.registry is not None else None
-    presets = getattr(cls, "PROTOCOLS", None)
+    if suite.registry is None:
+        return None
+    model = options_model(suite.registry.get("defenses", spec.plugin))
+    presets = model.presets.get("protocol")
     if not presets:
         return None
-    protocol = spec.params.get("protocol", declaration(cls).params["protocol"].default)
-    switches = [
-        f"{k} = {v}" for k, v in spec.params.items() if k in presets[protocol] and v != presets[protocol][k]
-    ]
+    protocol = spec.params.get("protocol", model.model_fields["protocol"].default)
+    preset = presets[protocol]
+    switches = [f"{k} = {v}" for k, v in spec.params.items() if k in preset and v != preset[k]]
     return protocol + (f" with {', '.join(switches)}" if switches else "")
 
 

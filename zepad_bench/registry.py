@@ -13,6 +13,7 @@ import pluggy
 
 from zepad_bench import hookspecs
 from zepad_bench.errors import UserError
+from zepad_bench.params import did_you_mean
 from zepad_bench.plugin_failures import BrokenPlugin, PluginLoadError
 
 KINDS = ("attacks", "defenses", "encoders", "datasets", "tasks")
@@ -43,7 +44,8 @@ class Registry:
     datasets: dict[str, type] = field(default_factory=dict)
     tasks: dict[str, type] = field(default_factory=dict)
     backbones: dict[str, Callable[..., Any]] = field(default_factory=dict)
-    """Architectures from plugins (name → builder); the built-ins are in ``zepad_bench.nn.backbones``."""
+    """Architectures from plugins (name → builder); the built-ins are in ``zepad_bench.nn.backbones``.
+    Encoders are built with them inside ``zepad_bench.nn.backbones.plugin_backbones(registry.backbones)``."""
     providers: dict[tuple[str, str], Provider] = field(default_factory=dict)
     broken: list[BrokenPlugin] = field(default_factory=list)
     """Installed plugins skipped because they could not load (one line each: ``str(b)``)."""
@@ -64,7 +66,8 @@ class Registry:
         """Why ``name`` is not a ``kind`` plugin: the known names, and the plugins that failed to load."""
         known = ", ".join(sorted(self.kind(kind))) or "none"
         skipped = "".join(f"; not loaded, may provide it: {b}" for b in self.broken)
-        return f"unknown {kind[:-1]} plugin {name!r}; known: {known}{skipped}"
+        hint = did_you_mean(name, sorted(self.kind(kind)))
+        return f"unknown {kind[:-1]} plugin {name!r}{hint}; known: {known}{skipped}"
 
 
 def _allowed(dist_name: str) -> bool:
@@ -199,27 +202,21 @@ def load_registry(modules: tuple[str, ...] | list[str] = ()) -> Registry:
                 table[cls.name] = cls
                 registry.providers[(kind, cls.name)] = entry.provider
         _add_backbones(registry, entry.provider, staged["backbones"])
-    _register_backbones(registry)
     return registry
 
 
 def _add_backbones(registry: Registry, provider: Provider, backbones: list[tuple[str, Any]]) -> None:
-    """Architectures a plugin registered (a name another provider has is an error naming both)."""
+    """Architectures a plugin registered, into ``registry.backbones`` (a built-in name, or a name
+    another provider has, is an error naming it)."""
+    if not backbones:
+        return
+    from zepad_bench.nn.backbones import BUILDERS
+
     for name, builder in backbones:
+        if name in BUILDERS:
+            raise UserError(f"{provider}: backbone {name!r} is a built-in architecture; choose another name")
         if ("backbones", name) in registry.providers:
             other = registry.providers[("backbones", name)]
             raise UserError(f"duplicate backbone {name!r}: provided by {other} and by {provider}")
         registry.backbones[name] = builder
         registry.providers[("backbones", name)] = provider
-
-
-def _register_backbones(registry: Registry) -> None:
-    """Make the plugins' architectures buildable (a clash with a built-in is an error)."""
-    if registry.backbones:
-        from zepad_bench.nn.backbones import register_backbone
-
-        for name, builder in registry.backbones.items():
-            try:
-                register_backbone(name, builder)
-            except ValueError as exc:
-                raise UserError(f"{registry.providers[('backbones', name)]}: {exc}") from None

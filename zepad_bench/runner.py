@@ -1,104 +1,44 @@
-"""Runs suite cells through the cached stages: dataset → encoder → attack fit → defense fit → task."""
+"""Runs suite cells through their stages: dataset → encoder → attack fit / defense tuning → attacked
+images → features and heads → task. Every key comes from the :class:`~zepad_bench.stages.StageGraph`;
+the runner builds plugins, computes what a stage needs and leaves storing to the
+:class:`~zepad_bench.stage_cache.StageCache`."""
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
-import platform
-import random
 import time
-from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from zepad_bench.cache import ArtifactCache, content_key
+from zepad_bench.attacked_images import adaptive_images, transfer_images
+from zepad_bench.branch_stages import BranchStages
+from zepad_bench.cell_row import cell_row, failed_row
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages, UnlabeledBatches
-from zepad_bench.interfaces import TRANSFER_SCENARIOS, Branch, DefendedModel, TaskData
-from zepad_bench.locks import stage_lock
+from zepad_bench.errors import CellFailed
+from zepad_bench.interfaces import TRANSFER_SCENARIOS, Attack, DefendedModel, Task, TaskData
+from zepad_bench.machine import now, resolve_device
 from zepad_bench.nn import precision
-from zepad_bench.nn.batched import extract_features_together, groups_by_architecture
-from zepad_bench.nn.codec import head_from_state, head_state
 from zepad_bench.nn.encoder import Encoder
-from zepad_bench.nn.heads import train_head
-from zepad_bench.params import resolved
 from zepad_bench.registry import Registry
+from zepad_bench.seeding import seed_everything
+from zepad_bench.stage_cache import StageCache, as_is
+from zepad_bench.stage_codecs import (
+    attack_round_trip,
+    decode_dataset,
+    decode_defended,
+    encode_dataset,
+    encode_defended,
+)
 from zepad_bench.stages import ForceSpec, StageGraph
-from zepad_bench.store import ResultStore
 from zepad_bench.suite import Cell, Suite, instantiate
-
-SPLITS = ("train", "test")
-
-
-def resolve_device(device: str) -> str:
-    """``auto`` → ``cuda`` when available, else ``cpu``."""
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        from zepad_bench.errors import UserError
-
-        raise UserError(f"device {device!r} requested but CUDA is not available on this machine")
-    return device
-
-
-def seed_everything(seed: int) -> None:
-    """Seed Python, NumPy and torch; on CUDA also ask cuDNN for deterministic kernels (CPU runs are
-    bit-reproducible; GPU runs are as reproducible as torch's CUDA kernels allow)."""
-    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-
-
-def machine_info(device: str) -> dict[str, Any]:
-    info = {
-        "platform": platform.platform(),
-        "python": platform.python_version(),
-        "cpus": _cpu_count(),
-        "device": device,
-    }
-    if device.startswith("cuda"):
-        info["gpu"] = torch.cuda.get_device_name(torch.device(device))
-    return info
-
-
-def _cpu_count() -> int:
-    import os
-
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-BUDGET_TOLERANCE = 1e-5
-"""Float slack of the budget check (uint8 images made float, then perturbed in float32)."""
-
-
-def check_budget(attack, x: torch.Tensor, x_adv: torch.Tensor) -> None:
-    """The attack contract, checked on every attacked batch: same shape, ‖x_adv − x‖∞ ≤ ε and, for
-    attacks that clamp (our protocol), values in [0, 1]. A violation fails the cell (never clipped)."""
-    from zepad_bench.errors import CellFailed
-
-    who = f"attack plugin {attack.name!r}"
-    if x_adv.shape != x.shape:
-        raise CellFailed(f"{who} returned shape {tuple(x_adv.shape)} for inputs of shape {tuple(x.shape)}")
-    if not torch.isfinite(x_adv).all():
-        raise CellFailed(f"{who} returned non-finite pixel values")
-    norm = (x_adv - x).abs().max().item()
-    if norm > attack.eps + BUDGET_TOLERANCE:
-        raise CellFailed(
-            f"{who} broke its budget: ‖x_adv − x‖∞ = {norm:.4f} ({norm * 255:.1f}/255) "
-            f"> ε = {attack.eps:.4f} ({attack.eps * 255:.1f}/255)"
-        )
-    low, high = x_adv.min().item(), x_adv.max().item()
-    if attack.clamp and (low < -BUDGET_TOLERANCE or high > 1 + BUDGET_TOLERANCE):
-        raise CellFailed(f"{who} returned pixels in [{low:.3f}, {high:.3f}], outside [0, 1]")
 
 
 class Runner:
-    """Executes cells; every stage's output is cached under the hash of its resolved config and inputs."""
+    """Executes cells; every stage's output is cached under the key the stage graph derives for it."""
 
     def __init__(
         self,
@@ -113,102 +53,40 @@ class Runner:
     ):
         self.suite, self.registry = suite, registry
         self.workdir = Path(workdir)
-        self.cache, self.store = ArtifactCache(self.workdir), ResultStore(self.workdir)
         self.device = resolve_device(device or suite.device)
         self.force = force if isinstance(force, ForceSpec) else ForceSpec.parse(force)
         self.progress = progress
         self.graph = StageGraph(suite, registry)
-        self.log = log or (lambda message: None)
-        self._memo: dict[tuple[str, str], Any] = {}
-        self._fresh: set[str] = set()  # keys computed in this run (forcing propagates downstream)
-        self.since = since or _now("microseconds")  # start of the run (a Slurm run's jobs share the driver's)
-        self.computed: Counter[str] = Counter()
-        self.reused: Counter[str] = Counter()
-        self.seconds: dict[str, float] = {}
-
-    # ------------------------------------------------------------------ stage machinery
-    def _ctx(self, seed: int) -> RunContext:
-        return RunContext(
-            device=self.device, seed=seed, image_size=self.suite.image_size, progress=self.progress
+        self.since = since or now("microseconds")  # start of the run (a Slurm run's jobs share the driver's)
+        self.stages = StageCache(
+            self.workdir,
+            self.force,
+            suite.precision,
+            registry.backbones,
+            suite.name,
+            self.since,
+            log or (lambda message: None),
+        )
+        self.cache, self.store = self.stages.cache, self.stages.store
+        self.computed, self.reused, self.seconds = (
+            self.stages.computed,
+            self.stages.reused,
+            self.stages.seconds,
         )
 
-    def _stage(
-        self,
-        stage: str,
-        material: dict[str, Any],
-        label: str,
-        seed: int,
-        compute: Callable[[], Any],
-        encode: Callable[[Any], Any],
-        decode: Callable[[Any], Any],
-    ) -> tuple[Any, str]:
-        key = content_key({"stage": stage, **material})
-        if (stage, key) in self._memo:
-            return self._memo[(stage, key)], key
-        forced = self._forced(stage, key, material)
-        value = _MISSING if forced else self._cached(stage, key, label, decode)
-        if value is not _MISSING:
-            self._memo[(stage, key)] = value
-            return value, key
-        with stage_lock(self.workdir, stage, key):
-            # a concurrent job (Slurm) may have made it while this one waited for the lock
-            forced = forced and not self.store.computed_since(key, self.since)
-            value = _MISSING if forced else self._cached(stage, key, label, decode)
-            if value is _MISSING:
-                value = self._compute(stage, key, material, label, seed, compute, encode)
-        self._memo[(stage, key)] = value
-        return value, key
-
-    def _cached(self, stage: str, key: str, label: str, decode: Callable[[Any], Any]) -> Any:
-        """The decoded artifact of ``key``, or ``_MISSING`` (absent, or written by an older plugin
-        version in a form that no longer decodes: then it is made anew)."""
-        if not self.cache.has(stage, key):
-            return _MISSING
-        try:
-            value = decode(self.cache.load(stage, key))
-        except Exception as exc:
-            self.log(f"{stage:<9} {label}: cached artifact does not decode ({_one_line(exc)}); recomputing")
-            return _MISSING
-        self.reused[stage] += 1
-        return value
-
-    def _compute(
-        self,
-        stage: str,
-        key: str,
-        material: dict[str, Any],
-        label: str,
-        seed: int,
-        compute: Callable[[], Any],
-        encode: Callable[[Any], Any],
-    ) -> Any:
-        seed_everything(seed)
-        start = time.perf_counter()
-        with precision.use(self.suite.precision):
-            value = compute()
-        seconds = time.perf_counter() - start
-        self.cache.save(stage, key, encode(value), material)
-        self.store.log_stage(stage, key, label, seconds, self.suite.name, _now("microseconds"))
-        self.computed[stage] += 1
-        self._fresh.add(key)
-        self.seconds[key] = seconds
-        self.log(f"{stage:<9} {label}  [{seconds:.1f}s]")
-        return value
-
-    def _forced(self, stage: str, key: str, material: dict[str, Any]) -> bool:
-        """``--force`` names this stage (kind or plugin) or a stage it reads was recomputed by force,
-        and no job of this run (``since``) has recomputed it yet."""
-        if not self.force or key in self._fresh:
-            return False
-        fresh = self._fresh | self.store.keys_computed_since(self.since)
-        if key in fresh:
-            return False
-        return self.force.matches(stage, material.get("plugin")) or _mentions(material, fresh)
+    def _ctx(self, seed: int) -> RunContext:
+        return RunContext(
+            device=self.device,
+            seed=seed,
+            image_size=self.suite.image_size,
+            progress=self.progress,
+            plugins=self.registry.get,
+        )
 
     # ------------------------------------------------------------------ stages
     def dataset(self, id_: str, split: str, seed: int) -> tuple[LabeledImages, str]:
         """A dataset split; sets without an official split are split (and sampled) by ``seed``."""
-        material = self.graph.dataset(id_, split, seed).material
+        node = self.graph.dataset(id_, split, seed)
 
         def compute() -> LabeledImages:
             source = instantiate(self.suite, self.registry, "datasets", id_)
@@ -217,25 +95,16 @@ class Runner:
             data.name = id_
             return data
 
-        def encode(d: LabeledImages) -> dict[str, Any]:
-            return {"images": d.images, "labels": d.labels, "classes": list(d.classes), "indices": d.indices}
-
-        def decode(s: dict[str, Any]) -> LabeledImages:
-            return LabeledImages(s["images"], s["labels"], s["classes"], id_, s["indices"])
-
-        data, key = self._stage(
-            "dataset", material, f"{id_}:{split} (seed {seed})", seed, compute, encode, decode
-        )
+        data = self.stages.get(node, seed, compute, encode_dataset, lambda s: decode_dataset(s, id_))
         # identical tables share one artifact; each id keeps its own name (tasks match heads by it)
-        return dataclasses.replace(data, name=id_), key
+        return dataclasses.replace(data, name=id_), node.key
 
     def encoder(self, id_: str, seed: int) -> tuple[Encoder, str]:
         """A public encoder; one pretrained inside the suite is pretrained per ``seed`` (a loaded
         checkpoint is the same file for every seed)."""
-        spec = self.suite.spec("encoders", id_)
-        data_id = spec.reserved.get("data")
+        data_id = self.suite.spec("encoders", id_).reserved.get("data")
         data, _ = self.dataset(data_id, "train", seed) if data_id else (None, None)
-        material = self.graph.encoder(id_, seed).material
+        node = self.graph.encoder(id_, seed)
 
         def compute() -> Encoder:
             source = instantiate(self.suite, self.registry, "encoders", id_)
@@ -243,100 +112,51 @@ class Runner:
             return source.build(data)
 
         def decode(state: dict[str, Any]) -> Encoder:
-            encoder = Encoder.from_state(state).to(self.device).eval()
-            return encoder
+            return Encoder.from_state(state).to(self.device).eval()
 
-        encoder, key = self._stage(
-            "encoder", material, f"{id_} (seed {seed})", seed, compute, lambda e: e.to_state(), decode
-        )
-        return encoder.to(self.device).eval(), key
+        encoder = self.stages.get(node, seed, compute, lambda e: e.to_state(), decode)
+        return encoder.to(self.device).eval(), node.key
 
-    def attack(self, cell: Cell):
-        _, surrogates = self._attacked_encoders(cell)
-        encoders = [e for e, _ in surrogates]
+    def attack(self, cell: Cell) -> tuple[Attack, str]:
+        """The fitted attack: on the public surrogates (transfer scenarios), or on every branch of the
+        defended model (``defense-aware``, ``adaptive``)."""
+        encoders = self._attacked_encoders(cell)
         data, _ = self.dataset(self.graph.attacker_data(cell.attack), "train", cell.seed)
         node = self.graph.attack(cell)
 
-        def new_attack():
+        def new_attack() -> Attack:
             attack = instantiate(self.suite, self.registry, "attacks", cell.attack, eps=cell.eps)
             attack.ctx = self._ctx(cell.seed)
             attack.encoders = encoders
             return attack
 
-        def compute():
+        def compute() -> Attack:
             attack = new_attack()
             images = UnlabeledBatches(data.images, self.suite.batch_size, seed=cell.seed, device=self.device)
             attack.fit(encoders, images)
-            return _round_trip(attack, new_attack, images, perturbs=cell.scenario != "adaptive")
+            return attack_round_trip(attack, new_attack, images, perturbs=cell.scenario != "adaptive")
 
-        def decode(state: dict[str, Any]):
+        def decode(state: dict[str, Any]) -> Attack:
             attack = new_attack()
             attack.load_state_dict(state)
             return attack
 
-        return self._stage(
-            "attack", node.material, node.label, cell.seed, compute, lambda a: a.state_dict(), decode
-        )
+        return self.stages.get(node, cell.seed, compute, lambda a: a.state_dict(), decode), node.key
 
-    def _attacked_encoders(self, cell: Cell) -> tuple[list[str], list[tuple[Encoder, str]]]:
-        """Names and ``(encoder, cache key)`` of the encoders an attack is fitted on: the public
-        surrogates (transfer scenarios), or every branch of the defended model (``defense-aware``,
-        ``adaptive``), keyed by the defense's tuning so the attack is refitted per defense."""
+    def _attacked_encoders(self, cell: Cell) -> list[Encoder]:
+        """The encoders an attack is fitted on: the public surrogates (transfer scenarios), or every
+        branch of the defended model (``defense-aware``, ``adaptive``)."""
         if cell.scenario in TRANSFER_SCENARIOS:
-            ids = self.suite.surrogates(cell.victim, cell.scenario)
-            return ids, [self.encoder(i, cell.seed) for i in ids]
-        model, defense_key = self.defense(cell)
-        names = [b.name for b in model.branches]
-        return names, [(b.encoder, f"{defense_key}:{b.name}") for b in model.branches]
-
-    def adaptive_adversarial(
-        self,
-        cell: Cell,
-        attack,
-        attack_key: str,
-        model: DefendedModel,
-        task,
-        data: TaskData,
-        test_key: str,
-    ) -> tuple[torch.Tensor, str, dict[str, float]]:
-        """``adaptive`` scenario: the test images attacked per batch through the task's whole pipeline
-        (``attack.perturb_pipeline`` with the test labels), the stage key, and the pipeline's input-
-        gradient statistics (:func:`zepad_bench.pipeline.input_gradient_stats`). Cached on the fitted
-        attack (whose key includes the defense), the heads' content and the test data, so tasks whose
-        pipelines are the same (classification and detection on one dataset) share one attack run."""
-        from zepad_bench.pipeline import DefendedPipeline, heads_digest, input_gradient_stats
-
-        heads = task.pipeline_heads(model, data)
-        material = {
-            "attack": attack_key,
-            "heads": heads_digest(heads),
-            "test": test_key,
-            "batch_size": self.suite.batch_size,
-        }
-
-        def compute() -> dict[str, Any]:
-            pipeline = DefendedPipeline(model, heads)
-            out = []
-            batches = range(0, len(data.test), self.suite.batch_size)
-            for start in self._ctx(cell.seed).track(batches, f"adaptive {data.test.name}"):
-                window = slice(start, start + self.suite.batch_size)
-                x = data.test.float_images(window).to(self.device)
-                x_adv = attack.perturb_pipeline(pipeline, x, data.test.labels[window].to(self.device))
-                check_budget(attack, x, x_adv.detach().float())
-                out.append(x_adv.detach().float().cpu())
-            images = torch.cat(out)
-            stats = input_gradient_stats(pipeline, data.test.float_images(slice(None)), data.test.labels)
-            return {"images": images, "stats": stats}
-
-        label = f"{attack.name}@{cell.eps:.4f} adaptive on {cell.defense}/{cell.task} (seed {cell.seed})"
-        value, key = self._stage("adaptive", material, label, cell.seed, compute, lambda v: v, lambda v: v)
-        return value["images"], key, dict(value["stats"])
+            return [self.encoder(i, cell.seed)[0] for i in self.suite.surrogates(cell.victim, cell.scenario)]
+        model, _ = self.defense(cell)
+        return [b.encoder for b in model.branches]
 
     def defense(self, cell: Cell) -> tuple[DefendedModel, str]:
+        """The tuned defense, fusing and detecting with this cell's own inference params."""
         victim, _ = self.encoder(cell.victim, cell.seed)
-        auxiliaries = [self.encoder(i, cell.seed) for i in self.suite.auxiliaries(cell.victim)]
+        auxiliaries = [self.encoder(i, cell.seed)[0] for i in self.suite.auxiliaries(cell.victim)]
         data, _ = self.dataset(cell.tuning, "train", cell.seed)
-        material = self.graph.defense(cell).material
+        node = self.graph.defense(cell)
 
         def new_defense():
             defense = instantiate(self.suite, self.registry, "defenses", cell.defense)
@@ -344,38 +164,12 @@ class Runner:
             return defense
 
         def compute() -> DefendedModel:
-            return new_defense().fit(victim.copy(), [a.copy() for a, _ in auxiliaries], data)
-
-        def encode(model: DefendedModel) -> dict[str, Any]:
-            return {
-                "info": model.info,
-                "branches": [
-                    {
-                        "name": b.name,
-                        "role": b.role,
-                        "encoder": b.encoder.to_state(),
-                        "head": head_state(b.head),
-                        "head_data": b.head_data,
-                    }
-                    for b in model.branches
-                ],
-            }
+            return new_defense().fit(victim.copy(), [a.copy() for a in auxiliaries], data)
 
         def decode(state: dict[str, Any]) -> DefendedModel:
-            branches = [
-                Branch(
-                    b["name"],
-                    b["role"],
-                    Encoder.from_state(b["encoder"]),
-                    head_from_state(b["head"]),
-                    b["head_data"],
-                )
-                for b in state["branches"]
-            ]
-            return DefendedModel(branches, new_defense(), state["info"])
+            return decode_defended(state, new_defense())
 
-        label = f"{cell.defense} for {cell.victim} on D_f={cell.tuning} (seed {cell.seed})"
-        tuned, key = self._stage("defense", material, label, cell.seed, compute, encode, decode)
+        tuned = self.stages.get(node, cell.seed, compute, encode_defended, decode)
         # the tuning may be shared by defense tables that differ only in inference params: fuse and
         # detect with this cell's own settings
         model = DefendedModel(tuned.branches, new_defense(), tuned.info)
@@ -383,102 +177,32 @@ class Runner:
             branch.encoder.to(self.device).eval()
             if branch.head is not None:
                 branch.head.to(self.device).eval()
-        return model, key
+        return model, node.key
 
-    def adversarial(
-        self, attack, attack_key: str, data: LabeledImages, data_key: str, seed: int
-    ) -> torch.Tensor:
+    def adversarial(self, cell: Cell, attack: Attack, test: LabeledImages) -> torch.Tensor:
         """The attacked test images (float, CPU), computed once per (fitted attack, dataset split)."""
-        material = {"attack": attack_key, "data": data_key, "batch_size": self.suite.batch_size}
+        node = self.graph.adversarial(cell)
 
         def compute() -> torch.Tensor:
-            out = []
-            batches = range(0, len(data), self.suite.batch_size)
-            for start in self._ctx(seed).track(batches, f"perturb {data.name}"):
-                x = data.float_images(slice(start, start + self.suite.batch_size)).to(self.device)
-                x_adv = attack.perturb(x).detach().float()
-                check_budget(attack, x, x_adv)
-                out.append(x_adv.cpu())
-            return torch.cat(out)
+            track = self._ctx(cell.seed).track
+            return transfer_images(attack, test, self.suite.batch_size, self.device, track)
 
-        adv, _ = self._stage(
-            "adversarial",
-            material,
-            f"{attack.name} on {data.name}:test",
-            seed,
-            compute,
-            lambda t: t,
-            lambda t: t,
-        )
-        return adv
+        return self.stages.get(node, cell.seed, compute, as_is, as_is)
 
-    def _feature_fn(
-        self, model: DefendedModel, defense_key: str, images: dict[str, tuple[Any, str]], seed: int
-    ):
-        together: dict[tuple[int, str], torch.Tensor] = {}
+    def adaptive(
+        self, cell: Cell, attack: Attack, model: DefendedModel, task: Task, data: TaskData
+    ) -> tuple[torch.Tensor, dict[str, float]]:
+        """``adaptive`` scenario: the test images attacked per batch through the task's whole pipeline,
+        and the pipeline's input-gradient statistics."""
+        node = self.graph.adaptive(cell)
+        heads = task.pipeline_heads(model, data)
 
-        def features(branch: int, which: str) -> torch.Tensor:
-            source, source_key = images[which]
-            material = {"defense": defense_key, "branch": model.branches[branch].name, "images": source_key}
-            tensor = source.images if isinstance(source, LabeledImages) else source
+        def compute() -> dict[str, Any]:
+            track = self._ctx(cell.seed).track
+            return adaptive_images(attack, model, heads, data.test, self.suite.batch_size, self.device, track)
 
-            def compute() -> torch.Tensor:
-                # branches of one architecture are evaluated together (nn.batched); the others' features
-                # wait in `together` until their own (cached) stage asks for them
-                if (branch, which) not in together:
-                    encoders = [b.encoder for b in model.branches]
-                    group = next(g for g in groups_by_architecture(encoders) if branch in g)
-                    feats = extract_features_together(
-                        [encoders[i] for i in group], tensor, self.suite.batch_size, self.device
-                    )
-                    together.update({(i, which): f for i, f in zip(group, feats)})
-                return together.pop((branch, which))
-
-            value, _ = self._stage(
-                "features",
-                material,
-                f"{model.branches[branch].name} on {which}",
-                seed,
-                compute,
-                lambda t: t,
-                lambda t: t,
-            )
-            return value
-
-        return features
-
-    def _head_fn(self, model: DefendedModel, defense_key: str, train: tuple[LabeledImages, str], features):
-        def head(branch: int, params: dict[str, Any]) -> torch.nn.Module:
-            data, data_key = train
-            params = {**params, "device": self.device}
-            material = {
-                "defense": defense_key,
-                "branch": model.branches[branch].name,
-                "data": data_key,
-                "params": {k: v for k, v in params.items() if k != "device"},
-            }
-
-            def compute() -> torch.nn.Module:
-                return train_head(
-                    features(branch, "train"),
-                    data.labels,
-                    data.num_classes,
-                    track=self._ctx(0).track,
-                    **params,
-                )
-
-            value, _ = self._stage(
-                "head",
-                material,
-                f"{model.branches[branch].name} on {data.name}",
-                int(params.get("seed", 0)),
-                compute,
-                head_state,
-                head_from_state,
-            )
-            return value.to(self.device)
-
-        return head
+        value = self.stages.get(node, cell.seed, compute, as_is, as_is)
+        return value["images"], dict(value["stats"])
 
     # ------------------------------------------------------------------ cells
     def cell_key(self, cell: Cell) -> str:
@@ -489,149 +213,56 @@ class Runner:
         start = time.perf_counter()
         attack, attack_key = self.attack(cell)
         model, defense_key = self.defense(cell)
-        task_spec = self.suite.spec("tasks", cell.task)
-        train, train_key = self.dataset(task_spec.reserved["data"], "train", cell.seed)
-        test, test_key = self.dataset(task_spec.reserved["data"], "test", cell.seed)
+        task_data = self.graph.task_data(cell)
+        train, _ = self.dataset(task_data, "train", cell.seed)
+        test, _ = self.dataset(task_data, "test", cell.seed)
         task = instantiate(self.suite, self.registry, "tasks", cell.task)
         ctx = self._ctx(cell.seed)
         task.ctx = ctx
-        images = {"train": (train, train_key), "test": (test, test_key)}
-        feature_fn = self._feature_fn(model, defense_key, images, cell.seed)
-        head_fn = self._head_fn(model, defense_key, (train, train_key), feature_fn)
+        branches = BranchStages(
+            self.stages, self.graph, cell, model, train, test, self.suite.batch_size, self.device, ctx.track
+        )
         pipeline_stats: dict[str, float] = {}
         if cell.scenario == "adaptive":
-            clean_data = TaskData(train, test, test.float_images(slice(None)), attack, feature_fn, head_fn)
-            test_adv, adv_key, pipeline_stats = self.adaptive_adversarial(
-                cell, attack, attack_key, model, task, clean_data, test_key
+            clean = TaskData(
+                train, test, test.float_images(slice(None)), attack, branches.features, branches.head
             )
+            branches.test_adv, pipeline_stats = self.adaptive(cell, attack, model, task, clean)
         else:
-            test_adv = self.adversarial(attack, attack_key, test, test_key, cell.seed)
-            adv_key = self.graph.adversarial(cell).key
-        images["test_adv"] = (test_adv, adv_key)
-        data = TaskData(train, test, test_adv, attack, feature_fn, head_fn)
+            branches.test_adv = self.adversarial(cell, attack, test)
+        data = TaskData(train, test, branches.test_adv, attack, branches.features, branches.head)
         seed_everything(cell.seed)
         task_start = time.perf_counter()
         with precision.use(self.suite.precision):
             metrics = {**task.run(model, data), **pipeline_stats}
         task_seconds = time.perf_counter() - task_start
-        key = self.cell_key(cell)
-        if ctx.records:
-            self.cache.save(
-                "records", key, {k: v.cpu() if hasattr(v, "cpu") else v for k, v in ctx.records.items()}
-            )
-        row = {
-            "key": key,
-            "suite": self.suite.name,
-            **cell.__dict__,
-            "task_data": task_spec.reserved["data"],
-            "metrics": metrics,
-            "config": {
-                "cell": cell.__dict__,
-                "attack_plugin": attack.name,
-                "attack_role": attack.role,
-                "defense_role": model.defense.role,
-                **defense_config(self.suite, self.registry, cell.defense),
-                "report_metrics": list(task.report_metrics),
-                "task_plugin": task.name,
-                "surrogates": self.suite.surrogates(cell.victim, cell.scenario),
-                "test_size": len(test),
-                "precision": self.suite.precision,
-                "attack_key": attack_key,
-                "defense_key": defense_key,
-                "branches": [{"name": b.name, "role": b.role} for b in model.branches],
-            },
-            "versions": self.versions(cell),
-            "timings": {
+        row = cell_row(
+            self.graph,
+            cell,
+            attack=attack,
+            model=model,
+            task=task,
+            test_size=len(test),
+            stage_keys={"attack": attack_key, "defense": defense_key},
+            metrics=metrics,
+            timings={
                 "attack_fit": self.seconds.get(attack_key, 0.0),
                 "defense_fit": self.seconds.get(defense_key, 0.0),
                 "task": task_seconds,
                 "cell": time.perf_counter() - start,
             },
-            "machine": machine_info(self.device),
-            "created": _now(),
-        }
+            records=ctx.records,
+            device=self.device,
+        )
         self.store.put(row)
         return row
 
-    def versions(self, cell: Cell) -> dict[str, str]:
-        import zepad_bench
-
-        used = {
-            ("attacks", self.suite.spec("attacks", cell.attack).plugin),
-            ("defenses", self.suite.spec("defenses", cell.defense).plugin),
-            ("tasks", self.suite.spec("tasks", cell.task).plugin),
-        }
-        out = {
-            "zepad-bench": zepad_bench.__version__,
-            "torch": torch.__version__,
-            "python": platform.python_version(),
-        }
-        for kind, name in sorted(used):
-            out[f"{kind[:-1]}:{name}"] = str(self.registry.provider(kind, name))
-        return out
+    def store_failed(self, cell: Cell, exc: CellFailed) -> None:
+        """Store ``cell`` as failed with ``exc``'s one-line reason and the stage that raised it."""
+        self.store.put_failed(failed_row(self.graph, cell, exc, self.device))
 
     def pending(self, cells: list[Cell]) -> list[Cell]:
         """Cells without a stored result, and those reading a stage that ``force`` names."""
         return [
             c for c in cells if self.force.hits(self.graph.task(c)) or not self.store.has(self.cell_key(c))
         ]
-
-
-_MISSING = object()
-
-
-def _one_line(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {' '.join(str(exc).split())}"
-
-
-def _mentions(material: Any, keys: set[str]) -> bool:
-    """Whether ``material`` holds one of ``keys`` (the keys of the stages it reads) anywhere."""
-    if isinstance(material, str):
-        return material in keys
-    if isinstance(material, dict):
-        return any(_mentions(v, keys) for v in material.values())
-    if isinstance(material, (list, tuple)):
-        return any(_mentions(v, keys) for v in material)
-    return False
-
-
-def _round_trip(attack, new_attack: Callable[[], Any], images, perturbs: bool = True) -> Any:
-    """The fitted attack as a later run will load it: ``state_dict()`` through ``torch.save``/``load``
-    (weights only) into a fresh instance, which must perturb a batch (``perturbs``; an adaptive
-    attack perturbs a pipeline, not a batch). A state that does not survive is a one-line error
-    naming the plugin and ``state_dict``, on the first run rather than the rerun."""
-    import io
-
-    from zepad_bench.errors import UserError
-
-    x = next(iter(images))[:2]
-    if perturbs:
-        attack.perturb(x)  # a bug of perturb itself keeps its traceback
-    try:
-        buffer = io.BytesIO()
-        torch.save(attack.state_dict(), buffer)
-        buffer.seek(0)
-        restored = new_attack()
-        restored.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=True))
-        if perturbs:
-            restored.perturb(x)
-    except Exception as exc:
-        raise UserError(
-            f"attack plugin {attack.name!r}: its fitted state does not survive the cache "
-            f"(state_dict() → load_state_dict() → perturb failed: {_one_line(exc)}); keep the fitted "
-            "state in tensors or plain data, or override state_dict()/load_state_dict()"
-        ) from None
-    return restored
-
-
-def defense_config(suite: Suite, registry: Registry, defense_id: str) -> dict[str, Any]:
-    """What a report needs to know of a cell's defense: its plugin and resolved params (every default)."""
-    spec = suite.spec("defenses", defense_id)
-    return {
-        "defense_plugin": spec.plugin,
-        "defense_params": resolved(registry.get("defenses", spec.plugin), spec.params),
-    }
-
-
-def _now(timespec: str = "seconds") -> str:
-    return dt.datetime.now(dt.timezone.utc).isoformat(timespec=timespec)

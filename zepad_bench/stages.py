@@ -4,11 +4,16 @@ A stage's key is the hash of its resolved parameters (every declared default fil
 plugin's code version (provider + source hash, :mod:`zepad_bench.code_version`), its fingerprint,
 and the keys of the stages it reads. A cell's key is the key of its task stage, so a changed
 default, an edited plugin module or a replaced unpinned checkpoint changes exactly the keys of
-the stages downstream of it, and ``pending()`` sees those cells as not done.
+the stages downstream of it, and ``pending()`` sees those cells as not done. The runner asks this
+graph for every key it stores under; it derives none itself.
 
-    dataset ─┬─ encoder ─┬─ attack ── adversarial ─┐
-             │           └─ defense ───────────────┼─ task (= the cell)
-             └─────────────────────────────────────┘
+    dataset ─┬─ encoder ─┬─ attack ─┬─ adversarial (transfer) ─┬─ features ─┬─ task (= the cell)
+             │           │          └─ adaptive ───────────────┤            │
+             │           └─ defense ───────────────────────────┴─ head ─────┤
+             └──────────────────────────────────────────────────────────────┘
+
+Features and heads are derived when a task asks for them: their keys need the tuned defense's
+branch names and the task's head settings (:data:`ON_DEMAND`), nothing a trained weight holds.
 """
 
 from __future__ import annotations
@@ -19,13 +24,29 @@ from typing import Any
 
 from zepad_bench.cache import content_key
 from zepad_bench.code_version import code_version
+from zepad_bench.context import RunContext
 from zepad_bench.errors import UserError
 from zepad_bench.interfaces import TRANSFER_SCENARIOS
 from zepad_bench.params import resolved
 from zepad_bench.registry import KINDS, Registry
 from zepad_bench.suite import KIND_OF, Cell, Suite, instantiate
 
-STAGE_KINDS = ("dataset", "encoder", "attack", "defense", "adversarial", "task")
+SPLITS = ("train", "test")
+
+STAGE_KINDS = (
+    "dataset",
+    "encoder",
+    "attack",
+    "defense",
+    "adversarial",
+    "adaptive",
+    "features",
+    "head",
+    "task",
+)
+ON_DEMAND = ("features", "head")
+"""Stages a task stage reads that are derived when the task asks (:meth:`StageGraph.features`,
+:meth:`StageGraph.head`), so they are not in its :meth:`Stage.closure`."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -73,6 +94,7 @@ class StageGraph:
         kind = KIND_OF[section]
         cls = self.registry.get(kind, spec.plugin)
         plugin = instantiate(self.suite, self.registry, section, id_, eps=self.suite.grid["eps"][0])
+        plugin.ctx = RunContext(plugins=self.registry.get)  # code_dependencies() may look plugins up
         code = code_version(cls, self.registry.provider(kind, spec.plugin))
         return {
             "plugin": spec.plugin,
@@ -179,15 +201,26 @@ class StageGraph:
 
         return self._memoised(("defense", cell.defense, cell.victim, cell.tuning, cell.seed), build)
 
+    def roles(self, cell: Cell) -> dict[str, str]:
+        """The cell's attack and task plugins and the attack's and defense's roles, as a row's config
+        states them (for cells without a result: failed or pending)."""
+        attack = self.suite.spec("attacks", cell.attack).plugin
+        defense = self.suite.spec("defenses", cell.defense).plugin
+        return {
+            "attack_plugin": attack,
+            "attack_role": self.registry.get("attacks", attack).role,
+            "defense_role": self.registry.get("defenses", defense).role,
+            "task_plugin": self.suite.spec("tasks", cell.task).plugin,
+        }
+
     def task_data(self, cell: Cell) -> str:
+        """The id of the dataset the cell's task runs on."""
         return self.suite.spec("tasks", cell.task).reserved["data"]
 
     def adversarial(self, cell: Cell) -> Stage:
-        """The attacked test split of the cell's task dataset."""
+        """The attacked test split of the cell's task dataset (transfer and defense-aware scenarios)."""
         attack, test = self.attack(cell), self.dataset(self.task_data(cell), "test", cell.seed)
-        return self.adversarial_of(attack, test)
 
-    def adversarial_of(self, attack: Stage, test: Stage) -> Stage:
         def build() -> Stage:
             material = {"attack": attack.key, "data": test.key, "batch_size": self.suite.batch_size}
             label = f"{attack.label.split(' on ')[0]} on {test.label}"
@@ -195,18 +228,76 @@ class StageGraph:
 
         return self._memoised(("adversarial", attack.key, test.key), build)
 
-    def task(self, cell: Cell) -> Stage:
-        """The cell itself: its key is the results store's row key."""
+    def adaptive(self, cell: Cell) -> Stage:
+        """The test split attacked per sample through the task's whole pipeline (``adaptive`` scenario).
+
+        Its key holds everything the attacked pipeline reads: the fitted attack (on the defended
+        model), the defense's tuning and its inference params (fusion rule and settings, detection
+        threshold), the task plugin with its resolved params and code version (they choose the heads
+        and the attack's objective), the train split (heads are trained on it; retrieval's gallery)
+        and the test split, the seed, the batch size and (through :meth:`_node`) the precision.
+        """
 
         def build() -> Stage:
-            spec = self.suite.spec("tasks", cell.task)
-            defense_spec = self.suite.spec("defenses", cell.defense)
-            defense_cls = self.registry.get("defenses", defense_spec.plugin)
-            attack, defense, adversarial = self.attack(cell), self.defense(cell), self.adversarial(cell)
-            train, test = (
-                self.dataset(self.task_data(cell), "train", cell.seed),
-                self.dataset(self.task_data(cell), "test", cell.seed),
-            )
+            attack, defense = self.attack(cell), self.defense(cell)
+            train, test = self._task_splits(cell)
+            material = {
+                "attack": attack.key,
+                "defense": defense.key,
+                "defense_inference": self._inference_params(cell),
+                "task": self._plugin_material("tasks", cell.task),
+                "train": train.key,
+                "test": test.key,
+                "seed": cell.seed,
+                "batch_size": self.suite.batch_size,
+            }
+            label = f"{cell.attack}@{cell.eps:.4f} adaptive on {cell.defense}/{cell.task} (seed {cell.seed})"
+            return self._node("adaptive", label, material, None, [attack, defense, train, test])
+
+        return self._memoised(("adaptive", cell), build)
+
+    def attacked(self, cell: Cell) -> Stage:
+        """The cell's attacked test images: :meth:`adaptive` in that scenario, else :meth:`adversarial`."""
+        return self.adaptive(cell) if cell.scenario == "adaptive" else self.adversarial(cell)
+
+    def images(self, cell: Cell, which: str) -> Stage:
+        """The stage of the cell's task images ``which`` ∈ {"train", "test", "test_adv"}."""
+        if which == "test_adv":
+            return self.attacked(cell)
+        if which not in SPLITS:
+            raise ValueError(f"which must be train, test or test_adv, got {which!r}")
+        return self.dataset(self.task_data(cell), which, cell.seed)
+
+    def features(self, cell: Cell, branch: str, which: str) -> Stage:
+        """Features of the defended model's branch ``branch`` on the cell's images ``which``; shared by
+        every task and cell on the same images (the key holds no task)."""
+        defense, images = self.defense(cell), self.images(cell, which)
+
+        def build() -> Stage:
+            material = {"defense": defense.key, "branch": branch, "images": images.key}
+            return self._node("features", f"{branch} on {which}", material, None, [defense, images])
+
+        return self._memoised(("features", defense.key, branch, images.key), build)
+
+    def head(self, cell: Cell, branch: str, params: dict[str, Any]) -> Stage:
+        """A head trained on branch ``branch``'s frozen features of the task's train split, with
+        :func:`zepad_bench.nn.heads.train_head` settings ``params`` (seed included, device excluded)."""
+        defense, train = self.defense(cell), self.images(cell, "train")
+        features = self.features(cell, branch, "train")
+
+        def build() -> Stage:
+            material = {"defense": defense.key, "branch": branch, "data": train.key, "params": params}
+            label = f"{branch} on {self.task_data(cell)}"
+            return self._node("head", label, material, None, [defense, train, features])
+
+        return self._memoised(("head", defense.key, branch, train.key, content_key(params)), build)
+
+    def task(self, cell: Cell) -> Stage:
+        """The cell itself: its key is the results store's row key (and the key of its records)."""
+
+        def build() -> Stage:
+            attack, defense, attacked = self.attack(cell), self.defense(cell), self.attacked(cell)
+            train, test = self._task_splits(cell)
             material = {
                 **self._plugin_material("tasks", cell.task),
                 "suite": self.suite.name,
@@ -214,21 +305,27 @@ class StageGraph:
                 "attack": attack.key,
                 "defense": defense.key,
                 # fusion and detection settings act after the tuning: they are part of the cell
-                "defense_inference": {
-                    k: v
-                    for k, v in resolved(defense_cls, defense_spec.params).items()
-                    if k in defense_cls.inference_params
-                },
-                "adversarial": adversarial.key,
+                "defense_inference": self._inference_params(cell),
+                "adversarial": attacked.key,
                 "train": train.key,
                 "test": test.key,
                 "batch_size": self.suite.batch_size,
             }
+            plugin = self.suite.spec("tasks", cell.task).plugin
             return self._node(
-                "task", cell.label(), material, spec.plugin, [attack, defense, adversarial, train, test]
+                "task", cell.label(), material, plugin, [attack, defense, attacked, train, test]
             )
 
         return self._memoised(("task", cell), build)
+
+    def _task_splits(self, cell: Cell) -> tuple[Stage, Stage]:
+        return self.images(cell, "train"), self.images(cell, "test")
+
+    def _inference_params(self, cell: Cell) -> dict[str, Any]:
+        """The defense table's resolved params that act only when fusing or detecting."""
+        spec = self.suite.spec("defenses", cell.defense)
+        cls = self.registry.get("defenses", spec.plugin)
+        return {k: v for k, v in resolved(cls, spec.params).items() if k in cls.inference_params}
 
 
 @dataclass(frozen=True)
@@ -276,5 +373,8 @@ class ForceSpec:
                 )
 
     def hits(self, stage: Stage) -> bool:
-        """Whether ``stage`` or any stage it reads is forced."""
-        return any(self.matches(s.kind, s.plugin) for s in stage.closure())
+        """Whether ``stage`` or any stage it reads is forced (a task reads the :data:`ON_DEMAND` ones)."""
+        on_demand = ON_DEMAND if stage.kind == "task" else ()
+        return any(self.matches(s.kind, s.plugin) for s in stage.closure()) or any(
+            self.matches(kind, None) for kind in on_demand
+        )

@@ -33,11 +33,12 @@ from torch import Tensor, nn
 
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages
+from zepad_bench.nn.backbones import plugin_backbones
 from zepad_bench.nn.codec import head_from_state, head_state
 from zepad_bench.nn.encoder import Encoder
+from zepad_bench.params import build
 from zepad_bench.registry import Registry, load_registry
-from zepad_bench.runner import seed_everything
-from zepad_bench.suite import construct
+from zepad_bench.seeding import seed_everything
 
 SIZE = 16
 EPS = 8 / 255
@@ -231,7 +232,9 @@ def check_attack(
 # ---------------------------------------------------------------- defenses
 
 
-def check_defense(cls: type, params: dict[str, Any] | None = None, auxiliaries: int = 1) -> Report:
+def check_defense(
+    cls: type, params: dict[str, Any] | None = None, auxiliaries: int = 1, registry: Registry | None = None
+) -> Report:
     victim, *aux = tiny_encoders(1 + auxiliaries)
     data = tiny_labeled()
     report = Report(f"defense {cls.name}")
@@ -241,7 +244,7 @@ def check_defense(cls: type, params: dict[str, Any] | None = None, auxiliaries: 
         if "model" not in state:
             seed_everything(0)
             defense = cls(**dict(params or {}))
-            defense.ctx = RunContext(seed=0, image_size=SIZE)
+            defense.ctx = RunContext(seed=0, image_size=SIZE, plugins=registry.get if registry else None)
             state["model"] = defense.fit(victim.copy(), [a.copy() for a in aux], data)
         return state["model"]
 
@@ -321,16 +324,18 @@ def check_plugin(
 ) -> Report:
     """Run the contract's checks for plugin ``name`` of ``kind`` (attacks, defenses or backbones).
 
-    Bad ``params`` raise ``TypeError``/``ValueError`` (from the plugin's declaration or constructor)
-    before any check: they are the caller's mistake, not the plugin's.
+    Bad ``params`` raise ``TypeError``/``ValueError`` (the plugin's options, as one
+    :class:`~zepad_bench.params.ParamError` line, or its constructor) before any check: they are the
+    caller's mistake, not the plugin's.
     """
     registry = registry or load_registry()
-    if kind == "backbones":
-        return check_backbone(name, params or None)
-    cls = registry.get(kind, name)
-    construct(cls, kind, dict(params or {}), EPS)
-    if kind == "attacks":
-        return check_attack(cls, params)
-    if kind == "defenses":
-        return check_defense(cls, params)
+    with plugin_backbones(registry.backbones):
+        if kind == "backbones":
+            return check_backbone(name, params or None)
+        cls = registry.get(kind, name)
+        build(cls, dict(params or {}), *((EPS,) if kind == "attacks" else ()))
+        if kind == "attacks":
+            return check_attack(cls, params)
+        if kind == "defenses":
+            return check_defense(cls, params, registry=registry)
     raise ValueError(f"the conformance kit checks attacks, defenses and backbones, not {kind}")

@@ -153,7 +153,7 @@ def sweep_figure(rows: Iterable[Mapping[str, Any]], out: Path) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from zepad_bench.plots import save_figure
+    from zepad_bench.reports.figures import save_figure
 
     attacks = list(dict.fromkeys(p["attack"] for p in tuned))
     fig, axes = plt.subplots(3, len(attacks), figsize=(4.2 * len(attacks), 9.5), squeeze=False, sharex=True)

@@ -15,33 +15,9 @@ from typing import Any
 import click
 
 from zepad_bench.errors import UserError
+from zepad_bench.nn.encoder_choices import NORMALISATIONS, SSL_METHODS, normalisation
 
-SSL_METHODS: tuple[str, ...] = (
-    "wmse", "byol", "nnclr", "simclr", "mocov2plus", "mocov3", "supcon", "ressl", "dino", "swav", "vibcreg",
-)  # fmt: skip
-"""The paper's eleven SSL methods; the same tuple as ``zepad_bench.nn.ssl.METHODS`` (checked by tests)."""
-
-NORMALISATIONS: tuple[str, ...] = ("cifar", "imagenet", "stl10", "none")
 RESUME_FILE = "resume.pt"
-
-
-def normalisation(name: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
-    """(mean, std) of a named input normalisation.
-
-    ``stl10`` and ``none`` are the authors' (AdvEncoder/Gen-AF/ZePAD code), which normalise by the
-    *downstream* dataset: ImageNet statistics for CIFAR-10, STL-10's for STL-10 and GTSRB, none else.
-    """
-    from zepad_bench.nn import encoder
-
-    table = {
-        "cifar": (encoder.CIFAR_MEAN, encoder.CIFAR_STD),
-        "imagenet": (encoder.IMAGENET_MEAN, encoder.IMAGENET_STD),
-        "stl10": ((0.44087798, 0.42790666, 0.38678814), (0.25507198, 0.24801506, 0.25641308)),
-        "none": ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0)),
-    }
-    if name not in table:
-        raise UserError(f"unknown normalisation {name!r}; known: {', '.join(table)}")
-    return table[name]
 
 
 def checkpoint_name(method: str, dataset: str, arch: str, seed: int, epochs: int) -> str:

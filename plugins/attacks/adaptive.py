@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from contextlib import nullcontext
-from typing import Any
+from typing import Annotated, Any, Literal
 
 import numpy as np
 import torch
+from pydantic import AfterValidator, Field
 from torch import Tensor, nn
 
 from zepad_bench.interfaces import Attack
 from zepad_bench.nn.pgd import project
 from zepad_bench.pipeline import EOT
-from zepad_bench_plugins.attacks.art_adapter import seeded_global_rng
-from zepad_bench_plugins.attacks.common import check_int
+from zepad_bench.seeding import seeded_global_rng
 
 MEMBERS = ("pgd", "apgd-ce", "apgd-dlr", "square")
+
+
+def _distinct(members: list[str]) -> list[str]:
+    """The members in order, each once."""
+    return list(dict.fromkeys(members))
 
 
 class AdaptiveEnsemble(Attack):
@@ -41,28 +46,20 @@ class AdaptiveEnsemble(Attack):
     name = "adaptive"
     scenarios = ("adaptive",)
 
-    def __init__(
-        self,
-        eps: float,
-        *,
-        members: Sequence[str] = MEMBERS,
-        pgd_steps: int = 20,
-        pgd_restarts: int = 1,
-        apgd_steps: int = 50,
-        apgd_restarts: int = 1,
-        square_queries: int = 300,
-        eot: int = 1,
-    ):
-        super().__init__(eps)
-        if isinstance(members, str) or not members or any(m not in MEMBERS for m in members):
-            raise ValueError(f"members must be a non-empty list of {', '.join(MEMBERS)}, got {members!r}")
-        self.members = list(dict.fromkeys(members))
-        self.pgd_steps = check_int("pgd_steps", pgd_steps)
-        self.pgd_restarts = check_int("pgd_restarts", pgd_restarts)
-        self.apgd_steps = check_int("apgd_steps", apgd_steps)
-        self.apgd_restarts = check_int("apgd_restarts", apgd_restarts)
-        self.square_queries = check_int("square_queries", square_queries)
-        self.eot = check_int("eot", eot)
+    class Options(Attack.Options):
+        members: Annotated[list[Literal[MEMBERS]], AfterValidator(_distinct)] = Field(
+            default_factory=lambda: list(MEMBERS),
+            min_length=1,
+            description="ensemble members, run in this order on the samples still classified right",
+        )
+        pgd_steps: int = Field(20, ge=1, description="PGD iterations (step 2.5·ε/pgd_steps)")
+        pgd_restarts: int = Field(1, ge=1, description="PGD random starts")
+        apgd_steps: int = Field(50, ge=1, description="APGD-CE/-DLR iterations (initial step 2ε)")
+        apgd_restarts: int = Field(1, ge=1, description="APGD-CE/-DLR random starts")
+        square_queries: int = Field(300, ge=1, description="Square attack queries (gradient-free)")
+        eot: int = Field(
+            1, ge=1, description="forward passes averaged per query (EOT, for randomised defenses)"
+        )
 
     def perturb(self, x: Tensor) -> Tensor:
         raise NotImplementedError("adaptive attacks the defended pipeline: use the adaptive scenario")

@@ -7,16 +7,11 @@ from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
 from zepad_bench.nn.encoder import Encoder
-from zepad_bench_plugins.attacks.common import (
-    UniversalAttack,
-    check_float,
-    check_int,
-    cycle,
-    frozen,
-)
+from zepad_bench_plugins.attacks.common import AttackOptions, Unit, UniversalAttack, cycle, frozen
 
 NOISE_DIM = 100  # the authors' z size
 
@@ -82,7 +77,8 @@ def info_nce(query: Tensor, key: Tensor, temperature: float) -> Tensor:
 
 
 class AdvEncoder(UniversalAttack):
-    """AdvEncoder-PER (Zhou et al., "Downstream-agnostic Adversarial Examples", ICCV 2023).
+    """AdvEncoder-PER (Zhou et al., "Downstream-agnostic Adversarial Examples", ICCV 2023): a universal
+    perturbation from a generator trained against the encoder's features.
 
     A generator G with a fixed noise input z (``z_batch`` = 256 vectors, the authors' batch size, fused
     into one map) produces δ = clamp(G(z), ±ε); G is trained with Adam
@@ -97,31 +93,19 @@ class AdvEncoder(UniversalAttack):
 
     name = "advencoder"
 
-    def __init__(
-        self,
-        eps: float,
-        *,
-        epochs: int = 20,
-        alpha: float = 5.0,
-        temperature: float = 0.1,
-        radius: float = 8.0,
-        lr: float = 2e-4,
-        betas: tuple[float, float] | list[float] = (0.5, 0.999),
-        ngf: int = 128,
-        z_batch: int = 256,
-        clamp: bool = True,
-    ):
-        super().__init__(eps, clamp=clamp)
-        self.epochs = check_int("epochs", epochs)
-        self.alpha = check_float("alpha", alpha, 0.0, strict=False)
-        self.temperature = check_float("temperature", temperature)
-        self.radius = check_float("radius", radius, 0.0, strict=False)
-        self.lr = check_float("lr", lr)
-        if not isinstance(betas, (list, tuple)) or len(betas) != 2:
-            raise ValueError(f"betas must be a pair [beta1, beta2], got {betas!r}")
-        self.betas = tuple(check_float("betas", b, 0.0, 1.0, strict=False) for b in betas)
-        self.ngf = check_int("ngf", ngf)
-        self.z_batch = check_int("z_batch", z_batch)
+    class Options(AttackOptions):
+        epochs: int = Field(20, ge=1, description="passes over the attacker data (one Adam step per batch)")
+        alpha: float = Field(5.0, ge=0, description="weight α of the InfoNCE term in the authors' code loss")
+        temperature: float = Field(0.1, gt=0, description="InfoNCE temperature τ (cosine logits / τ)")
+        radius: float = Field(8.0, ge=0, description="radius r of the FFT high-pass disc of the HFC term")
+        lr: float = Field(2e-4, gt=0, description="Adam learning rate of the generator")
+        betas: tuple[Unit, Unit] = Field((0.5, 0.999), description="Adam's β1, β2 for the generator")
+        ngf: int = Field(
+            128, ge=1, description="channels of the generator's last layer (128: the authors' net)"
+        )
+        z_batch: int = Field(
+            256, ge=1, description="fixed noise vectors z fused into one perturbation (the authors' batch)"
+        )
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
         super().fit(encoders, images)

@@ -5,42 +5,36 @@ from __future__ import annotations
 import copy
 import importlib
 import inspect
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager, nullcontext
-from typing import Any
+from collections.abc import Iterable
+from contextlib import nullcontext
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import AfterValidator, Field
 from torch import Tensor, nn
 
 from zepad_bench.errors import UserError
 from zepad_bench.interfaces import Attack
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.pgd import project
-from zepad_bench_plugins.attacks.common import (
-    PseudoLabelProbe,
-    apply_delta,
-    check_int,
-    collect,
-    fit_probe,
-    set_clamp,
-)
+from zepad_bench.seeding import seeded_global_rng
+from zepad_bench_plugins.attacks.common import ProbeOptions, PseudoLabelProbe, apply_delta, collect, fit_probe
 
 UNIVERSAL = ("UniversalPerturbation",)
 """ART attacks fitted once on the attacker images (their ``noise`` is the universal δ)."""
 
 
-@contextmanager
-def seeded_global_rng(seed: int) -> Iterator[None]:
-    """ART draws from NumPy's and torch's global RNGs (CUDA's too): seed them for the block, then restore."""
-    np_state = np.random.get_state()
-    np.random.seed(seed % 2**32)
-    try:
-        with torch.random.fork_rng(devices=range(torch.cuda.device_count())):
-            torch.manual_seed(seed)
-            yield
-    finally:
-        np.random.set_state(np_state)
+def _class_name(name: str) -> str:
+    if not name.isidentifier():
+        raise ValueError(f"must be an ART evasion attack class name (got {name!r})")
+    return name
+
+
+def _no_eps(params: dict[str, Any]) -> dict[str, Any]:
+    if "eps" in params:
+        raise ValueError("must not set eps: the budget is the suite's eps")
+    return params
 
 
 class ARTAttack(Attack):
@@ -59,28 +53,19 @@ class ARTAttack(Attack):
 
     name = "art"
 
-    def __init__(
-        self,
-        eps: float,
-        *,
-        attack: str,
-        params: dict[str, Any] | None = None,
-        clusters: int = 10,
-        max_images: int = 1000,
-        clamp: bool = True,
-    ):
-        super().__init__(eps)
-        set_clamp(self, clamp)
-        if not isinstance(attack, str) or not attack.isidentifier():
-            raise ValueError(f"attack must be an ART evasion attack class name, got {attack!r}")
-        if params is not None and not isinstance(params, dict):
-            raise ValueError(f"params must be a table of keyword arguments, got {params!r}")
-        params = dict(params or {})
-        if "eps" in params:
-            raise ValueError("set the budget with the suite's eps, not params.eps")
-        self.attack, self.params = attack, params
-        self.clusters = check_int("clusters", clusters, 2)
-        self.max_images = check_int("max_images", max_images, self.clusters)
+    class Options(ProbeOptions):
+        attack: Annotated[str, AfterValidator(_class_name)] = Field(
+            description="an ART evasion attack class (art.attacks.evasion), e.g. ProjectedGradientDescent"
+        )
+        params: Annotated[dict[str, Any], AfterValidator(_no_eps)] = Field(
+            default_factory=dict,
+            description="keyword arguments of the ART attack (checked against its attack_params); the budget "
+            "is the suite's eps",
+        )
+        max_images: int = Field(1000, ge=1, description="attacker images the pseudo-label probe is fitted on")
+
+    def __init__(self, eps: float, **params: Any):
+        super().__init__(eps, **params)
         self.delta: Tensor | None = None
         self.probe_weight: Tensor | None = None
         self.probe_bias: Tensor | None = None

@@ -1,65 +1,80 @@
-"""Pieces shared by the built-in attacks: the universal-δ base class, parameter checks, feature
+"""Pieces shared by the built-in attacks: their common options, the universal-δ base class, feature
 losses, layer taps, data collection and the label-free pseudo-label probe (used by ``uap`` and ``art``)."""
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
-from typing import Any
+from typing import Annotated, Any, ClassVar
 
 import torch
 import torch.nn.functional as F
+from pydantic import AfterValidator, Field, model_validator
 from torch import Tensor, nn
 
 from zepad_bench.errors import UserError
 from zepad_bench.interfaces import Attack
 from zepad_bench.nn.adversarial_tuning import eval_mode
-from zepad_bench.nn.encoder import extract_features
+from zepad_bench.nn.batched import extract_features
+from zepad_bench.params import Budget
 
-# ---------------------------------------------------------------- parameter validation
-
-
-def check_int(name: str, value: Any, low: int = 1) -> int:
-    """``value`` as an int ≥ ``low``; ``ValueError`` naming the parameter otherwise."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ValueError(f"{name} must be an integer ≥ {low}, got {value!r}")
-    return value
+# ---------------------------------------------------------------- options shared by the built-in attacks
 
 
-def check_float(
-    name: str, value: Any, low: float = 0.0, high: float = math.inf, strict: bool = True
-) -> float:
-    """``value`` as a float in (low, high] (``strict``) or [low, high]; ``ValueError`` otherwise."""
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-    ok = ok and (value > low if strict else value >= low) and value <= high
-    if not ok:
-        interval = f"{'(' if strict else '['}{low}, {high}]"
-        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
-    return float(value)
+class AttackOptions(Attack.Options):
+    """The option every built-in attack takes."""
+
+    clamp: bool = Field(
+        True,
+        description="keep x + δ in [0, 1] while fitting and in perturb (false: the authors' unclamped "
+        "x + δ; ‖x_adv − x‖∞ ≤ eps holds either way)",
+    )
 
 
-def check_range(name: str, value: Any, low: float = 0.0, high: float = 1.0) -> tuple[float, float]:
-    """A ``[lo, hi]`` pair with ``low ≤ lo ≤ hi ≤ high``."""
-    if not isinstance(value, (list, tuple)) or len(value) != 2:
-        raise ValueError(f"{name} must be a pair [lo, hi], got {value!r}")
-    lo, hi = (check_float(name, v, low, high, strict=False) for v in value)
-    if lo > hi:
-        raise ValueError(f"{name} must have lo ≤ hi, got {value!r}")
-    return lo, hi
+class ProbeOptions(AttackOptions):
+    """Options of attacks that fit the label-free :class:`PseudoLabelProbe` on attacker images."""
+
+    clusters: int = Field(10, ge=2, description="k-means pseudo-classes of the label-free surrogate probe")
+    probe_images_option: ClassVar[str] = "max_images"
+    """The option that counts the images the probe is fitted on (at least ``clusters`` of them)."""
+
+    @model_validator(mode="after")
+    def _enough_images(self) -> ProbeOptions:
+        images = getattr(self, self.probe_images_option)
+        if images < self.clusters:
+            raise ValueError(f"{self.probe_images_option} must be ≥ clusters ({images} < {self.clusters})")
+        return self
 
 
-def check_bool(name: str, value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise ValueError(f"{name} must be true or false, got {value!r}")
-    return value
+class LayerOptions(AttackOptions):
+    """Options of the attacks that ascend a loss of one layer's output by signed steps."""
+
+    layer: str | None = Field(
+        None,
+        description="module whose output the loss reads (a name of the encoder's named_modules()); unset: "
+        "the attack's default layer for the arch",
+    )
+    steps: int = Field(20000, ge=1, description="signed ascent steps (universal: one per attacker batch)")
+    step_size: Budget = Field(2e-4, description="step α of each signed step, in pixels")
 
 
-def check_layer(layer: Any) -> str | None:
-    """A module name (checked against the encoder at fit), or ``None`` for the arch's default."""
-    if layer is not None and not isinstance(layer, str):
-        raise ValueError(f"layer must be a module name (string), got {layer!r}")
-    return layer
+class UniversalLayerOptions(LayerOptions):
+    """:class:`LayerOptions` of a universal δ fitted on batches of the attacker stream."""
+
+    batch_size: int | None = Field(
+        None, ge=1, description="attacker images per step (16: PAP's code); unset: the suite's batch size"
+    )
+
+
+def _ordered(pair: tuple[float, float]) -> tuple[float, float]:
+    if pair[0] > pair[1]:
+        raise ValueError(f"must be [lo, hi] with lo ≤ hi (got {list(pair)})")
+    return pair
+
+
+Unit = Annotated[float, Field(ge=0, le=1)]
+Interval = Annotated[tuple[Unit, Unit], AfterValidator(_ordered)]
+"""A ``[lo, hi]`` pair with 0 ≤ lo ≤ hi ≤ 1."""
 
 
 # ---------------------------------------------------------------- universal perturbations
@@ -82,25 +97,16 @@ def random_delta(x: Tensor, eps: float, generator: torch.Generator, sign: bool =
     return (eps * (torch.where(u < 0, -1.0, 1.0) if sign else u)).to(x.device)
 
 
-def set_clamp(attack: Attack, clamp: Any) -> None:
-    """Validate and set the ``clamp`` parameter every built-in attack takes.
-
-    ``clamp=true`` (default, our protocol) keeps x + δ in [0, 1] in every forward pass, while fitting
-    and in ``perturb``; ``clamp=false`` is the authors' evaluation (the PAP, AdvEncoder, UAPGD and
-    SSP reference codes never clamp): images may leave [0, 1], ``‖x_adv − x‖∞ ≤ eps`` still holds.
-    """
-    attack.clamp = check_bool("clamp", clamp)
-
-
 class UniversalAttack(Attack):
     """An attack whose fitted state is one perturbation ``delta`` (‖δ‖∞ ≤ eps) added to every image.
 
-    Subclasses pass their ``clamp`` parameter on; :meth:`add` applies δ as it says.
+    :meth:`add` applies δ as the ``clamp`` option says.
     """
 
-    def __init__(self, eps: float, *, clamp: bool = True, **params: Any):
+    Options = AttackOptions
+
+    def __init__(self, eps: float, **params: Any):
         super().__init__(eps, **params)
-        set_clamp(self, clamp)
         self.delta: Tensor | None = None
 
     def add(self, x: Tensor, delta: Tensor) -> Tensor:

@@ -6,15 +6,14 @@ import itertools
 from collections.abc import Iterable
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench_plugins.attacks.common import (
+    Interval,
     UniversalAttack,
-    check_float,
-    check_int,
-    check_layer,
-    check_range,
+    UniversalLayerOptions,
     cycle,
     frozen,
     layer_output,
@@ -35,7 +34,8 @@ stem's max-pool is an Identity, so it is relu(bn1(conv1))), as PAP's ``target_la
 
 
 class PAP(UniversalAttack):
-    """L4A-ugs (Ban & Dong, "Pre-trained Adversarial Perturbations", NeurIPS 2022; authors' code).
+    """L4A-ugs (Ban & Dong, "Pre-trained Adversarial Perturbations", NeurIPS 2022; authors' code): a
+    universal perturbation that lifts a low-level layer's activations.
 
     Signed gradient ascent on one δ (start U(−ε, ε), step α = 2e-4, projected to the ε-ball, one
     step per attacker batch, 20k steps) of L = mean(h(G+δ)²) + λ·mean(h(x+δ)²), λ = 0.01, where h is
@@ -49,31 +49,14 @@ class PAP(UniversalAttack):
 
     name = "pap"
 
-    def __init__(
-        self,
-        eps: float,
-        *,
-        layer: str | None = None,
-        steps: int = 20000,
-        step_size: float = 2e-4,
-        data_weight: float = 0.01,
-        noise_images: int = 8,
-        resample_every: int = 20,
-        mean_range: tuple[float, float] | list[float] = (0.4, 0.6),
-        std_range: tuple[float, float] | list[float] = (0.05, 0.1),
-        batch_size: int | None = None,
-        clamp: bool = True,
-    ):
-        super().__init__(eps, clamp=clamp)
-        self.layer = check_layer(layer)
-        self.steps = check_int("steps", steps)
-        self.step_size = check_float("step_size", step_size, 0.0, 1.0)
-        self.data_weight = check_float("data_weight", data_weight, 0.0, strict=False)
-        self.noise_images = check_int("noise_images", noise_images, 0)
-        self.resample_every = check_int("resample_every", resample_every)
-        self.mean_range = check_range("mean_range", mean_range)
-        self.std_range = check_range("std_range", std_range)
-        self.batch_size = None if batch_size is None else check_int("batch_size", batch_size)
+    class Options(UniversalLayerOptions):
+        data_weight: float = Field(0.01, ge=0, description="weight λ of the data term mean(h(x+δ)²)")
+        noise_images: int = Field(
+            8, ge=0, description="Gaussian noise images G per step (0: the data term alone)"
+        )
+        resample_every: int = Field(20, ge=1, description="steps between redraws of the noise's μ_c and σ_c")
+        mean_range: Interval = Field((0.4, 0.6), description="per-channel noise mean μ_c ~ U[lo, hi]")
+        std_range: Interval = Field((0.05, 0.1), description="per-channel noise std σ_c ~ U[lo, hi]")
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
         super().fit(encoders, images)

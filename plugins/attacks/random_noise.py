@@ -5,10 +5,11 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Literal
 
+from pydantic import Field
 from torch import Tensor
 
 from zepad_bench.nn.encoder import Encoder
-from zepad_bench_plugins.attacks.common import UniversalAttack, cycle, random_delta
+from zepad_bench_plugins.attacks.common import AttackOptions, UniversalAttack, cycle, random_delta
 
 
 class RandomNoise(UniversalAttack):
@@ -21,11 +22,10 @@ class RandomNoise(UniversalAttack):
     name = "random-noise"
     role = "control"
 
-    param_help = {"distribution": "±eps signs, or uniform in [−eps, eps]", "clamp": "keep images in [0, 1]"}
-
-    def __init__(self, eps: float, *, distribution: Literal["sign", "uniform"] = "sign", clamp: bool = True):
-        super().__init__(eps, clamp=clamp)
-        self.distribution = distribution
+    class Options(AttackOptions):
+        distribution: Literal["sign", "uniform"] = Field(
+            "sign", description="±eps at every pixel (signs drawn at random), or uniform in [−eps, eps]"
+        )
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
         super().fit(encoders, images)

@@ -8,24 +8,23 @@ from collections.abc import Iterable
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 
 from zepad_bench.interfaces import Attack
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.pgd import pgd
+from zepad_bench.params import with_defaults
 from zepad_bench_plugins.attacks.common import (
+    LayerOptions,
     UniversalAttack,
-    check_bool,
-    check_float,
-    check_int,
-    check_layer,
+    UniversalLayerOptions,
     cycle,
     frozen,
     layer_output,
     random_delta,
     rebatch,
     resolve_layer,
-    set_clamp,
 )
 
 SSP_LAYERS = {
@@ -39,7 +38,7 @@ used VGG-16 relu3_3, a mid-level layer); for ``small-cnn``, the ReLU of its seco
 
 
 class SSP(Attack):
-    """Self-supervised perturbation (Naseer et al., "A Self-supervised Approach for …", CVPR 2020).
+    """Self-supervised perturbation (Naseer et al., CVPR 2020): per image, distorts a mid-level layer.
 
     As the authors' ``ssp.py``: per image, maximise MSE(h(x'), h(x)) of an intermediate layer h by
     100 signed steps of 0.01, each projected to the ε-ball and [0, 1] (the authors clip to [0, 1]
@@ -54,20 +53,7 @@ class SSP(Attack):
 
     name = "ssp"
 
-    def __init__(
-        self,
-        eps: float,
-        *,
-        layer: str | None = None,
-        steps: int = 100,
-        step_size: float = 0.01,
-        clamp: bool = True,
-    ):
-        super().__init__(eps)
-        set_clamp(self, clamp)
-        self.layer = check_layer(layer)
-        self.steps = check_int("steps", steps)
-        self.step_size = check_float("step_size", step_size, 0.0, 1.0)
+    Options = with_defaults(LayerOptions, steps=100, step_size=0.01)
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
         super().fit(encoders, images)
@@ -106,23 +92,10 @@ class SSPUniversal(UniversalAttack):
 
     name = "ssp-universal"
 
-    def __init__(
-        self,
-        eps: float,
-        *,
-        layer: str | None = None,
-        steps: int = 20000,
-        step_size: float = 2e-4,
-        squared: bool = True,
-        batch_size: int | None = None,
-        clamp: bool = True,
-    ):
-        super().__init__(eps, clamp=clamp)
-        self.layer = check_layer(layer)
-        self.steps = check_int("steps", steps)
-        self.step_size = check_float("step_size", step_size, 0.0, 1.0)
-        self.squared = check_bool("squared", squared)
-        self.batch_size = None if batch_size is None else check_int("batch_size", batch_size)
+    class Options(UniversalLayerOptions):
+        squared: bool = Field(
+            True, description="compare squared activations, as PAP's hook stores them (false: SSP's raw MSE)"
+        )
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
         super().fit(encoders, images)

@@ -5,14 +5,14 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
+from pydantic import Field
 from torch import Tensor, nn
 
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench_plugins.attacks.common import (
+    ProbeOptions,
     PseudoLabelProbe,
     UniversalAttack,
-    check_float,
-    check_int,
     collect,
     fit_probe,
     frozen,
@@ -77,27 +77,17 @@ class UAP(UniversalAttack):
 
     name = "uap"
 
-    def __init__(
-        self,
-        eps: float,
-        *,
-        clusters: int = 10,
-        max_images: int = 10000,
-        target_fooling: float = 0.8,
-        max_passes: int = 10,
-        overshoot: float = 0.02,
-        candidates: int = 10,
-        deepfool_iters: int = 10,
-        clamp: bool = True,
-    ):
-        super().__init__(eps, clamp=clamp)
-        self.clusters = check_int("clusters", clusters, 2)
-        self.max_images = check_int("max_images", max_images, self.clusters)
-        self.target_fooling = check_float("target_fooling", target_fooling, 0.0, 1.0)
-        self.max_passes = check_int("max_passes", max_passes)
-        self.overshoot = check_float("overshoot", overshoot, 0.0, strict=False)
-        self.candidates = check_int("candidates", candidates, 2)
-        self.deepfool_iters = check_int("deepfool_iters", deepfool_iters)
+    class Options(ProbeOptions):
+        max_images: int = Field(10000, ge=1, description="attacker images X the perturbation is fitted on")
+        target_fooling: float = Field(
+            0.8, gt=0, le=1, description="stop once this share of X is fooled (1 − δ in the paper's Alg. 1)"
+        )
+        max_passes: int = Field(10, ge=1, description="passes over X at most (the MATLAB code's cap)")
+        overshoot: float = Field(
+            0.02, ge=0, description="DeepFool's overshoot: the step is (1 + overshoot)·r"
+        )
+        candidates: int = Field(10, ge=2, description="top clean classes DeepFool linearises")
+        deepfool_iters: int = Field(10, ge=1, description="DeepFool iterations per image at most")
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
         super().fit(encoders, images)

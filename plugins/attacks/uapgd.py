@@ -5,19 +5,21 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 
 from zepad_bench.interfaces import Attack
 from zepad_bench.nn.encoder import Encoder
+from zepad_bench.params import Budget
 from zepad_bench_plugins.attacks.common import (
+    AttackOptions,
+    ProbeOptions,
     PseudoLabelProbe,
     UniversalAttack,
-    check_float,
-    check_int,
     collect,
     cosine_distance,
     fit_probe,
@@ -43,25 +45,19 @@ class UAPGD(UniversalAttack):
 
     name = "uapgd"
 
-    def __init__(
-        self,
-        eps: float,
-        *,
-        images: int = 30000,
-        steps: int = 10,
-        step_size: float = 0.002,
-        decay_after: int = 10000,
-        decay: float = 0.1,
-        momentum: float = 0.5,
-        clamp: bool = True,
-    ):
-        super().__init__(eps, clamp=clamp)
-        self.images = check_int("images", images)
-        self.steps = check_int("steps", steps)
-        self.step_size = check_float("step_size", step_size, 0.0, 1.0)
-        self.decay_after = check_int("decay_after", decay_after, 0)
-        self.decay = check_float("decay", decay, 0.0, 1.0)
-        self.momentum = check_float("momentum", momentum, 0.0, 1.0, strict=False)
+    class Options(AttackOptions):
+        images: int = Field(30000, ge=1, description="attacker images the perturbation is fitted on")
+        steps: int = Field(
+            10, ge=1, description="inner sign-ascent steps T per batch (per image: uapgd-reference)"
+        )
+        step_size: Budget = Field(0.002, description="step α of each signed step, in pixels")
+        decay_after: int = Field(
+            10000, ge=0, description="images after which the step becomes step_size·decay"
+        )
+        decay: float = Field(0.1, gt=0, le=1, description="factor of the step after decay_after images")
+        momentum: float = Field(
+            0.5, ge=0, le=1, description="momentum β of the gradient accumulator g ← β·g + ∇"
+        )
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
         super().fit(encoders, images)
@@ -147,23 +143,20 @@ class UAPGDReference(UAPGD):
 
     name = "uapgd-reference"
 
-    def __init__(
-        self,
-        eps: float,
-        *,
-        weight_gain: float = 1e-5,
-        loss: Literal["cosine", "ce"] = "cosine",
-        clusters: int = 10,
-        probe_images: int = 10000,
-        **schedule: Any,
-    ):
-        """``schedule``: ``uapgd``'s parameters (images, steps, step_size, decay_after, decay, momentum,
-        clamp), declared there."""
-        super().__init__(eps, **schedule)
-        self.weight_gain = check_float("weight_gain", weight_gain, 0.0, strict=False)
-        self.loss = loss
-        self.clusters = check_int("clusters", clusters, 2)
-        self.probe_images = check_int("probe_images", probe_images, self.clusters)
+    class Options(UAPGD.Options, ProbeOptions):
+        probe_images_option: ClassVar[str] = "probe_images"
+
+        weight_gain: float = Field(
+            1e-5, ge=0, description="γ of the reference's weight-gain term γ·(x + δ + d) in the momentum"
+        )
+        loss: Literal["cosine", "ce"] = Field(
+            "cosine",
+            description="ascended loss: feature distance Σ 1 − cos(f(x), f(x + δ + d)), or the reference's "
+            "CE of the L2-normalised probe logits",
+        )
+        probe_images: int = Field(
+            10000, ge=1, description="attacker images the pseudo-label probe is fitted on"
+        )
 
     def fit(self, encoders: list[Encoder], images: Iterable[Tensor]) -> None:
         Attack.fit(self, encoders, images)

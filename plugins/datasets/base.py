@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import torch
+from pydantic import Field
 from torch import Tensor
 
 from zepad_bench import DatasetSource
@@ -41,18 +42,6 @@ def limit_rows(labels: Tensor, limit: int, seed: int) -> Tensor:
     return torch.cat(keep).sort().values
 
 
-def positive_int(value: Any, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ValueError(f"{what} must be a positive integer, got {value!r}")
-    return value
-
-
-def fraction(value: Any, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
-        raise ValueError(f"{what} must be in (0, 1), got {value!r}")
-    return float(value)
-
-
 @dataclass
 class Table:
     """One split (or the whole set) of a source: a label per row, class names, and a reader of rows."""
@@ -71,16 +60,16 @@ class ImageDataset(DatasetSource):
 
     title: ClassVar[str]  # the dataset's usual spelling, for messages
 
-    def __init__(self, limit_per_class: int | None = None, **params: Any):
-        super().__init__(**params)
-        if limit_per_class is not None:
-            positive_int(limit_per_class, "limit_per_class")
-        self.limit_per_class = limit_per_class
+    class Options(DatasetSource.Options):
+        limit_per_class: int | None = Field(
+            None, ge=1, description="keep at most this many images per class (seeded choice; unset: all)"
+        )
 
     def load(self, split: str, image_size: int, seed: int) -> LabeledImages:
         if split not in SPLITS:
             raise ValueError(f"split must be one of {SPLITS}, got {split!r}")
-        positive_int(image_size, "image_size")
+        if isinstance(image_size, bool) or not isinstance(image_size, int) or image_size < 1:
+            raise ValueError(f"image_size must be a positive integer, got {image_size!r}")
         table, rows = self._rows(split, seed)
         if self.limit_per_class is not None:
             rows = rows[limit_rows(table.labels[rows], self.limit_per_class, seed)]
@@ -134,9 +123,10 @@ def decode_image(path: str, size: int) -> Tensor:
 class RandomSplitDataset(ImageDataset):
     """A set without an official split: seeded stratified train/test split by ``test_fraction``."""
 
-    def __init__(self, test_fraction: float = 0.3, **params: Any):
-        super().__init__(**params)
-        self.test_fraction = fraction(test_fraction, "test_fraction")
+    class Options(ImageDataset.Options):
+        test_fraction: float = Field(
+            0.3, gt=0, lt=1, description="share of each class in the seeded test split"
+        )
 
     def _rows(self, split: str, seed: int) -> tuple[Table, Tensor]:
         table = self._table("all", seed)
@@ -147,14 +137,18 @@ class RandomSplitDataset(ImageDataset):
 class DiskDataset(ImageDataset):
     """A set read from ``root``: ``check()`` names the missing path and how to obtain the data."""
 
-    default_root: ClassVar[str] = "data"
     path_params = ("root",)
     required: ClassVar[tuple[str, ...]] = ()  # paths under root that must exist
     how_to: ClassVar[str]
 
-    def __init__(self, root: str | None = None, **params: Any):
+    class Options(ImageDataset.Options):
+        root: str = Field(
+            "data", description="folder holding the data (relative: to the suite file's folder)"
+        )
+
+    def __init__(self, **params: Any):
         super().__init__(**params)
-        self.root = Path(root if root is not None else self.default_root).expanduser()
+        self.root = Path(self.options.root).expanduser()
 
     def check(self) -> None:
         missing = [rel for rel in self.required if not (self.root / rel).exists()]

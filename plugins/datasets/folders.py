@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 import torch
+from pydantic import Field
 
 from zepad_bench.errors import UserError
+from zepad_bench.params import with_defaults
 from zepad_bench_plugins.datasets.base import DiskDataset, RandomSplitDataset, Table
 
 ANIMALS10_ENGLISH = {
@@ -48,14 +49,22 @@ class Animals10(FolderDataset, RandomSplitDataset):
 
     name = "animals10"
     title = "ANIMALS10"
-    default_root = "data/animals10/raw-img"
     how_to = (
         "download the Kaggle dataset alessiocorrado99/animals10 and point root= at its raw-img folder "
         "(one sub-folder per class)"
     )
 
-    def __init__(self, test_fraction: float = 1 - 20_000 / 26_179, **params: Any):
-        super().__init__(test_fraction=test_fraction, **params)
+    class Options(DiskDataset.Options, RandomSplitDataset.Options):
+        root: str = Field(
+            "data/animals10/raw-img", description=DiskDataset.Options.model_fields["root"].description
+        )
+        test_fraction: float = Field(
+            1 - 20_000 / 26_179,
+            gt=0,
+            lt=1,
+            description="share of each class in the seeded test split (the "
+            "paper's 20,000 train images of 26,179)",
+        )
 
     def _table(self, split: str, seed: int) -> Table:
         table = self.folder_table(self.root)
@@ -68,7 +77,7 @@ class ImageNet20(FolderDataset):
 
     name = "imagenet20"
     title = "ImageNet20"
-    default_root = "data/imagenet20"
+    Options = with_defaults(DiskDataset.Options, root="data/imagenet20")
     required = ("train", "val")
     how_to = (
         "make root/train and root/val from ImageNet (ILSVRC-2012), one sub-folder per class with the "

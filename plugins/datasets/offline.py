@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
 import torch
+from pydantic import AfterValidator, Field, PositiveInt, model_validator
 from torch import Tensor
 
 from zepad_bench.data.transforms import resize_to_uint8, to_nchw_rgb
@@ -17,8 +17,6 @@ from zepad_bench_plugins.datasets.base import (
     ImageDataset,
     RandomSplitDataset,
     Table,
-    fraction,
-    positive_int,
     seeded_generator,
 )
 
@@ -72,6 +70,12 @@ def load_photo(name: str) -> Tensor:
     return torch.from_numpy(np.ascontiguousarray(pixels)).permute(2, 0, 1)
 
 
+def _ordered(pair: tuple[int, int]) -> tuple[int, int]:
+    if pair[0] > pair[1]:
+        raise ValueError(f"must be [min, max] with min ≤ max (got {list(pair)})")
+    return pair
+
+
 class Photos(ImageDataset):
     """Square patches cut at a few scales from scikit-image's colour photos; label = source photo.
 
@@ -84,24 +88,28 @@ class Photos(ImageDataset):
     name = "photos"
     title = "photos"
 
-    def __init__(
-        self,
-        patches_per_image: int = 1600,
-        patch_size: Sequence[int] = (32, 128),
-        scales: int = 4,
-        test_fraction: float = 0.3,
-        **params: Any,
-    ):
+    class Options(ImageDataset.Options):
+        patches_per_image: int = Field(
+            1600, ge=1, description="patches cut from each photo, both splits together"
+        )
+        patch_size: Annotated[tuple[PositiveInt, PositiveInt], AfterValidator(_ordered)] = Field(
+            (32, 128), description="[min, max] patch side in source pixels (capped by the photo part)"
+        )
+        scales: int = Field(4, ge=1, description="log-spaced patch sides between min and max")
+        test_fraction: float = Field(
+            0.3, gt=0, lt=1, description="share of each photo's width (right part) for test"
+        )
+
+        @model_validator(mode="after")
+        def _both_splits(self) -> Photos.Options:
+            n_test = round(self.patches_per_image * self.test_fraction)
+            if not 0 < n_test < self.patches_per_image:
+                raise ValueError("patches_per_image × test_fraction must leave patches in both splits")
+            return self
+
+    def __init__(self, **params: Any):
         super().__init__(**params)
-        self.patches_per_image = positive_int(patches_per_image, "patches_per_image")
-        if len(patch_size) != 2 or not 0 < int(patch_size[0]) <= int(patch_size[1]):
-            raise ValueError(f"patch_size must be [min, max] with 0 < min ≤ max, got {patch_size!r}")
-        self.patch_size = (int(patch_size[0]), int(patch_size[1]))
-        self.scales = positive_int(scales, "scales")
-        self.test_fraction = fraction(test_fraction, "test_fraction")
         n_test = round(self.patches_per_image * self.test_fraction)
-        if not 0 < n_test < self.patches_per_image:
-            raise ValueError("patches_per_image × test_fraction must leave patches in both splits")
         self.counts = {"train": self.patches_per_image - n_test, "test": n_test}
 
     def _table(self, split: str, seed: int) -> Table:

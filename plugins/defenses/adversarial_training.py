@@ -18,25 +18,27 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import partial
-from typing import Any, ClassVar
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 
 from zepad_bench import Branch, DefendedModel, Defense
 from zepad_bench.data.images import LabeledImages
 from zepad_bench.nn.adversarial_tuning import (
     EncoderWithHead,
-    TuningConfig,
     adversarial_finetune,
     eval_mode,
     new_head,
 )
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.pgd import pgd
+from zepad_bench.params import Budget, with_defaults
 
-from .protocol import iterate_ce, pgd_input_mode, resolve_protocol
+from .protocol import iterate_ce, pgd_input_mode
+from .tuning import TuningOptions
 
 STARTS = ("uniform", "normal", "none")
 NORMAL_START_STD = 0.001  # TRADES' and MART's code: x' = x + 0.001·N(0, I)
@@ -72,74 +74,24 @@ def mart_loss(logits: Tensor, adv_logits: Tensor, y: Tensor, beta: float) -> Ten
 class AdversarialTraining(Defense):
     """Base of the adversarial-training baselines: tune a copy of the victim and a new head with :meth:`loss`.
 
-    Subclasses set ``defaults`` (the inner maximisation of their paper) and :meth:`loss`, and may
-    change the inner objective (:meth:`inner_objective`). ``eps``/``step_size``/``steps``/``start``
-    left at ``None`` take the class's ``defaults``; ``start`` is "uniform" (uniform noise in the
-    ε-ball), "normal" (x + 0.001·N(0, I)) or "none" (x).
-
-    ``protocol`` ("corrected" | "authors") presets the deviation parameters of ``PROTOCOLS``
-    (``freeze_bn``, ``pgd_ce_term``, ``pgd_input``; see :mod:`.protocol`); explicit values win.
+    Subclasses set the defaults of the inner maximisation of their paper (their ``Options``) and
+    :meth:`loss`, and may change the inner objective (:meth:`inner_objective`). ``protocol``
+    ("corrected" | "authors") presets the deviation parameters (``freeze_bn``, ``pgd_ce_term``,
+    ``pgd_input``; see :mod:`.protocol`); explicit values win.
     """
 
-    PROTOCOLS: ClassVar[dict[str, dict[str, Any]]] = {
-        "corrected": {"freeze_bn": True, "pgd_ce_term": False, "pgd_input": "normalised"},
-        "authors": {"freeze_bn": False, "pgd_ce_term": False, "pgd_input": "normalised"},
-    }
-
-    defaults: ClassVar[dict[str, Any]] = {
-        "eps": 8 / 255,
-        "step_size": 2 / 255,
-        "steps": 10,
-        "start": "uniform",
-    }
-
-    def __init__(
-        self,
-        *,
-        eps: float | None = None,
-        step_size: float | None = None,
-        steps: int | None = None,
-        start: str | None = None,
-        epochs: int = 20,
-        batch_size: int = 256,
-        encoder_lr: float = 1e-4,
-        head_lr: float = 5e-3,
-        weight_decay: float = 8e-4,
-        gamma: float = 0.96,
-        protocol: str = "corrected",
-        freeze_bn: bool | None = None,
-        pgd_ce_term: bool | None = None,
-        pgd_input: str | None = None,
-    ):
-        super().__init__()
-        self.protocol = protocol
-        deviations = resolve_protocol(
-            protocol,
-            self.PROTOCOLS,
-            {"freeze_bn": freeze_bn, "pgd_ce_term": pgd_ce_term, "pgd_input": pgd_input},
+    class Options(TuningOptions):
+        eps: Budget = Field(8 / 255, description="L∞ budget ε of the inner maximisation (PGD), pixels")
+        step_size: Budget = Field(2 / 255, description="PGD step size, pixels")
+        steps: int = Field(10, ge=1, description="PGD steps")
+        start: Literal[STARTS] = Field(
+            "uniform",
+            description='PGD start: "uniform" noise in the ε-ball, "normal" x + 0.001·N(0, I), or "none" (x)',
         )
-        self.pgd_ce_term, self.pgd_input = bool(deviations["pgd_ce_term"]), deviations["pgd_input"]
-        given = {"eps": eps, "step_size": step_size, "steps": steps, "start": start}
-        chosen = {k: self.defaults[k] if v is None else v for k, v in given.items()}
-        self.eps, self.step_size = float(chosen["eps"]), float(chosen["step_size"])
-        self.steps, self.start = int(chosen["steps"]), str(chosen["start"])
-        if not 0 < self.eps <= 1 or self.step_size <= 0 or self.steps < 1:
-            raise ValueError("eps in (0, 1], step_size > 0 and steps ≥ 1 are required")
-        if self.start not in STARTS:
-            raise ValueError(f"start must be one of {', '.join(STARTS)}; got {self.start!r}")
-        if min(epochs, batch_size) < 1 or min(encoder_lr, head_lr) <= 0 or weight_decay < 0:
-            raise ValueError("epochs, batch_size and learning rates must be positive, weight_decay ≥ 0")
-        if not 0 < gamma <= 1:
-            raise ValueError(f"gamma must be in (0, 1], got {gamma}")
-        self.config = TuningConfig(
-            epochs=int(epochs),
-            batch_size=int(batch_size),
-            encoder_lr=float(encoder_lr),
-            head_lr=float(head_lr),
-            weight_decay=float(weight_decay),
-            gamma=float(gamma),
-            freeze_bn=bool(deviations["freeze_bn"]),
-        )
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.config = self.options.tuning()
 
     def fit(self, victim: Encoder, auxiliaries: list[Encoder], data: LabeledImages) -> DefendedModel:
         """One branch "tuned": the victim's copy and its head, tuned jointly on D_f (auxiliaries ignored)."""
@@ -237,17 +189,13 @@ class _Regularised(AdversarialTraining):
     and [0, 1] (the authors' code took its first gradient at the unclipped start).
     """
 
-    defaults = {"eps": 0.031, "step_size": 0.007, "steps": 10, "start": "normal"}
-
-    def __init__(self, *, beta: float = 6.0, **params: Any):
-        super().__init__(**params)
-        if beta < 0:
-            raise ValueError(f"beta must be ≥ 0, got {beta}")
-        self.beta = float(beta)
+    class Options(with_defaults(AdversarialTraining.Options, eps=0.031, step_size=0.007, start="normal")):
+        beta: float = Field(6.0, ge=0, description="weight β of the KL regulariser")
 
 
 class TRADES(_Regularised):
-    """TRADES (Zhang et al., ICML 2019): see :func:`trades_loss`; β = 6 (the authors' CIFAR setting).
+    """TRADES (Zhang et al., ICML 2019): tuning on CE plus β·KL(clean ‖ adversarial) (:func:`trades_loss`),
+    β = 6 (the authors' CIFAR setting).
 
     The inner maximisation maximises Σ KL(p(x) ‖ p(x')) over x' (p(x) fixed while crafting).
     """
@@ -264,9 +212,11 @@ class TRADES(_Regularised):
 
 
 class MART(_Regularised):
-    """MART (Wang et al., ICLR 2020): see :func:`mart_loss`; β = 6 (the authors' mart.py and WRN script).
+    """MART (Wang et al., ICLR 2020): tuning on boosted CE plus a misclassification-aware KL term
+    (:func:`mart_loss`), β = 6.
 
-    The inner maximisation is CE PGD (authors' code; their ResNet script uses β = 5).
+    β = 6 as the authors' mart.py and WRN script (their ResNet script uses β = 5); the inner
+    maximisation is CE PGD (authors' code).
     """
 
     name = "mart"

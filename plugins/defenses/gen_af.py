@@ -32,10 +32,11 @@ every one that is a parameter (explicit parameters win); the default ``"correcte
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor, nn
 
 from zepad_bench import DefendedModel
@@ -43,8 +44,9 @@ from zepad_bench.data.images import LabeledImages
 from zepad_bench.nn.adversarial_tuning import EncoderWithHead, TuningConfig, adversarial_finetune, eval_mode
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.pgd import pgd
+from zepad_bench.params import Budget, with_defaults
 from zepad_bench_plugins.defenses.adversarial_training import AdversarialTraining
-from zepad_bench_plugins.defenses.protocol import resolve_protocol
+from zepad_bench_plugins.defenses.tuning import CORRECTED
 from zepad_bench_plugins.defenses.zepad import distribution_loss
 
 LAYER_TYPES = (nn.Conv2d, nn.Linear)
@@ -167,81 +169,70 @@ class GenAF(AdversarialTraining):
     """
 
     name = "gen-af"
-    param_help = {"epochs": "stage-I epochs; default: the protocol's (authors 50, corrected 20)"}
-    defaults = {"eps": 0.03, "step_size": 0.007, "steps": 10, "start": "none"}
-    PROTOCOLS = {
-        "corrected": {
-            **AdversarialTraining.PROTOCOLS["corrected"],
-            "lf_on": "features",
-            "stage2_head_layers": False,
-            "finetune_count": "ceil",
-            "epochs": 20,
-        },
-        "authors": {
-            "freeze_bn": False,
-            "pgd_ce_term": True,
-            "pgd_input": "raw",
-            "lf_on": "logits",
-            "stage2_head_layers": True,
-            "finetune_count": "int",
-            "epochs": 50,
-        },
-    }
 
-    def __init__(
-        self,
-        *,
-        lambda_f: float = 20.0,
-        sensitivity_eps: float = 8 / 255,
-        sensitivity_step_size: float = 2 / 255,
-        sensitivity_steps: int = 10,
-        sensitivity_samples: int = 5000,
-        sensitivity_epochs: int = 10,
-        sensitivity_lr: float = 1.0,
-        sensitivity_batch_size: int = 512,
-        radius: float = 0.1,
-        finetune_fraction: float = 0.2,
-        finetune_epochs: int = 50,
-        finetune_lr: float = 1e-3,
-        lf_on: str | None = None,
-        stage2_head_layers: bool | None = None,
-        finetune_count: str | None = None,
-        epochs: int | None = None,
-        **params: Any,
-    ):
-        deviations = resolve_protocol(
-            params.get("protocol", "corrected"),
-            self.PROTOCOLS,
-            {
-                "lf_on": lf_on,
-                "stage2_head_layers": stage2_head_layers,
-                "finetune_count": finetune_count,
-                "epochs": epochs,
-            },
+    class Options(with_defaults(AdversarialTraining.Options, eps=0.03, step_size=0.007, start="none")):
+        presets = {
+            "protocol": {
+                "corrected": {
+                    **CORRECTED,
+                    "lf_on": "features",
+                    "stage2_head_layers": False,
+                    "finetune_count": "ceil",
+                    "epochs": 20,
+                },
+                "authors": {
+                    "freeze_bn": False,
+                    "pgd_ce_term": True,
+                    "pgd_input": "raw",
+                    "lf_on": "logits",
+                    "stage2_head_layers": True,
+                    "finetune_count": "int",
+                    "epochs": 50,
+                },
+            }
+        }
+
+        epochs: int | None = Field(
+            None,
+            ge=1,
+            description="stage-I epochs over D_f (unset: the protocol's — the ZePAD paper's 20, the authors' "
+            "script's 50)",
         )
-        super().__init__(epochs=deviations["epochs"], **params)
-        if deviations["lf_on"] not in LF_ON or deviations["finetune_count"] not in ROUNDINGS:
-            raise ValueError(
-                f"lf_on must be one of {', '.join(LF_ON)}, finetune_count one of {', '.join(ROUNDINGS)}"
-            )
-        self.lf_on, self.finetune_count = deviations["lf_on"], deviations["finetune_count"]
-        self.stage2_head_layers = bool(deviations["stage2_head_layers"])
-        if lambda_f < 0 or radius < 0:
-            raise ValueError("lambda_f and radius must be ≥ 0")
-        if not 0 < sensitivity_eps <= 1 or sensitivity_step_size <= 0 or sensitivity_lr <= 0:
-            raise ValueError("sensitivity_eps in (0, 1], sensitivity_step_size > 0 and sensitivity_lr > 0")
-        if min(sensitivity_steps, sensitivity_samples, sensitivity_epochs, sensitivity_batch_size) < 1:
-            raise ValueError("sensitivity steps, samples, epochs and batch size must be ≥ 1")
-        if not 0 < finetune_fraction <= 1 or finetune_epochs < 0 or finetune_lr <= 0:
-            raise ValueError("finetune_fraction in (0, 1], finetune_epochs ≥ 0 and finetune_lr > 0 required")
-        self.lambda_f, self.radius = float(lambda_f), float(radius)
-        self.sensitivity_eps = float(sensitivity_eps)
-        self.sensitivity_step_size = float(sensitivity_step_size)
-        self.sensitivity_steps, self.sensitivity_samples = int(sensitivity_steps), int(sensitivity_samples)
-        self.sensitivity_epochs, self.sensitivity_lr = int(sensitivity_epochs), float(sensitivity_lr)
-        self.sensitivity_batch_size = int(sensitivity_batch_size)
-        self.finetune_fraction, self.finetune_epochs = float(finetune_fraction), int(finetune_epochs)
-        self.finetune_lr = float(finetune_lr)
+        lambda_f: float = Field(
+            20.0, ge=0, description="weight λ of the genetic regularisation L_f (stage I)"
+        )
+        lf_on: Literal[LF_ON] | None = Field(
+            None,
+            description='what L_f compares: encoder "features" (the paper\'s figure) or head "logits" (the '
+            "authors' code)",
+        )
+        sensitivity_eps: Budget = Field(
+            8 / 255, description="PGD budget of the stage-II sensitivity set, pixels"
+        )
+        sensitivity_step_size: Budget = Field(2 / 255, description="PGD step of the sensitivity set, pixels")
+        sensitivity_steps: int = Field(10, ge=1, description="PGD steps of the sensitivity set")
+        sensitivity_samples: int = Field(
+            5000, ge=1, description="D_f images (at most) in the sensitivity set"
+        )
+        sensitivity_epochs: int = Field(
+            10, ge=1, description="gradient-ascent epochs per layer (RiFT's criticality)"
+        )
+        sensitivity_lr: float = Field(1.0, gt=0, description="SGD learning rate of the per-layer ascent")
+        sensitivity_batch_size: int = Field(512, ge=1, description="batch size of the per-layer ascent")
+        radius: float = Field(0.1, ge=0, description="ascent ball ‖ΔW‖_F ≤ radius·‖W‖_F (RiFT Eq. 3)")
+        finetune_fraction: float = Field(
+            0.2, gt=0, le=1, description="share of the least critical layers tuned in stage II"
+        )
+        finetune_epochs: int = Field(50, ge=0, description="stage-II clean fine-tuning epochs")
+        finetune_lr: float = Field(1e-3, gt=0, description="Adam learning rate of stage II")
+        stage2_head_layers: bool | None = Field(
+            None, description="rank the head's Linear layers too in stage II (the authors' code)"
+        )
+        finetune_count: Literal[ROUNDINGS] | None = Field(
+            None,
+            description='layers tuned: "ceil"(fraction·n), or "int"(fraction·n) as the authors\' code '
+            "(which can be none)",
+        )
 
     def loss(self, model: EncoderWithHead, x: Tensor, x_adv: Tensor, y: Tensor) -> Tensor:
         adv_features, features = model.encoder(x_adv), model.encoder(x)  # the authors' order (BN statistics)

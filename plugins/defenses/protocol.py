@@ -1,8 +1,9 @@
 """``protocol = "authors" | "corrected"``: every deviation from the authors' code as a named parameter.
 
-Each defense declares, per protocol, the values of its deviation parameters (``PROTOCOLS``);
-:func:`resolve_protocol` picks the preset and lets explicitly given parameters win. The authors'
-training step has two parts that are not plain settings, provided here:
+Each defense's options declare, per protocol, the values of its deviation parameters (``presets``
+of its ``Options``, :class:`.tuning.TuningOptions`): the chosen protocol fills every one left unset,
+explicitly given parameters win. The authors' training step has two parts that are not plain
+settings, provided here:
 
 - ``pgd_input = "raw"``: the authors' PGD called the model on un-normalised [0, 1] input while
   the training forward normalised it (:func:`pgd_input_mode`);
@@ -17,8 +18,7 @@ See docs/fidelity.md for each deviation, the authors' file and its measured effe
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping
-from typing import Any
+from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
@@ -28,18 +28,6 @@ from zepad_bench.nn.adversarial_tuning import eval_mode
 
 PROTOCOL_NAMES = ("corrected", "authors")
 PGD_INPUTS = ("normalised", "raw")
-
-
-def resolve_protocol(
-    protocol: str, presets: Mapping[str, Mapping[str, Any]], given: Mapping[str, Any]
-) -> dict[str, Any]:
-    """The values of the ``given`` parameters: explicit (non-``None``) ones win, the rest from the preset."""
-    if protocol not in PROTOCOL_NAMES:
-        raise ValueError(f"protocol must be one of {', '.join(PROTOCOL_NAMES)}; got {protocol!r}")
-    chosen = {k: presets[protocol][k] if v is None else v for k, v in given.items()}
-    if chosen.get("pgd_input", "normalised") not in PGD_INPUTS:
-        raise ValueError(f"pgd_input must be one of {', '.join(PGD_INPUTS)}; got {chosen['pgd_input']!r}")
-    return chosen
 
 
 @contextlib.contextmanager

@@ -29,35 +29,40 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-from collections.abc import Sequence
 from functools import partial
-from typing import Any
+from pathlib import Path
+from typing import Any, Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field, model_validator
 from torch import Tensor
 
-from zepad_bench import Attack, Branch, DefendedModel, Defense, load_registry
+from zepad_bench import Attack, Branch, DefendedModel, Defense
 from zepad_bench.data.images import LabeledImages, UnlabeledBatches
 from zepad_bench.data.splits import stratified_split
 from zepad_bench.errors import MissingData, UserError
 from zepad_bench.nn.adversarial_tuning import (
     EncoderWithHead,
-    TuningConfig,
     adversarial_finetune,
     eval_mode,
     new_head,
 )
 from zepad_bench.nn.encoder import Encoder
+from zepad_bench.nn.encoder_choices import SSL_METHODS
 from zepad_bench.nn.heads import MLPHead
 from zepad_bench.nn.pgd import pgd
-from zepad_bench.paper_encoders import paper_encoder
+from zepad_bench.paper_encoders import fetch_paper_encoder, paper_encoder
+from zepad_bench.params import Budget
 
 from .distribution_loss import distribution_loss
-from .protocol import iterate_ce, pgd_input_mode, resolve_protocol
+from .protocol import iterate_ce, pgd_input_mode
+from .tuning import CORRECTED, TuningOptions
 
 __all__ = ["ZePAD", "distribution_loss", "ensemble_weights", "rfdm_weights"]
 
+BMP_METHODS = tuple(m for m in SSL_METHODS if m != "supcon")
+"""The BMP encoder never sees labels: every SSL method but the supervised-contrastive one."""
 CHOICES = {
     "lf_on": ("logits", "features"),
     "adversary": ("pgd", "generator"),
@@ -71,15 +76,14 @@ CHOICES = {
 
 AUTHORS_BMP = "simclr-cifar10"
 """The authors' BMP-Branch: this entry of the paper's encoder manifest (``reference/paper_encoders.json``)."""
+BMP_SOURCE_KEYS = ("paper", "arch", "arch_params", "normalisation", "sha256", "input_size")
+"""What ``bmp_checkpoint_params`` may say: the ``solo-learn`` encoder source's parameters but its path."""
 
 
 def _manifest_source(id_: str) -> dict[str, Any]:
     """``solo-learn`` encoder-source params of a manifest entry: its id, arch, normalisation and sha256."""
     entry = paper_encoder(id_)
     return {"paper": id_, **{k: entry[k] for k in ("arch", "normalisation", "sha256")}}
-
-
-AUTHORS_BMP_SOURCE = _manifest_source(AUTHORS_BMP)
 
 
 def rfdm_weights(probabilities: list[Tensor]) -> Tensor:
@@ -137,144 +141,131 @@ class ZePAD(Defense):
     """
 
     name = "zepad"
-    PROTOCOLS = {
-        "corrected": {
-            "freeze_bn": True,
-            "pgd_ce_term": False,
-            "pgd_input": "normalised",
-            "fuse_on": "probabilities",
-            "bmp": "ssl",
-        },
-        "authors": {
-            "freeze_bn": False,
-            "pgd_ce_term": True,
-            "pgd_input": "raw",
-            "fuse_on": "logits",
-            "bmp": "checkpoint",
-        },
-    }
     inference_params = ("ensemble", "fuse_on", "detection_threshold", "mpae_confidence")
     path_params = ("bmp_checkpoint",)
-    param_help = {
-        "bmp": "BMP-Branch: 'ssl' (pretrained on D_f), 'checkpoint' (bmp_checkpoint; the authors'), "
-        "'public' (the clean victim); default: the protocol's",
-        "bmp_checkpoint": "solo-learn file of the BMP encoder when bmp = 'checkpoint' "
-        "(run --download fetches it)",
-        "bmp_checkpoint_params": "solo-learn encoder-source params of that file (arch, normalisation, sha256 "
-        "pin, paper id); default: the manifest's simclr-cifar10",
-    }
 
-    def __init__(
-        self,
-        *,
-        lambda_f: float = 20.0,
-        lf_on: str = "logits",
-        lf_label_aware: bool = True,
-        adversary: str = "pgd",
-        eps: float = 0.03,
-        step_size: float = 0.007,
-        steps: int = 10,
-        random_start: bool = False,
-        generator: str = "advencoder",
-        generator_params: dict[str, Any] | None = None,
-        generator_plugins: Sequence[str] = (),
-        epochs: int = 20,
-        batch_size: int = 256,
-        encoder_lr: float = 1e-4,
-        head_lr: float = 5e-3,
-        weight_decay: float = 8e-4,
-        gamma: float = 0.96,
-        protocol: str = "corrected",
-        freeze_bn: bool | None = None,
-        pgd_ce_term: bool | None = None,
-        pgd_input: str | None = None,
-        selection: str = "last",
-        joint_heads: bool = False,
-        val_fraction: float = 0.1,
-        adversarial_tuning: bool = True,
-        use_mpae_victim: bool = True,
-        num_auxiliaries: int | None = None,
-        use_bmp: bool = True,
-        bmp: str | None = None,
-        bmp_checkpoint: str | None = None,
-        bmp_checkpoint_params: dict[str, Any] = AUTHORS_BMP_SOURCE,
-        bmp_method: str = "simclr",
-        bmp_arch: str | None = None,
-        bmp_arch_params: dict[str, Any] | None = None,
-        bmp_epochs: int = 100,
-        bmp_batch_size: int = 256,
-        bmp_recipe: dict[str, Any] | None = None,
-        ensemble: str = "rfdm",
-        fuse_on: str | None = None,
-        detection_threshold: float = 0.1,
-        mpae_confidence: str = "max",
-    ):
-        super().__init__()
-        self.protocol = protocol
-        deviations = resolve_protocol(
-            protocol,
-            self.PROTOCOLS,
-            {
-                "freeze_bn": freeze_bn,
-                "pgd_ce_term": pgd_ce_term,
-                "pgd_input": pgd_input,
-                "fuse_on": fuse_on,
-                "bmp": bmp,
-            },
-        )
-        self.pgd_ce_term, self.pgd_input = bool(deviations["pgd_ce_term"]), deviations["pgd_input"]
-        fuse_on, bmp = deviations["fuse_on"], deviations["bmp"]
-        self.joint_heads = bool(joint_heads)
-        chosen = {
-            "lf_on": lf_on,
-            "adversary": adversary,
-            "selection": selection,
-            "bmp": bmp,
-            "ensemble": ensemble,
-            "fuse_on": fuse_on,
-            "mpae_confidence": mpae_confidence,
+    class Options(TuningOptions):
+        presets = {
+            "protocol": {
+                "corrected": {**CORRECTED, "fuse_on": "probabilities", "bmp": "ssl"},
+                "authors": {
+                    "freeze_bn": False,
+                    "pgd_ce_term": True,
+                    "pgd_input": "raw",
+                    "fuse_on": "logits",
+                    "bmp": "checkpoint",
+                },
+            }
         }
-        for key, value in chosen.items():
-            if value not in CHOICES[key]:
-                raise ValueError(f"{key} must be one of {', '.join(CHOICES[key])}; got {value!r}")
-        if lambda_f < 0 or not 0 < eps <= 1 or step_size <= 0 or steps < 0:
-            raise ValueError("lambda_f ≥ 0, eps in (0, 1], step_size > 0 and steps ≥ 0 are required")
-        if min(epochs, batch_size, bmp_epochs, bmp_batch_size) < 1 or min(encoder_lr, head_lr) <= 0:
-            raise ValueError("epochs, batch sizes and learning rates must be positive")
-        if selection == "val" and not 0 < val_fraction < 1:
-            raise ValueError(f"val_fraction must be in (0, 1), got {val_fraction}")
-        if bmp_method == "supcon":
-            raise ValueError("bmp_method 'supcon' needs labels; the BMP encoder is trained without them")
-        if bmp == "checkpoint" and not (bmp_checkpoint_params or {}).get("sha256"):
-            raise ValueError("bmp_checkpoint_params needs a sha256: it pins the BMP file (cache key)")
-        if num_auxiliaries is not None and num_auxiliaries < 0:
-            raise ValueError(f"num_auxiliaries must be ≥ 0, got {num_auxiliaries}")
-        if not (use_mpae_victim or num_auxiliaries != 0 or use_bmp):
-            raise ValueError("ZePAD needs a branch: use_mpae_victim, auxiliaries or use_bmp")
-        self.lambda_f, self.lf_on, self.lf_label_aware = float(lambda_f), lf_on, bool(lf_label_aware)
-        self.adversary, self.eps, self.step_size = adversary, float(eps), float(step_size)
-        self.steps, self.random_start = int(steps), bool(random_start)
-        self.generator, self.generator_params = generator, dict(generator_params or {})
-        self.generator_plugins = list(generator_plugins)
-        self.config = TuningConfig(
-            epochs=epochs,
-            batch_size=batch_size,
-            encoder_lr=encoder_lr,
-            head_lr=head_lr,
-            weight_decay=weight_decay,
-            gamma=gamma,
-            freeze_bn=bool(deviations["freeze_bn"]),
+
+        lambda_f: float = Field(
+            20.0, ge=0, description="weight λ of the distribution loss L_f (Eq. 3; 0 drops it)"
         )
-        self.selection, self.val_fraction = selection, float(val_fraction)
-        self.adversarial_tuning, self.use_mpae_victim = bool(adversarial_tuning), bool(use_mpae_victim)
-        self.num_auxiliaries, self.use_bmp = num_auxiliaries, bool(use_bmp)
-        self.bmp, self.bmp_method, self.bmp_arch = bmp, bmp_method, bmp_arch
-        self.bmp_checkpoint, self.bmp_checkpoint_params = bmp_checkpoint, dict(bmp_checkpoint_params or {})
-        self.bmp_arch_params = bmp_arch_params
-        self.bmp_epochs, self.bmp_batch_size = bmp_epochs, bmp_batch_size
-        self.bmp_recipe = dict(bmp_recipe or {})
-        self.ensemble, self.fuse_on = ensemble, fuse_on
-        self.detection_threshold, self.mpae_confidence = float(detection_threshold), mpae_confidence
+        lf_on: Literal[CHOICES["lf_on"]] = Field(
+            "logits",
+            description='what L_f compares: head "logits" (authors\' code) or encoder "features" (Eq. 5–6)',
+        )
+        lf_label_aware: bool = Field(
+            True, description="weigh L_f per sample by its clean CE (the authors' code; false: Eq. 5–6)"
+        )
+        adversary: Literal[CHOICES["adversary"]] = Field(
+            "pgd",
+            description='tuning adversary: "pgd" on encoder+head (the authors\' code), or "generator": one '
+            "downstream-agnostic attack fitted on the clean victim (Algorithm 1)",
+        )
+        eps: Budget = Field(0.03, description="L∞ budget of the tuning adversary, pixels")
+        step_size: Budget = Field(0.007, description="PGD step size, pixels")
+        steps: int = Field(10, ge=0, description="PGD steps")
+        random_start: bool = Field(False, description="start PGD from uniform noise in the ε-ball")
+        generator: str = Field(
+            "advencoder",
+            description='attack plugin of adversary = "generator" (an outside one: load its module through '
+            "[suite] plugins)",
+        )
+        generator_params: dict[str, Any] = Field(default_factory=dict, description="that attack's parameters")
+        selection: Literal[CHOICES["selection"]] = Field(
+            "last",
+            description='tuned epoch kept: the "last", or the best robust accuracy on a held-out split of '
+            'D_f ("val"); never test data',
+        )
+        joint_heads: bool = Field(
+            False,
+            description="keep the head tuned with each MPAE encoder for tasks on D_f (else tasks train one)",
+        )
+        val_fraction: float = Field(
+            0.1, gt=0, lt=1, description='share of D_f held out when selection = "val"'
+        )
+        adversarial_tuning: bool = Field(
+            True, description="tune the MPAE encoders (false: the public ones as is)"
+        )
+        use_mpae_victim: bool = Field(True, description="include the tuned victim in the MPAE-Branch")
+        num_auxiliaries: int | None = Field(
+            None,
+            ge=0,
+            description="auxiliary encoders in the MPAE-Branch (unset: all the suite gives; 0: none)",
+        )
+        use_bmp: bool = Field(True, description="include the BMP-Branch (needed for detection)")
+        bmp: Literal[CHOICES["bmp"]] | None = Field(
+            None,
+            description='BMP encoder: "ssl" (pretrained on D_f images, the paper), "checkpoint" (the file '
+            'bmp_checkpoint: the authors\' code) or the "public" victim',
+        )
+        bmp_checkpoint: str | None = Field(
+            None,
+            description='solo-learn file of the BMP encoder when bmp = "checkpoint" (relative: from the '
+            "suite's folder; run --download fetches the manifest's file there)",
+        )
+        bmp_checkpoint_params: dict[str, Any] = Field(
+            default_factory=lambda: _manifest_source(AUTHORS_BMP),
+            description="that file's solo-learn encoder-source params (paper, arch, arch_params, "
+            "normalisation, sha256, input_size); default: the manifest's simclr-cifar10, the authors' BMP",
+        )
+        bmp_method: Literal[BMP_METHODS] = Field(
+            "simclr", description="SSL method of the BMP encoder (no labels)"
+        )
+        bmp_arch: str | None = Field(None, description="BMP backbone (unset: the victim's)")
+        bmp_arch_params: dict[str, Any] | None = Field(
+            None, description="BMP backbone parameters (unset: the victim's when the arch is the victim's)"
+        )
+        bmp_epochs: int = Field(100, ge=1, description="BMP pretraining epochs (the paper gives none)")
+        bmp_batch_size: int = Field(256, ge=1, description="BMP pretraining batch size")
+        bmp_recipe: dict[str, Any] = Field(
+            default_factory=dict, description="recipe parameters of the BMP method (e.g. temperature)"
+        )
+        ensemble: Literal[CHOICES["ensemble"]] = Field(
+            "rfdm",
+            description='branch weights: "rfdm" (Eq. 7–8), "average", or "entropy" (Table S3)',
+        )
+        fuse_on: Literal[CHOICES["fuse_on"]] | None = Field(
+            None,
+            description="what RFDM's weighted sum runs over: branch logits (authors' code) or probabilities",
+        )
+        detection_threshold: float = Field(
+            0.1, description="a DAE when MPAE − BMP confidence exceeds it (Sec. 5.4)"
+        )
+        mpae_confidence: Literal[CHOICES["mpae_confidence"]] = Field(
+            "max", description="MPAE-Branch confidence: the max or the mean over its encoders"
+        )
+
+        @model_validator(mode="after")
+        def _has_a_branch(self) -> ZePAD.Options:
+            if not (self.use_mpae_victim or self.num_auxiliaries != 0 or self.use_bmp):
+                raise ValueError("ZePAD needs a branch: use_mpae_victim, auxiliaries or use_bmp")
+            return self
+
+        @model_validator(mode="after")
+        def _pinned_bmp(self) -> ZePAD.Options:
+            unknown = sorted(set(self.bmp_checkpoint_params) - set(BMP_SOURCE_KEYS))
+            if unknown:
+                known = ", ".join(BMP_SOURCE_KEYS)
+                raise ValueError(f"bmp_checkpoint_params: unknown {', '.join(unknown)}; known: {known}")
+            if self.bmp == "checkpoint" and not self.bmp_checkpoint_params.get("sha256"):
+                raise ValueError("bmp_checkpoint_params needs a sha256: it pins the BMP file (cache key)")
+            return self
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.config = self.options.tuning()
 
     # ------------------------------------------------------------------ step 1: encoder preparation
     def fit(self, victim: Encoder, auxiliaries: list[Encoder], data: LabeledImages) -> DefendedModel:
@@ -318,33 +309,23 @@ class ZePAD(Defense):
     def code_dependencies(self) -> list[type]:
         """The generator attack's class (Algorithm 1) and the ``solo-learn`` source of a checkpoint BMP:
         their code is part of the tuning's cache key."""
-        classes = []
-        if self.adversary == "generator":
-            classes.append(load_registry(self.generator_plugins).get("attacks", self.generator))
-        if self._loads_bmp():
-            classes.append(load_registry().get("encoders", "solo-learn"))
-        return classes
+        classes = [self.ctx.plugin("attacks", self.generator)] if self.adversary == "generator" else []
+        return classes + ([self.ctx.plugin("encoders", "solo-learn")] if self._loads_bmp() else [])
 
     def _loads_bmp(self) -> bool:
         return self.use_bmp and self.bmp == "checkpoint"
 
-    def _bmp_source(self):
-        """The ``solo-learn`` encoder source of the BMP checkpoint (``bmp = "checkpoint"``)."""
+    def check(self) -> None:
+        """A checkpoint BMP (``bmp = "checkpoint"``) names a file that exists."""
+        if not self._loads_bmp():
+            return
         if self.bmp_checkpoint is None:
             raise UserError(
                 "zepad: bmp = 'checkpoint' (the authors' protocol: their BMP-Branch is the public solo-learn "
                 f"file {self.bmp_checkpoint_params.get('paper', 'of bmp_checkpoint_params')}) needs "
                 "bmp_checkpoint = PATH (`zepad-bench run SUITE --download` fetches it there) or bmp = 'ssl'"
             )
-        source = load_registry().get("encoders", "solo-learn")(
-            path=self.bmp_checkpoint, **self.bmp_checkpoint_params
-        )
-        source.ctx = getattr(self, "ctx", None)
-        return source
-
-    def check(self) -> None:
-        """A checkpoint BMP's file exists (``bmp = "checkpoint"``)."""
-        if self._loads_bmp() and not self._bmp_source().path.is_file():
+        if not Path(self.bmp_checkpoint).is_file():
             paper = self.bmp_checkpoint_params.get("paper")
             how = f"`zepad-bench run SUITE --download` fetches {paper} there" if paper else "bring that file"
             raise MissingData(
@@ -354,14 +335,14 @@ class ZePAD(Defense):
 
     def fetch(self) -> None:
         """``run --download``: fetch and verify the manifest's BMP file into ``bmp_checkpoint``."""
-        if self._loads_bmp():
-            self._bmp_source().fetch()
+        paper = self.bmp_checkpoint_params.get("paper")
+        if self._loads_bmp() and self.bmp_checkpoint and paper and not Path(self.bmp_checkpoint).is_file():
+            fetch_paper_encoder(paper, Path(self.bmp_checkpoint))
+        self.check()
 
     def _fit_generator(self, victim: Encoder, data: LabeledImages) -> Attack:
         """Algorithm 1's generator G: a downstream-agnostic attack fitted on the clean victim and D_f."""
-        attack = load_registry(self.generator_plugins).get("attacks", self.generator)(
-            eps=self.eps, **self.generator_params
-        )
+        attack = self.ctx.plugin("attacks", self.generator)(eps=self.eps, **self.generator_params)
         attack.ctx = dataclasses.replace(self.ctx, records={}, on_record=None)
         torch.manual_seed(self._seed(0))
         images = UnlabeledBatches(data.images, self.config.batch_size, self._seed(0), self.ctx.device)
@@ -486,7 +467,11 @@ class ZePAD(Defense):
         if self.bmp == "public":
             return victim.copy().to(self.ctx.device).eval()
         if self.bmp == "checkpoint":
-            return self._bmp_source().build(None).to(self.ctx.device).eval()
+            self.check()
+            params = {"path": self.bmp_checkpoint, **self.bmp_checkpoint_params}
+            source = self.ctx.plugin("encoders", "solo-learn")(**params)
+            source.ctx = self.ctx
+            return source.build(None).to(self.ctx.device).eval()
         from zepad_bench.nn.ssl import pretrain
 
         arch = self.bmp_arch or victim.arch

@@ -9,11 +9,13 @@ pixel units. Deviation from timm/open_clip's PIL pipelines, by design: the whole
 
 from __future__ import annotations
 
-import re
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar
+
+from pydantic import AfterValidator, Field
 
 from zepad_bench import EncoderSource
 from zepad_bench.errors import UserError
+from zepad_bench.params import Sha256
 
 if TYPE_CHECKING:
     from torch import nn
@@ -22,37 +24,37 @@ if TYPE_CHECKING:
     from zepad_bench.nn.encoder import Encoder
 
 
+def _tag_or_false(value: str | bool) -> str | bool:
+    if value is True:
+        raise ValueError("must be an open_clip tag or false (got true)")
+    return value
+
+
 class PublicEncoder(EncoderSource):
     """Shared part of ``hub`` and ``clip``: build, wrap with preprocessing, record and pin the weights.
 
-    Params: ``model`` (the library's model name), ``model_params`` (constructor overrides, e.g.
-    ``img_size``), ``input_size`` (override the model's input side), ``sha256`` (pins
-    :func:`~zepad_bench.nn.hub.weights_sha256` of the loaded weights), ``cache_dir`` (default: the
-    Hugging Face cache). The encoder's ``meta`` records source, model, weights and their sha256.
+    ``sha256`` pins :func:`~zepad_bench.nn.hub.weights_sha256` of the loaded weights. The encoder's
+    ``meta`` records source, model, weights and their sha256.
     """
 
     library: ClassVar[str]  # "timm" | "open_clip"
 
-    def __init__(
-        self,
-        model: str,
-        model_params: dict[str, Any] | None = None,
-        input_size: int | None = None,
-        sha256: str | None = None,
-        cache_dir: str | None = None,
-    ):
-        super().__init__()
+    class Options(EncoderSource.Options):
+        model: str = Field(description="the library's model name")
+        model_params: dict[str, Any] = Field(
+            default_factory=dict, description="model constructor overrides (e.g. img_size)"
+        )
+        input_size: int | None = Field(None, ge=1, description="input side (unset: the model's own)")
+        sha256: Sha256 | None = Field(None, description="pins the sha256 of the loaded weights")
+        cache_dir: str | None = Field(
+            None, description="where weights are cached (unset: the Hugging Face cache)"
+        )
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
         from zepad_bench.nn import hub
 
         hub.require(self.library)
-        if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
-            raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
-        if input_size is not None and (
-            isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1
-        ):
-            raise ValueError(f"input_size must be a positive integer, got {input_size!r}")
-        self.model, self.model_params = model, dict(model_params or {})
-        self.input_size, self.sha256, self.cache_dir = input_size, sha256, cache_dir
 
     def fingerprint(self) -> str:
         """The pinned sha256, else the weights' name (the table's params already name the model)."""
@@ -97,22 +99,19 @@ class PublicEncoder(EncoderSource):
 
 
 class HubEncoder(PublicEncoder):
-    """Any timm model (e.g. DINO ``vit_small_patch16_224.dino``, MAE ``vit_base_patch16_224.mae``).
-
-    Extra param: ``pretrained`` (default true; false builds the architecture with random weights).
-    """
+    """Any timm model (e.g. DINO ``vit_small_patch16_224.dino``, MAE ``vit_base_patch16_224.mae``)."""
 
     name = "hub"
     library = "timm"
 
-    def __init__(self, model: str, pretrained: bool = True, **params: Any):
-        super().__init__(model, **params)
+    class Options(PublicEncoder.Options):
+        pretrained: bool = Field(True, description="load the pretrained weights (false: random weights)")
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
         from zepad_bench.nn.hub import check_timm
 
-        if not isinstance(pretrained, bool):
-            raise ValueError(f"pretrained must be true or false, got {pretrained!r}")
-        check_timm(model)
-        self.pretrained = pretrained
+        check_timm(self.model)
 
     def weights(self) -> str:
         if not self.pretrained:
@@ -136,21 +135,23 @@ class HubEncoder(PublicEncoder):
 class ClipEncoder(PublicEncoder):
     """The image tower of an open_clip model (CLIP, the paper's Appendix K), e.g. ``RN50`` / ``openai``.
 
-    Extra param: ``pretrained``: an open_clip tag (e.g. "openai", "laion2b_s34b_b79k"), or false for
-    random weights. Features are the tower's projected embedding.
+    Features are the tower's projected embedding.
     """
 
     name = "clip"
     library = "open_clip"
 
-    def __init__(self, model: str, pretrained: str | bool, **params: Any):
-        super().__init__(model, **params)
+    class Options(PublicEncoder.Options):
+        pretrained: Annotated[str | bool, AfterValidator(_tag_or_false)] = Field(
+            description='an open_clip pretrained tag (e.g. "openai"), or false for random weights'
+        )
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
         from zepad_bench.nn.hub import check_clip
 
-        if pretrained is True or not isinstance(pretrained, str | bool):
-            raise ValueError(f"pretrained must be an open_clip tag or false, got {pretrained!r}")
-        check_clip(model, pretrained or None)
-        self.pretrained = pretrained or None
+        self.pretrained = self.options.pretrained or None
+        check_clip(self.model, self.pretrained)
 
     def weights(self) -> str:
         return self.pretrained or "random"

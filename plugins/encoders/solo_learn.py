@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import Field, model_validator
 
 from zepad_bench import EncoderSource
 from zepad_bench.errors import MissingData
-from zepad_bench.zoo import NORMALISATIONS, normalisation
+from zepad_bench.nn.encoder_choices import NORMALISATIONS, normalisation
+from zepad_bench.params import Sha256
 
 if TYPE_CHECKING:
     from zepad_bench.data.images import LabeledImages
@@ -18,50 +20,51 @@ if TYPE_CHECKING:
 class SoloLearnEncoder(EncoderSource):
     """Loads the backbone of a solo-learn ``.ckpt`` (or ``zepad-bench pretrain`` output) safely.
 
-    Params: ``path``, ``arch`` (default "resnet18", solo-learn's CIFAR stem), ``arch_params``,
-    ``sha256`` (pins the file), ``normalisation`` ("cifar" | "imagenet"), ``input_size`` (resize
-    inside the encoder, e.g. 32 for a CIFAR checkpoint fed 64×64 images), ``paper`` (an id of the
-    paper's encoders manifest, e.g. "simclr-cifar10": ``run --download`` fetches that file into
-    ``path`` and verifies its sha256 where a source is reachable; a file already at ``path``, e.g.
-    one built by ``zepad-bench pretrain``, is used as is).
+    With ``paper``, ``run --download`` fetches the manifest's file into ``path`` and verifies its sha256
+    where a source is reachable; a file already at ``path`` (e.g. one built by ``zepad-bench
+    pretrain``) is used as is.
     """
 
     name = "solo-learn"
     path_params = ("path",)
 
-    def __init__(
-        self,
-        path: str,
-        arch: str = "resnet18",
-        arch_params: dict[str, Any] | None = None,
-        sha256: str | None = None,
-        normalisation: str = "cifar",
-        input_size: int | None = None,
-        paper: str | None = None,
-    ):
-        super().__init__()
-        if paper is not None:
-            from zepad_bench.paper_encoders import paper_encoder
+    class Options(EncoderSource.Options):
+        path: str = Field(description="the checkpoint file (relative: from the suite's folder)")
+        arch: str = Field(
+            "resnet18", description="backbone of the checkpoint (resnet18: solo-learn's CIFAR stem)"
+        )
+        arch_params: dict[str, Any] | None = Field(
+            None, description="keyword arguments of the backbone builder"
+        )
+        sha256: Sha256 | None = Field(None, description="pins the file: loading fails on other contents")
+        normalisation: Literal[NORMALISATIONS] = Field("cifar", description="input normalisation statistics")
+        input_size: int | None = Field(
+            None,
+            ge=1,
+            description="resize inside the encoder (e.g. 32 for a CIFAR checkpoint fed 64-px images)",
+        )
+        paper: str | None = Field(
+            None,
+            description="an id of the paper's encoders manifest (e.g. simclr-cifar10): --download fetches "
+            "that file into path and verifies it",
+        )
 
-            entry = paper_encoder(paper)
-            for key, value in (("arch", arch), ("normalisation", normalisation)):
-                if value != entry[key]:
-                    raise ValueError(
-                        f"paper encoder {paper} has {key} {entry[key]!r}; set {key} = {entry[key]!r}"
-                    )
-        if normalisation not in NORMALISATIONS:
-            raise ValueError(
-                f"normalisation must be one of {', '.join(NORMALISATIONS)}, got {normalisation!r}"
-            )
-        if sha256 is not None and not re.fullmatch(r"[0-9a-fA-F]{64}", sha256):
-            raise ValueError(f"sha256 must be 64 hex digits, got {sha256!r}")
-        if input_size is not None and (
-            isinstance(input_size, bool) or not isinstance(input_size, int) or input_size < 1
-        ):
-            raise ValueError(f"input_size must be a positive integer, got {input_size!r}")
-        self.path, self.arch, self.arch_params = Path(path).expanduser(), arch, arch_params
-        self.sha256, self.normalisation, self.input_size = sha256, normalisation, input_size
-        self.paper = paper
+        @model_validator(mode="after")
+        def _as_the_paper(self) -> SoloLearnEncoder.Options:
+            if self.paper is not None:
+                from zepad_bench.paper_encoders import paper_encoder
+
+                entry = paper_encoder(self.paper)
+                for key in ("arch", "normalisation"):
+                    if getattr(self, key) != entry[key]:
+                        raise ValueError(
+                            f"paper encoder {self.paper} has {key} {entry[key]!r}; set {key} = {entry[key]!r}"
+                        )
+            return self
+
+    def __init__(self, **params: Any):
+        super().__init__(**params)
+        self.path = Path(self.options.path).expanduser()
 
     def check(self) -> None:
         if not self.path.is_file():

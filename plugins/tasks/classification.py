@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-import torch
+from typing import Literal
 
-from zepad_bench import DefendedModel, Task, TaskData
+import torch
+from pydantic import Field
+
+from zepad_bench import DefendedModel, Metric, Task, TaskData
+from zepad_bench.interfaces import CORE_METRICS
 from zepad_bench.metrics import accuracy, attack_success_rate, max_confidence, top_class_share
 from zepad_bench.nn.heads import predict_logits
 from zepad_bench.pipeline import task_heads
@@ -32,6 +36,58 @@ def branch_logits(
     return outputs, head_kinds
 
 
+CLASSIFICATION_METRICS = (
+    Metric(
+        "head",
+        "the classifier on the defense's encoder(s): `joint` = the head tuned with the encoder on D_f; "
+        "`retrained` = heads trained on the task's train split over frozen encoder features",
+        unit="",
+        clean=True,
+    ),
+    Metric(
+        "top_class_share",
+        "share of the clean test images given the most predicted class (near 100: a collapsed prediction)",
+        higher_is_better=False,
+        clean=True,
+        report=False,
+    ),
+    Metric(
+        "top_class_share_adv",
+        "share of the attacked test images given the most predicted class",
+        higher_is_better=False,
+        report=False,
+    ),
+    Metric(
+        "BA:<branch>",
+        "accuracy of branch <branch>'s own head on the clean test images",
+        clean=True,
+        report=False,
+    ),
+    Metric("RA:<branch>", "accuracy of branch <branch>'s own head on the attacked test images", report=False),
+    Metric(
+        "conf_clean:<branch>",
+        "mean max-softmax confidence of branch <branch> on the clean test images",
+        unit="",
+        clean=True,
+        report=False,
+    ),
+    Metric(
+        "conf_adv:<branch>",
+        "mean max-softmax confidence of branch <branch> on the attacked test images",
+        unit="",
+        report=False,
+    ),
+    Metric(
+        "head:<branch>",
+        "the head branch <branch> used (`joint` or `retrained`)",
+        unit="",
+        clean=True,
+        report=False,
+    ),
+)
+"""What :class:`Classification` returns besides BA, RA and ASR."""
+
+
 class Classification(Task):
     """BA, RA and ASR of the fused per-branch MLP heads (ZePAD Eq. 1, Table 7; docs/architecture.md).
 
@@ -43,13 +99,18 @@ class Classification(Task):
 
     name = "classification"
 
-    def __init__(self, epochs: int = 20, lr: float = 5e-3, batch_size: int = 256, head: str = "auto"):
-        super().__init__()
-        if epochs < 1 or lr <= 0 or batch_size < 1:
-            raise ValueError("epochs, lr and batch_size must be positive")
-        if head not in ("auto", "retrained"):
-            raise ValueError(f"head must be 'auto' or 'retrained', got {head!r}")
-        self.epochs, self.lr, self.batch_size, self.head = epochs, lr, batch_size, head
+    class Options(Task.Options):
+        epochs: int = Field(20, ge=1, description="training epochs of each branch's MLP head")
+        lr: float = Field(5e-3, gt=0, description="learning rate of the heads")
+        batch_size: int = Field(256, ge=1, description="batch size of the heads' training")
+        head: Literal["auto", "retrained"] = Field(
+            "auto",
+            description='"auto": a branch head tuned with its encoder on this dataset is used as is; '
+            '"retrained": always a new head on the frozen encoder',
+        )
+
+    def metrics(self) -> list[Metric]:
+        return [*CORE_METRICS, *CLASSIFICATION_METRICS]
 
     def pipeline_heads(self, model: DefendedModel, data: TaskData) -> list[torch.nn.Module]:
         """The heads :meth:`run` uses (adaptive scenario)."""

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import torch
 
-from zepad_bench import DefendedModel, TaskData
-from zepad_bench.detection import SCORES, calibrated_accuracy, detection_scores
+from zepad_bench import DefendedModel, Metric, TaskData
+from zepad_bench.detection import DEFINITIONS, SCORES, calibrated_accuracy, detection_scores
+from zepad_bench.interfaces import CORE_METRICS
 from zepad_bench.metrics import accuracy, attack_success_rate, auroc, detection_rates
 from zepad_bench_plugins.tasks.classification import Classification, branch_logits
 
@@ -27,13 +30,50 @@ class Detection(Classification):
     ``accuracy:<score>``, the accuracy on a held-out random half of the test images at the threshold
     that is best on the other half (seeded by the run); a score the model cannot give is ``"n/a"``.
     Every score of both sets is recorded (``detection_score_{clean,adv}:<score>``) for the threshold-sweep
-    figure (:func:`zepad_bench.plots.detection_figure`).
+    figure (:func:`zepad_bench.reports.figures.detection_figure`, from the stored histograms).
     """
 
     name = "detection"
     DETECTION_KEYS = ("detection_accuracy", "TPR", "FPR", "AUROC")
     SCORE_KEYS = tuple(f"{kind}:{score}" for kind in ("AUROC", "accuracy") for score in SCORES)
-    report_metrics = ("detection_accuracy", "AUROC", *SCORE_KEYS[1:])
+
+    def metrics(self) -> list[Metric]:
+        fused = [
+            replace(m, definition=f"{m.definition}, fused classifier", report=False) for m in CORE_METRICS
+        ]
+        scores = []
+        for score in SCORES:
+            what = f"the score `{score}`: {DEFINITIONS[score]}"
+            scores += [
+                Metric(f"AUROC:{score}", f"AUROC of {what}; attacked vs clean", report=score != "gap"),
+                Metric(
+                    f"accuracy:{score}",
+                    f"detection accuracy of {what}; on a held-out random half of the test images, at the "
+                    "threshold best on the other half",
+                ),
+            ]
+        return [
+            *fused,
+            Metric(
+                "detection_accuracy",
+                "share of the 2N images (N clean, N attacked) the defense's detector classifies right, "
+                "at the defense's threshold (paper Table 6)",
+            ),
+            Metric("TPR", "share of attacked images the defense's detector flags", report=False),
+            Metric(
+                "FPR",
+                "share of clean images the defense's detector flags",
+                higher_is_better=False,
+                report=False,
+            ),
+            Metric(
+                "AUROC",
+                "area under the ROC curve of the defense's own detection score, attacked vs clean "
+                "(threshold-free)",
+            ),
+            *scores,
+            Metric("threshold", "the defense's detection threshold", unit="", clean=True, report=False),
+        ]
 
     def run(self, model: DefendedModel, data: TaskData) -> dict[str, float | str]:
         outputs, _ = branch_logits(

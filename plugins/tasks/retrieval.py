@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import Field
 from torch import Tensor
 
-from zepad_bench import DefendedModel, Task, TaskData
+from zepad_bench import DefendedModel, Metric, Task, TaskData
 from zepad_bench.metrics import (
     accuracy,
     attack_success_rate,
@@ -44,21 +47,47 @@ class Retrieval(Task):
 
     name = "retrieval"
 
-    def __init__(self, k: int = 10, main: str = "knn", chunk: int = 256):
-        super().__init__()
-        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-            raise ValueError(f"k must be a positive integer, got {k!r}")
-        if main not in MAIN:
-            raise ValueError(f"main must be one of {', '.join(MAIN)}, got {main!r}")
-        if chunk < 1:
-            raise ValueError(f"chunk must be positive, got {chunk}")
-        self.k, self.main, self.chunk = k, main, chunk
-        self.report_metrics = (
-            "BA",
-            "RA",
-            "ASR",
-            *(f"{m}@{k}_{s}" for m in ("hit", "precision") for s in ("clean", "adv")),
+    class Options(Task.Options):
+        k: int = Field(10, ge=1, description="neighbours retrieved per query")
+        main: Literal[MAIN] = Field(
+            "knn", description="the variant reported as BA/RA: k-NN vote accuracy, hit@k or precision@k"
         )
+        chunk: int = Field(256, ge=1, description="queries ranked per similarity block (memory only)")
+
+    def metrics(self) -> list[Metric]:
+        k, main = self.k, f"{self.main}@{self.k}"
+        queries = {"clean": "clean", "adv": "attacked"}
+        described = {
+            "knn": "accuracy of the majority vote of the {k} nearest gallery images, {q} queries",
+            "hit": "share of {q} queries with an image of their class among the {k} nearest",
+            "precision": "mean share of the {k} nearest gallery images with the {q} query's class",
+        }
+        return [
+            Metric("BA", f"`{main}` on clean queries (the task's main metric)", clean=True),
+            Metric("RA", f"`{main}` on attacked queries (the task's main metric)"),
+            Metric(
+                "ASR",
+                f"share of all queries whose {k}-NN vote changes under attack (labels unused)",
+                higher_is_better=False,
+            ),
+            *(
+                Metric(
+                    f"{m}@{k}_{s}",
+                    text.format(k=k, q=q),
+                    clean=s == "clean",
+                    report=m != self.main,
+                )
+                for m, text in described.items()
+                for s, q in queries.items()
+            ),
+            Metric(
+                "top1_change",
+                "share of queries whose nearest gallery image changes under attack",
+                higher_is_better=False,
+                report=False,
+            ),
+            Metric("main", "the metric BA and RA report", unit="", clean=True, report=False),
+        ]
 
     def run(self, model: DefendedModel, data: TaskData) -> dict[str, float | str]:
         branches = range(len(model.branches))

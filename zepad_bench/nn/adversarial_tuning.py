@@ -16,7 +16,7 @@ import torch
 from torch import Tensor, nn
 
 from zepad_bench.data.images import LabeledImages
-from zepad_bench.nn.encoder import extract_features
+from zepad_bench.nn.batched import extract_features
 from zepad_bench.nn.heads import MLPHead, make_optimizer
 
 LossFn = Callable[[nn.Module, Tensor, Tensor], Tensor]

@@ -1,9 +1,18 @@
 """Backbones by name: solo-learn's CIFAR ResNet18 stem, the ImageNet ResNet18, a small CPU CNN, and
-those plugins register through the ``register_backbones`` hook."""
+those plugins register through the ``register_backbones`` hook.
+
+A plugin's architectures live in its :class:`~zepad_bench.registry.Registry` (``registry.backbones``);
+code that builds encoders for that registry (the runner's stages, plugin construction, the conformance
+kit) does so inside :func:`plugin_backbones`, which makes them buildable by name for that block only.
+No table of this module is ever edited.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import contextvars
+from collections.abc import Callable, Iterator, Mapping
+from types import MappingProxyType
 from typing import Any
 
 import torch
@@ -62,28 +71,36 @@ def _resnet(arch: str) -> Callable[..., nn.Module]:
     return build
 
 
-BUILDERS: dict[str, Callable[..., nn.Module]] = {
-    "resnet18": _resnet("resnet18"),
-    "resnet18-imagenet": _resnet("resnet18-imagenet"),
-    "resnet50": _resnet("resnet50"),
-    "small-cnn": SmallCNN,
-}
-"""Architecture name → builder (``**arch_params`` → an ``nn.Module`` with an integer ``out_dim``): the
-built-ins, plus what plugins register through the ``register_backbones`` hook."""
+BUILDERS: Mapping[str, Callable[..., nn.Module]] = MappingProxyType(
+    {
+        "resnet18": _resnet("resnet18"),
+        "resnet18-imagenet": _resnet("resnet18-imagenet"),
+        "resnet50": _resnet("resnet50"),
+        "small-cnn": SmallCNN,
+    }
+)
+"""The built-in architectures: name → builder (``**arch_params`` → an ``nn.Module`` with an integer
+``out_dim``). Read-only; plugins' architectures are in their registry."""
+
+_plugins: contextvars.ContextVar[Mapping[str, Callable[..., nn.Module]]] = contextvars.ContextVar(
+    "plugin_backbones", default=MappingProxyType({})
+)
 
 
-BUILT_IN = tuple(BUILDERS)
-
-
-def register_backbone(name: str, builder: Callable[..., nn.Module]) -> None:
-    """Make ``name`` buildable (and so loadable from cached encoder states); built-in names are taken."""
-    if name in BUILT_IN:
-        raise ValueError(f"backbone {name!r} is a built-in architecture; choose another name")
-    BUILDERS[name] = builder
+@contextlib.contextmanager
+def plugin_backbones(builders: Mapping[str, Callable[..., nn.Module]]) -> Iterator[None]:
+    """Make ``builders`` (a registry's ``backbones``) buildable by name — and so loadable from cached
+    encoder states — in the enclosed code. A built-in name cannot be taken (the registry refuses it)."""
+    token = _plugins.set(MappingProxyType(dict(builders)))
+    try:
+        yield
+    finally:
+        _plugins.reset(token)
 
 
 def known_archs() -> tuple[str, ...]:
-    return tuple(BUILDERS)
+    """The built-in architectures and those of the registry in use (:func:`plugin_backbones`)."""
+    return (*BUILDERS, *_plugins.get())
 
 
 def build_backbone(arch: str, **params: Any) -> tuple[nn.Module, int]:
@@ -93,10 +110,11 @@ def build_backbone(arch: str, **params: Any) -> tuple[nn.Module, int]:
 
     if arch.startswith(hub.PREFIXES):
         return hub.build_hub_backbone(arch, **params)
-    if arch not in BUILDERS:
-        raise ValueError(f"unknown arch {arch!r}; known: {', '.join(BUILDERS)} (plugins may add more)")
+    builders = {**_plugins.get(), **BUILDERS}
+    if arch not in builders:
+        raise ValueError(f"unknown arch {arch!r}; known: {', '.join(builders)} (plugins may add more)")
     try:
-        net = BUILDERS[arch](**params)
+        net = builders[arch](**params)
     except TypeError as exc:
         raise ValueError(f"arch {arch!r}: bad arch_params {params}: {exc}") from None
     dim = getattr(net, "out_dim", None)

@@ -118,3 +118,10 @@ def extract_features_together(
         for part, feats in zip(parts, forward_together(encoders, x, how)):
             part.append(feats.float().cpu())
     return [torch.cat(p) if p else torch.empty(0) for p in parts]
+
+
+def extract_features(
+    encoder: nn.Module, images: Tensor, batch_size: int = 256, device: str = "cpu"
+) -> Tensor:
+    """Features of ``images`` (uint8 or float [0,1]) with the encoder in eval mode; returned on CPU."""
+    return extract_features_together([encoder], images, batch_size, device, how="sequential")[0]

@@ -19,7 +19,8 @@ import torch
 from torch import Tensor
 
 from zepad_bench.errors import UserError
-from zepad_bench.nn.encoder import CIFAR_MEAN, CIFAR_STD, Encoder
+from zepad_bench.nn.encoder import Encoder
+from zepad_bench.nn.encoder_choices import CIFAR_MEAN, CIFAR_STD
 
 LIGHTNING_VERSION = "2.1.2"
 """The Lightning version solo-learn pins; written into ``pytorch-lightning_version``."""

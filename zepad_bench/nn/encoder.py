@@ -9,12 +9,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from zepad_bench.nn.backbones import build_backbone
+from zepad_bench.nn.encoder_choices import CIFAR_MEAN, CIFAR_STD
 from zepad_bench.nn.precision import run_backbone
-
-CIFAR_MEAN = (0.4914, 0.4822, 0.4465)
-CIFAR_STD = (0.247, 0.243, 0.261)
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 class Encoder(nn.Module):
@@ -76,13 +72,3 @@ class Encoder(nn.Module):
         """An independent copy (same weights, same device)."""
         clone = Encoder.from_state(self.to_state())
         return clone.to(self.mean.device)
-
-
-@torch.no_grad()
-def extract_features(
-    encoder: nn.Module, images: Tensor, batch_size: int = 256, device: str = "cpu"
-) -> Tensor:
-    """Features of ``images`` (uint8 or float [0,1]) with the encoder in eval mode; returned on CPU."""
-    from zepad_bench.nn.batched import extract_features_together
-
-    return extract_features_together([encoder], images, batch_size, device, how="sequential")[0]

@@ -9,7 +9,7 @@
 from zepad_bench.suite.grid import GRID_AXES, TUNE_ON_TASK, Cell
 from zepad_bench.suite.load import load_suite
 from zepad_bench.suite.model import PluginSpec, Suite
-from zepad_bench.suite.plugin_tables import construct, instantiate
+from zepad_bench.suite.plugin_tables import instantiate
 from zepad_bench.suite.schema import FETCHED, KIND_OF, RESERVED, SECTIONS, parse_eps
 
 __all__ = [
@@ -22,7 +22,6 @@ __all__ = [
     "Cell",
     "PluginSpec",
     "Suite",
-    "construct",
     "instantiate",
     "load_suite",
     "parse_eps",

@@ -5,13 +5,11 @@ from __future__ import annotations
 import dataclasses
 import itertools
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Any, Protocol, TypeVar
 
 from zepad_bench.errors import UserError
 from zepad_bench.interfaces import SCENARIOS
-
-if TYPE_CHECKING:
-    from zepad_bench.suite.model import Suite
 
 GRID_AXES = {  # axis → (table its values refer to, or None)
     "victims": "encoders",
@@ -46,7 +44,26 @@ class Cell:
         )
 
 
-def expand(suite: Suite) -> list[Cell]:
+class Gridded(Protocol):
+    """What the grid reads of a suite (``zepad_bench.suite.model.Suite``, which imports this module)."""
+
+    path: Path
+    tables: dict[str, dict[str, Any]]
+    grid: dict[str, list[Any]]
+    adaptive_eps: list[float] | None
+    scenario_filter: list[str] | None
+
+    def spec(self, kind: str, id_: str) -> Any: ...
+
+    def attack_scenarios(self, attack: str) -> list[str]: ...
+
+    def unsupported_pairing(self) -> tuple[str, str, str] | None: ...
+
+
+S = TypeVar("S", bound=Gridded)
+
+
+def expand(suite: Gridded) -> list[Cell]:
     """The grid's product, scenario by scenario (each attack in the scenarios it runs in)."""
     g = suite.grid
     cells = []
@@ -60,7 +77,7 @@ def expand(suite: Suite) -> list[Cell]:
     return cells
 
 
-def _cells(suite: Suite, victim: str, scenario: str, attack: str) -> list[Cell]:
+def _cells(suite: Gridded, victim: str, scenario: str, attack: str) -> list[Cell]:
     g, cells = suite.grid, []
     eps_list = suite.adaptive_eps if scenario == "adaptive" and suite.adaptive_eps else g["eps"]
     for eps, defense, tune, task, seed in itertools.product(
@@ -72,7 +89,7 @@ def _cells(suite: Suite, victim: str, scenario: str, attack: str) -> list[Cell]:
     return cells
 
 
-def replace_axes(suite: Suite, axes: dict[str, list[str] | None]) -> Suite:
+def replace_axes(suite: S, axes: dict[str, list[str] | None]) -> S:
     """``suite`` with grid axes replaced by the given ids (CLI ``--attacks a,b`` …), validated."""
     grid = dict(suite.grid)
     for axis, ids in axes.items():

@@ -11,7 +11,7 @@ from zepad_bench.suite.plugin_modules import with_suite_plugins
 from zepad_bench.suite.plugin_tables import check_tables
 from zepad_bench.suite.protocol import apply_protocol
 from zepad_bench.suite.reading import read_toml
-from zepad_bench.suite.schema import check_references, read_grid, read_head, read_tables
+from zepad_bench.suite.schema import check_headline, check_references, read_grid, read_head, read_tables
 
 
 def load_suite(path: str | Path, registry: Registry, download: bool = False, checks: bool = True) -> Suite:
@@ -48,7 +48,9 @@ def load_suite(path: str | Path, registry: Registry, download: bool = False, che
         downloads,
         head.precision,
         head.adaptive_eps,
+        head.headline_eps,
     )
+    check_headline(path, suite)
     bad = suite.unsupported_pairing()
     if bad:
         key = f"attacks.{bad[0]}.scenarios" if "scenarios" in tables["attacks"][bad[0]].reserved else "grid"

@@ -42,6 +42,8 @@ class Suite:
     precision: str = "fp32"  # "bf16": backbones under bf16 autocast (zepad_bench.nn.precision)
     adaptive_eps: list[float] | None = None
     """``[suite] adaptive_eps``: the ε list of ``adaptive`` cells (RA-vs-ε curves); else the grid's."""
+    headline_eps: float | None = None
+    """``[suite] headline_eps``: the budget the README ranks defenses at (one the suite runs)."""
     scenario_filter: list[str] | None = None
     """``--scenarios`` on the CLI: only cells of these scenarios run."""
 

@@ -1,14 +1,14 @@
-"""Plugin tables → plugin objects: declared-parameter checks, construction and each plugin's ``check()``.
+"""Plugin tables → plugin objects: options validated and constructed, then each plugin's ``check()``.
 
 The only module of the suite package that calls :mod:`zepad_bench.params`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from zepad_bench.errors import Missing, SuiteError, SuiteMissing, UserError
-from zepad_bench.params import check, declaration
+from zepad_bench.params import build, options_model
 from zepad_bench.suite.schema import KIND_OF
 
 if TYPE_CHECKING:
@@ -16,28 +16,25 @@ if TYPE_CHECKING:
     from zepad_bench.suite.model import Suite
 
 
-def construct(cls: type, kind: str, params: dict[str, Any], eps: float | None = None) -> Any:
-    """``cls`` built from ``params`` after checking them against its declaration (names, types, allowed
-    values); ``TypeError``/``ValueError`` when they are bad. Attacks take the budget ``eps`` first."""
-    check(cls, params)
-    return cls(eps, **params) if kind == "attacks" else cls(**params)
-
-
 def takes_param(cls: type, name: str) -> bool:
-    """Whether plugin class ``cls`` declares parameter ``name``."""
-    return name in declaration(cls).params
+    """Whether plugin class ``cls`` has option ``name``."""
+    return name in options_model(cls).model_fields
 
 
 def instantiate(suite: Suite, registry: Registry, section: str, id_: str, eps: float | None = None):
-    """Create the plugin object of table ``section.id_``; bad params become a :class:`SuiteError`; a
-    plugin's own user errors are prefixed with the suite file and the table."""
+    """Create the plugin object of table ``section.id_``; a bad param becomes a one-line :class:`SuiteError`
+    naming the rule broken; a plugin's own user errors are prefixed with the suite file and the table."""
     spec = suite.spec(section, id_)
     cls = registry.get(KIND_OF[section], spec.plugin)
     key = f"{section}.{id_}"
+    from zepad_bench.nn.backbones import plugin_backbones
+
     try:
-        return construct(cls, KIND_OF[section], spec.params, eps)
-    except (TypeError, ValueError) as exc:
-        raise SuiteError(suite.path, key, f"bad parameters for plugin {spec.plugin!r}: {exc}") from None
+        with plugin_backbones(registry.backbones):  # the registry's architectures (e.g. an `arch` checked)
+            return build(cls, spec.params, *((eps,) if section == "attacks" else ()))
+    except (TypeError, ValueError) as exc:  # the one rule broken (ParamError), or the plugin's own check
+        plugin = "" if spec.plugin == id_ else f"(plugin {spec.plugin!r}) "
+        raise SuiteError(suite.path, key, f"{plugin}{exc}") from None
     except Missing:
         raise
     except UserError as exc:

@@ -5,14 +5,13 @@ Each check raises a :class:`SuiteError` naming the file, the key and what was ex
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
 from zepad_bench.errors import SuiteError
 from zepad_bench.interfaces import SCENARIOS
+from zepad_bench.params import parse_budget
 from zepad_bench.registry import Registry
 from zepad_bench.suite.grid import GRID_AXES, TUNE_ON_TASK
 from zepad_bench.suite.model import PluginSpec
@@ -46,27 +45,15 @@ SUITE_KEYS = {
     "description",
     "precision",
     "adaptive_eps",
+    "headline_eps",
     "protocol",
 }
 Tables = dict[str, dict[str, PluginSpec]]
 
 
 def parse_eps(value: Any) -> float:
-    """``"10/255"`` → 10/255; a number in (0, 1] → itself. Raises ``ValueError`` otherwise."""
-    if isinstance(value, bool):
-        raise ValueError('a number or a fraction string like "10/255"')
-    if isinstance(value, (int, float)):
-        eps = float(value)
-    elif isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d+)?\s*(/\s*\d+(\.\d+)?\s*)?", value):
-        try:
-            eps = float(Fraction(value.replace(" ", "")))
-        except ZeroDivisionError:
-            raise ValueError("a fraction with a non-zero denominator") from None
-    else:
-        raise ValueError(f'a number or a fraction string like "10/255", got {value!r}')
-    if not 0 < eps <= 1:
-        raise ValueError(f"a budget in (0, 1] pixel units, got {value!r}")
-    return eps
+    """``"10/255"`` → 10/255; a number in (0, 1] → itself. Raises ``ValueError`` naming the rule broken."""
+    return parse_budget(value)
 
 
 def expect(path: Path, key: str, value: Any, types: type | tuple[type, ...], what: str) -> Any:
@@ -89,7 +76,7 @@ def _budget(path: Path, key: str, value: Any) -> float:
     try:
         return parse_eps(value)
     except ValueError as exc:
-        raise SuiteError(path, key, f"expected {exc}") from None
+        raise SuiteError(path, key, str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -104,6 +91,7 @@ class Head:
     precision: str
     eps: float
     adaptive_eps: list[float] | None
+    headline_eps: float | None
     plugins: list[str]
     attacker_data: Any
     protocol: Any
@@ -137,6 +125,9 @@ def read_head(path: Path, raw: dict[str, Any]) -> Head:
     if "adaptive_eps" in head:
         values = id_list(path, "suite.adaptive_eps", head["adaptive_eps"])
         adaptive_eps = [_budget(path, "suite.adaptive_eps", v) for v in values]
+    headline_eps = (
+        _budget(path, "suite.headline_eps", head["headline_eps"]) if "headline_eps" in head else None
+    )
     plugins = expect(path, "suite.plugins", head.get("plugins", []), list, "a list of module paths")
     return Head(
         name,
@@ -147,6 +138,7 @@ def read_head(path: Path, raw: dict[str, Any]) -> Head:
         precision,
         eps,
         adaptive_eps,
+        headline_eps,
         list(plugins),
         head.get("attacker_data"),
         head.get("protocol"),
@@ -222,6 +214,18 @@ def check_references(path: Path, head: Head, tables: Tables) -> None:
         )
     if head.attacker_data is not None:
         _ref(path, tables, "suite.attacker_data", head.attacker_data, "datasets")
+
+
+def check_headline(path: Path, suite: Any) -> None:
+    """``[suite] headline_eps`` (the budget the README ranks at) must be a budget the suite's cells run."""
+    budgets = {round(c.eps, 12) for c in suite.cells()}
+    if suite.headline_eps is not None and round(suite.headline_eps, 12) not in budgets:
+        raise SuiteError(
+            path,
+            "suite.headline_eps",
+            f"{suite.headline_eps * 255:g}/255 is no budget of the suite's cells "
+            f"({', '.join(f'{e * 255:g}/255' for e in sorted(budgets))})",
+        )
 
 
 def read_grid(path: Path, raw: dict[str, Any], head: Head, tables: Tables) -> dict[str, list[Any]]:

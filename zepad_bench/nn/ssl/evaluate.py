@@ -8,7 +8,8 @@ from torch import Tensor
 
 from zepad_bench.data.images import LabeledImages
 from zepad_bench.interfaces import device_of
-from zepad_bench.nn.encoder import Encoder, extract_features
+from zepad_bench.nn.batched import extract_features
+from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.ssl.augment import PRESETS, make_views
 
 

@@ -8,7 +8,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from zepad_bench.nn.encoder import CIFAR_MEAN, CIFAR_STD, Encoder
+from zepad_bench.nn.encoder import Encoder
+from zepad_bench.nn.encoder_choices import CIFAR_MEAN, CIFAR_STD
 from zepad_bench.nn.ssl.augment import PRESETS, make_views
 from zepad_bench.nn.ssl.methods import COMMON_DEFAULTS, METHOD_CLASSES, WMSE, Step
 from zepad_bench.nn.ssl.optim import build_optimizer, warmup_cosine

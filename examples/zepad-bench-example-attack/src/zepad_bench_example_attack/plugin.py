@@ -7,6 +7,7 @@ from typing import Literal
 
 import torch
 import torch.nn.functional as F
+from pydantic import Field
 from torch import Tensor
 
 from zepad_bench import Attack, hookimpl
@@ -22,27 +23,15 @@ class FeatureTurn(Attack):
     """
 
     name = "example-feature-turn"
-    param_help = {
-        "passes": "passes over the attacker's unlabeled data",
-        "steps": "ascent steps per batch",
-        "step_size": "step length as a fraction of eps",
-        "loss": "feature distance to increase",
-    }
 
-    def __init__(
-        self,
-        eps: float,
-        passes: int = 1,
-        steps: int = 5,
-        step_size: float = 0.25,
-        loss: Literal["cos", "mse"] = "cos",
-    ):
-        super().__init__(eps)
-        if passes < 1 or steps < 1:
-            raise ValueError(f"passes and steps must be ≥ 1, got {passes} and {steps}")
-        if not 0 < step_size <= 1:
-            raise ValueError(f"step_size must be in (0, 1], got {step_size}")
-        self.passes, self.steps, self.step_size, self.loss = passes, steps, step_size, loss
+    class Options(Attack.Options):
+        passes: int = Field(1, ge=1, description="passes over the attacker's unlabeled data")
+        steps: int = Field(5, ge=1, description="ascent steps per batch")
+        step_size: float = Field(0.25, gt=0, le=1, description="step length as a fraction of eps")
+        loss: Literal["cos", "mse"] = Field("cos", description="feature distance to increase")
+
+    def __init__(self, eps: float, **options):
+        super().__init__(eps, **options)  # validated: self.options.steps, also self.steps, …
         self.delta: Tensor | None = None  # a tensor attribute: cached by the default state_dict()
 
     def distance(self, clean: Tensor, attacked: Tensor) -> Tensor:
