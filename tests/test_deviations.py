@@ -138,3 +138,17 @@ def test_stored_rows_carry_the_defense_params_the_table_reads(tmp_path):
         ("at-bn", "authors", "freeze_bn = true")
     ]
     assert {e["metric"] for e in deviation_effects(rows)} == {"BA", "RA"}
+
+
+def test_a_table_that_differs_elsewhere_too_is_no_single_deviation():
+    """eps 0.03 vs eps 0.06 with freeze_bn = false: two changes, not "freeze_bn = false" alone."""
+    two = [
+        row("e3", "corrected", 0, "adv", 97.0, 50.0, eps=0.03),
+        row("e6-bn", "corrected", 0, "adv", 97.0, 40.0),
+    ]
+    two[1]["config"]["defense_given"] |= {"eps": 0.06, "freeze_bn": False}
+    two[1]["config"]["defense_params"] |= {"eps": 0.06, "freeze_bn": False}
+    assert deviation_pairs(two) == []
+    assert [
+        p["label"] for p in deviation_pairs([*two, row("e6", "corrected", 0, "adv", 0.0, 0.0, eps=0.06)])
+    ] == ["freeze_bn = false"]
