@@ -3,10 +3,10 @@
 A pure function of stored rows (``ResultStore.rows``), no plugin or torch import. Each row's
 ``config`` names its defense plugin, the parameters its suite table gives (``defense_given``) and
 every resolved one (``defense_params``, presets filled in), written by the runner. Among the
-defenses of one plugin and one ``protocol``, a *deviation* of a *preset* table gives every parameter
-the preset gives, with the same values, plus others that change its resolved parameters there and
-only there (``protocol = "authors"`` with ``freeze_bn = true``: "freeze_bn = true from authors"); a
-preset is a table that is no deviation of another. The effect is Δ = deviation − preset per seed, on
+defenses of one plugin and one ``protocol``, a *deviation* of a *preset* table differs from it, in
+resolved parameters, only where it gives parameters the preset does not (``protocol = "authors"``
+with ``freeze_bn = true``: "freeze_bn = true from authors"); a preset is a table that is no
+deviation of another. The effect is Δ = deviation − preset per seed, on
 the same victim, scenario, attack, ε, D_f and task; an entry is the mean ± sample std (n − 1) of
 those per-seed Δs. The two presets of a plugin, alike but for ``protocol``, give the whole preset's
 effect (``protocol = authors`` from ``corrected``).
@@ -42,8 +42,6 @@ def _switches(preset: tuple, other: tuple) -> dict[str, Any] | None:
     """What ``other`` (plugin, given, resolved) sets beyond ``preset``, when it is a deviation of it."""
     (plugin, given, params), (other_plugin, other_given, other_params) = preset, other
     if plugin != other_plugin or params["protocol"] != other_params["protocol"]:
-        return None
-    if any(other_given.get(k, object()) != v for k, v in given.items()):
         return None
     extra = {k: other_given[k] for k in sorted(other_given) if k not in given}
     changed = {k for k in {*params, *other_params} if params.get(k) != other_params.get(k)}
