@@ -192,3 +192,15 @@ def test_paper_suites_run_the_authors_protocol_with_ours_beside(name, tmp_path):
     assert all(suite.spec("attacks", a).params["clamp"] is False for a in suite.grid["attacks"])
     for spec in suite.tables["encoders"].values():
         assert spec.params["arch_params"] == {"stem": "authors"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(p.stem for p in SUITES.glob("*.toml") if p.stem.endswith("_offline") or p.stem == "quickstart"),
+)
+def test_every_offline_suite_validates_with_what_the_repository_ships(name, tmp_path, monkeypatch):
+    """Offline suites need nothing but the installed packages and suites/encoders (e.g. an `authors`
+    ZePAD names its BMP checkpoint there)."""
+    monkeypatch.chdir(tmp_path)
+    suite = load_suite(SUITES / f"{name}.toml", REGISTRY)
+    assert suite.cells()
