@@ -41,6 +41,7 @@ from typing import Any
 
 from zepad_bench.nn.encoder_choices import SSL_METHODS as METHODS
 from zepad_bench.params import options_model, resolved
+from zepad_bench.reports.data import IDENTITY
 from zepad_bench.suite import Cell, Suite, parse_eps
 
 TABLES_PATH = Path(__file__).parent / "reference" / "paper_tables.json"
@@ -53,7 +54,6 @@ ALIASES = {
     "imagenet100": "imagenet",
 }
 PRETRAIN_SETS = ("cifar10", "imagenet")
-CELL_IDS = ("victim", "scenario", "attack", "eps", "defense", "tuning", "task", "seed")
 STEMMED = ("resnet18", "resnet18-imagenet", "resnet50")  # architectures with an authors' stem
 
 
@@ -204,9 +204,9 @@ def _items(
 ) -> list[tuple[dict[str, Any], dict[str, Any] | None]]:
     """(cell ids, metrics) of every stored row, then of every cell without a row (metrics ``None``)."""
     items = [(row, row["metrics"]) for row in rows]
-    stored = {tuple(row[c] for c in CELL_IDS) for row in rows}
+    stored = {tuple(row[c] for c in IDENTITY) for row in rows}
     for cell in cells or ():
-        if tuple(getattr(cell, c) for c in CELL_IDS) not in stored:
+        if tuple(getattr(cell, c) for c in IDENTITY) not in stored:
             items.append(
                 ({**cell.__dict__, "task_data": suite.spec("tasks", cell.task).reserved["data"]}, None)
             )
