@@ -13,6 +13,7 @@ import pytest
 import tomllib
 
 from zepad_bench.errors import SuiteMissing
+from zepad_bench.paper_encoders import paper_encoders
 from zepad_bench.reference import comparisons, paper_cells
 from zepad_bench.registry import load_registry
 from zepad_bench.suite import load_suite
@@ -58,10 +59,12 @@ def documented_layout(name: str, root: Path, skip: str | None = None) -> Path:
         for rel in REGISTRY.get("datasets", spec["plugin"]).required or ("",):
             if str(Path(repo_relative(spec["root"])) / rel) != skip:
                 (folder / rel).mkdir(parents=True, exist_ok=True)
-    for spec in table["encoders"].values():
-        if repo_relative(spec["path"]) != skip:
-            (root / repo_relative(spec["path"])).parent.mkdir(parents=True, exist_ok=True)
-            (root / repo_relative(spec["path"])).touch()
+    files = [spec["path"] for spec in table["encoders"].values()]
+    files += [spec["bmp_checkpoint"] for spec in table["defenses"].values() if "bmp_checkpoint" in spec]
+    for file in files:
+        if repo_relative(file) != skip:
+            (root / repo_relative(file)).parent.mkdir(parents=True, exist_ok=True)
+            (root / repo_relative(file)).touch()
     return copied(name, root)
 
 
@@ -72,6 +75,9 @@ def test_without_data_validation_lists_every_missing_path(name, tmp_path, monkey
         load_suite(copied(name, tmp_path), REGISTRY)
     table = raw(name)
     files = [f"encoders.{i}" for i, spec in table["encoders"].items() if spec["plugin"] == "solo-learn"]
+    files += [
+        f"defenses.{i}" for i, spec in table["defenses"].items() if "bmp_checkpoint" in spec
+    ]  # authors' BMP
     assert [key for key, _ in error.value.items] == [f"datasets.{i}" for i in table["datasets"]] + files
     lines = str(error.value).splitlines()
     assert len(lines) == len(error.value.items)  # one line per missing item, naming its table
@@ -144,3 +150,57 @@ def test_offline_suites_validate_without_data(name, tmp_path, monkeypatch):
     assert {spec.plugin for spec in suite.tables["encoders"].values()} == {"ssl"}
     assert "random-noise" in {suite.spec("attacks", a).plugin for a in suite.grid["attacks"]}
     assert len(suite.cells()) <= 72 and len(suite.grid["seeds"]) >= 3  # CPU-sized, with honest spread
+
+
+@pytest.mark.parametrize("name", sorted(PAPER))
+def test_paper_suites_run_the_authors_protocol_with_ours_beside(name, tmp_path):
+    """The paper's numbers came from the authors' code: its preset (their BMP file, Gen-AF's 50 epochs),
+    stems and unclamped DAEs at the paper's budgets; our `corrected` preset is a `-corrected` twin."""
+    from zepad_bench.suite import instantiate
+
+    suite = load_suite(documented_layout(name, tmp_path), REGISTRY)
+    assert raw(name)["suite"]["protocol"] == "authors"
+    tuned = {}
+    for id_ in suite.grid["defenses"]:
+        defense = instantiate(suite, REGISTRY, "defenses", id_)
+        if not hasattr(defense, "protocol"):
+            continue
+        tuned[id_] = defense
+        if defense.protocol == "authors" and defense.name == "zepad":
+            assert (defense.bmp, defense.eps, defense.step_size) == ("checkpoint", 0.03, 0.007)
+            if defense.use_bmp:
+                expected = tmp_path / "zoo/cifar10/simclr/simclr-cifar10-resnet18-seed0-ep=999.ckpt"
+                assert defense.bmp_checkpoint == str(expected)
+                assert defense.bmp_checkpoint_params["sha256"] == paper_encoders()["simclr-cifar10"]["sha256"]
+        if defense.protocol == "authors" and defense.name == "gen-af":
+            assert defense.config.epochs == 50
+        if defense.name in ("pgd-at", "trades", "mart"):
+            assert (defense.eps, defense.step_size) == (0.03, 0.007)
+    twins = [id_ for id_, d in tuned.items() if d.protocol == "corrected"]
+    assert twins and all(
+        id_.endswith("-corrected") and id_.removesuffix("-corrected") in tuned for id_ in twins
+    )
+    for id_ in twins:  # same table but for the preset (and the BMP file only the authors' preset reads)
+        ours = dict(suite.spec("defenses", id_).params)
+        theirs = dict(suite.spec("defenses", id_.removesuffix("-corrected")).params)
+        theirs.pop("bmp_checkpoint", None)
+        assert (ours.pop("protocol"), theirs.pop("protocol")) == ("corrected", "authors") and ours == theirs
+    if name != "lambda":  # every tuned defense has its twin (lambda: the paper's λ only)
+        assert {id_ for id_, d in tuned.items() if d.protocol == "authors"} == {
+            t.removesuffix("-corrected") for t in twins
+        }
+    assert all(suite.spec("attacks", a).params["clamp"] is False for a in suite.grid["attacks"])
+    for spec in suite.tables["encoders"].values():
+        assert spec.params["arch_params"] == {"stem": "authors"}
+
+
+@pytest.mark.parametrize(
+    "name",
+    sorted(p.stem for p in SUITES.glob("*.toml") if p.stem.endswith("_offline") or p.stem == "quickstart"),
+)
+def test_every_offline_suite_validates_with_what_the_repository_ships(name, tmp_path, monkeypatch):
+    """Offline suites need nothing but the installed packages and suites/encoders (e.g. an `authors`
+    ZePAD names its BMP checkpoint there)."""
+    monkeypatch.chdir(tmp_path)
+    suite = load_suite(SUITES / f"{name}.toml", REGISTRY)
+    assert suite.cells()

@@ -13,13 +13,15 @@ from conftest import SMOKE_SUITE
 from zepad_bench import load_registry
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages
-from zepad_bench.errors import SuiteError
+from zepad_bench.download import fetch_all
+from zepad_bench.errors import SuiteError, SuiteMissing, UserError
 from zepad_bench.nn.adversarial_tuning import EncoderWithHead, adversarial_finetune
 from zepad_bench.nn.backbones import build_backbone
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.encoder_choices import normalisation
 from zepad_bench.nn.heads import MLPHead
 from zepad_bench.nn.pgd import pgd
+from zepad_bench.paper_encoders import paper_encoder
 from zepad_bench.suite import load_suite
 from zepad_bench_plugins.defenses.adversarial_training import PGDAT
 from zepad_bench_plugins.defenses.distribution_loss import distribution_loss
@@ -206,3 +208,98 @@ def test_authors_stems_and_normalisations():
         build_backbone("resnet18", stem="wide")
     assert normalisation("none") == ((0.0, 0.0, 0.0), (1.0, 1.0, 1.0))
     assert normalisation("stl10")[0][0] == pytest.approx(0.44087798)
+
+
+# ---------------------------------------------------------------------- BMP-Branch from a public checkpoint
+def _solo_learn_bmp(tmp_path) -> tuple[str, str, torch.nn.Module]:
+    """A BMP file in solo-learn's own layout (torchvision ResNet18, CIFAR stem): path, sha256, the net."""
+    from test_checkpoints import solo_resnet18, write_solo_file
+
+    from zepad_bench.nn.checkpoints import file_sha256
+
+    torch.manual_seed(5)
+    net = solo_resnet18().eval()
+    path = write_solo_file(tmp_path / "simclr-cifar10-b30xch14-ep=999.ckpt", net, "backbone.")
+    return str(path), file_sha256(path), net
+
+
+def test_bmp_follows_the_preset_and_defaults_to_the_authors_manifest_file():
+    assert ZePAD().bmp == "ssl" and ZePAD(protocol="authors").bmp == "checkpoint"
+    assert ZePAD(protocol="authors", bmp="ssl").bmp == "ssl"  # an explicit value wins
+    manifest = paper_encoder("simclr-cifar10")
+    assert ZePAD(protocol="authors").bmp_checkpoint_params == {
+        "paper": "simclr-cifar10",
+        "arch": manifest["arch"],
+        "normalisation": manifest["normalisation"],
+        "sha256": manifest["sha256"],  # the authors' Git LFS file: pinned, so it is in the cache key
+    }
+    with pytest.raises(ValueError, match="sha256"):
+        ZePAD(bmp="checkpoint", bmp_checkpoint_params={"arch": "resnet18"})
+
+
+def test_checkpoint_bmp_is_the_files_encoder_pinned_by_sha256(tmp_path):
+    path, digest, net = _solo_learn_bmp(tmp_path)
+    params = {"arch": "resnet18", "normalisation": "cifar", "sha256": digest}
+    only_bmp = dict(use_mpae_victim=False, num_auxiliaries=0, epochs=1, batch_size=6)
+    defense = ZePAD(protocol="authors", bmp_checkpoint=path, bmp_checkpoint_params=params, **only_bmp)
+    defense.ctx = RunContext(plugins=load_registry().get)  # as the runner sets it
+    defense.check()
+    victim = Encoder("small-cnn", {"width": 4})
+    (branch,) = defense.fit(victim, [], _batch()).branches
+    assert branch.name == "bmp"
+    loaded = branch.encoder.backbone.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in net.state_dict().items())
+    mean, std = normalisation("cifar")
+    x = torch.rand(2, 3, 16, 16)
+    with torch.no_grad():
+        expected = net((x - torch.tensor(mean).view(1, 3, 1, 1)) / torch.tensor(std).view(1, 3, 1, 1))
+        assert torch.allclose(branch.encoder(x), expected, atol=1e-5)
+    assert "solo-learn" in {cls.name for cls in defense.code_dependencies()}
+    replaced = ZePAD(
+        protocol="authors", bmp_checkpoint=path, bmp_checkpoint_params={**params, "sha256": "0" * 64}
+    )
+    replaced.ctx = defense.ctx
+    with pytest.raises(UserError, match="sha256 mismatch"):
+        replaced.fit(victim, [], _batch())
+
+
+def test_a_missing_bmp_checkpoint_is_one_line_naming_download(tmp_path):
+    with pytest.raises(UserError, match="bmp_checkpoint = PATH .*--download") as info:
+        ZePAD(protocol="authors").check()
+    assert "\n" not in str(info.value)
+    with pytest.raises(UserError, match="checkpoint not found.*--download"):
+        ZePAD(protocol="authors", bmp_checkpoint=str(tmp_path / "absent.ckpt")).check()
+    ZePAD(protocol="authors", use_bmp=False).check()  # no BMP branch, no file needed
+    ZePAD().check()  # corrected: pretrained on D_f
+
+
+def test_suite_resolves_the_bmp_checkpoint_beside_it_and_download_fetches_it(tmp_path, monkeypatch):
+    path, digest, _ = _solo_learn_bmp(tmp_path)
+    fetched = []
+    monkeypatch.setattr(
+        "zepad_bench_plugins.defenses.zepad.fetch_paper_encoder",
+        lambda id_, dest: fetched.append((id_, dest)),
+    )
+    registry = load_registry(["zb_outside_plugin"])
+    text = SMOKE_SUITE.replace(
+        'plugins = ["zb_outside_plugin"]', 'plugins = ["zb_outside_plugin"]\nprotocol = "authors"'
+    )
+    text += '\n[defenses.zepad]\nplugin = "zepad"\nbmp_checkpoint = "zoo/bmp.ckpt"\n'
+    suite_path = tmp_path / "s.toml"
+    suite_path.write_text(text)
+    with pytest.raises(
+        SuiteMissing, match=r"missing data: defenses\.zepad: .*zoo/bmp\.ckpt: BMP checkpoint not found"
+    ):
+        load_suite(suite_path, registry)
+    suite = load_suite(suite_path, registry, download=True)  # validation alone fetches nothing
+    assert suite.spec("defenses", "zepad").params["bmp_checkpoint"] == str(tmp_path / "zoo" / "bmp.ckpt")
+    with pytest.raises(UserError):  # the stand-in fetched nothing: the check after fetch says so
+        fetch_all(suite)
+    assert fetched == [("simclr-cifar10", tmp_path / "zoo" / "bmp.ckpt")]
+
+
+def test_gen_af_stage_one_epochs_follow_the_preset():
+    """The authors' Gen-AF script runs stage I for 50 epochs; ours (the ZePAD paper's tuning) for 20."""
+    assert GenAF().config.epochs == 20 and GenAF(protocol="authors").config.epochs == 50
+    assert GenAF(protocol="authors", epochs=3).config.epochs == 3  # an explicit value wins
+    assert PGDAT(protocol="authors").config.epochs == 20  # only Gen-AF's script says otherwise

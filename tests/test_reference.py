@@ -210,3 +210,85 @@ def test_method_param_pretraining_data_budget_and_ablation_rows():
     rows[0]["eps"] = 10 / 255
     found = {(c["table"], c["paper"]) for c in comparisons(suite, rows)}
     assert found == {("2", 80.18), ("S4", 80.18), ("S5", 80.18), ("S3", 81.70)}  # S3's RFDM row differs
+
+
+# ---------------------------------------------------------------------- protocols on both sides
+def test_rows_name_their_protocol_and_a_corrected_row_is_never_shown_as_a_reproduction_gap():
+    suite = make_suite({"protocol": "authors"}, ["byol-in"])
+    suite.tables["defenses"]["zp-ours"] = spec("zp-ours", "zepad", protocol="corrected")
+    suite.tables["defenses"]["zp-bn"] = spec("zp-bn", "zepad", protocol="authors", freeze_bn=True)
+    suite.tables["attacks"]["adv-authors"] = spec("adv-authors", "advencoder", clamp=False)
+    rows = [
+        result("simclr-in", attack, defense, 0, BA=80.0, RA=70.0)
+        for attack in ("adv", "adv-authors")
+        for defense in ("zp", "zp-ours", "zp-bn")
+    ]
+    found = {
+        (c["defense"], c["attack"], c["metric"]): c for c in comparisons(suite, rows) if c["table"] == "2"
+    }
+    assert found[("zp", "adv-authors", "RA")]["protocol"] == "authors"
+    assert not found[("zp", "adv-authors", "RA")]["clamped"] and found[("zp", "adv", "RA")]["clamped"]
+    assert found[("zp-ours", "adv-authors", "RA")]["protocol"] == "corrected"
+    assert found[("zp-bn", "adv-authors", "RA")]["protocol"] == "authors with freeze_bn = True"
+    section = reference_section(suite, rows)[0]
+    same, other = section.split("### Another protocol beside the paper's numbers")
+    assert "### Same protocol as the paper's numbers" in same and "paper (authors' code)" in same
+    # only the authors' preset with unclamped DAEs sits beside the paper's number as a reproduction
+    assert [line for line in same.splitlines() if "| 2 " in line] == [
+        line for line in same.splitlines() if "| 2 " in line and "authors; x + δ unclamped" in line
+    ]
+    assert "| zp " in same and "zp-ours" not in same and "zp-bn" not in same
+    for label in ("corrected; x + δ unclamped", "authors with freeze_bn = True", "authors; x + δ clamped"):
+        assert label in other
+    assert "ours − paper (protocols differ)" in other and "no reproduction gap" in other
+
+
+def test_the_papers_numbers_print_for_cells_not_run():
+    suite = make_suite({"protocol": "authors"}, ["byol-in"])
+    suite.grid = {
+        "victims": ["simclr-in"],
+        "scenarios": ["semi-black-box"],
+        "attacks": ["adv"],
+        "eps": [10 / 255],
+        "defenses": ["zp", "none"],
+        "tuning": ["stl"],
+        "tasks": ["cls"],
+        "seeds": [0, 1],
+    }
+    found = comparisons(suite, [], suite.cells())
+    assert found and all(c["ours"] is None and c["n"] == 0 for c in found)
+    assert {(c["table"], c["column"], c["paper"]) for c in found} >= {
+        ("7", "BA", 82.07),
+        ("2", "SimCLR", 73.26),
+    }
+    section = reference_section(suite, [])[0]
+    assert "No result of this suite is stored" in section and "not run" in section and "82.07" in section
+
+
+def test_leaderboard_reference_prints_the_papers_numbers_without_data(tmp_path):
+    """comparison.toml where neither its data nor its encoders are: Table 7's numbers, both protocols."""
+    import shutil
+
+    from click.testing import CliRunner
+
+    from zepad_bench.cli import cli
+    from zepad_bench.errors import Missing
+
+    (tmp_path / "suites").mkdir()
+    suite = shutil.copy(
+        Path(__file__).resolve().parents[1] / "suites" / "comparison.toml", tmp_path / "suites"
+    )
+    workdir = str(tmp_path / "wd")
+    plain = CliRunner().invoke(cli, ["leaderboard", suite, "--workdir", workdir])
+    assert plain.exit_code != 0 and "CIFAR10 not found" in str(plain.exception)  # a board needs the data
+    assert isinstance(plain.exception, Missing)
+    result = CliRunner().invoke(cli, ["leaderboard", suite, "--reference", "--workdir", workdir])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("no board: ") and "CIFAR10 not found" in result.output.split("\n#")[0]
+    same, other = result.output.split("### Another protocol beside the paper's numbers")
+    assert (
+        "| 7 " in same and "82.07" in same and "authors; x + δ unclamped" in same and "corrected" not in same
+    )
+    assert (
+        "zepad-corrected" in other and "gen-af-corrected" in other and "corrected; x + δ unclamped" in other
+    )

@@ -14,6 +14,7 @@ from zepad_bench.code_version import stage_code_versions
 from zepad_bench.errors import CellFailed
 from zepad_bench.interfaces import ADAPTIVE_METRICS, TRANSFER_SCENARIOS, Attack, DefendedModel, Metric, Task
 from zepad_bench.machine import machine_info, now
+from zepad_bench.params import resolved
 from zepad_bench.registry import Registry
 from zepad_bench.stages import StageGraph
 from zepad_bench.store import record_histograms
@@ -62,6 +63,7 @@ def cell_row(
             "attack_plugin": attack.name,
             "attack_role": attack.role,
             "defense_role": model.defense.role,
+            **defense_config(suite, graph.registry, cell.defense),
             "metric_info": [m.as_dict() for m in described_metrics(task, cell.scenario)],
             "task_plugin": task.name,
             "surrogates": suite.surrogates(cell.victim, cell.scenario) if transfer else [],
@@ -82,6 +84,18 @@ def failed_row(graph: StageGraph, cell: Cell, exc: CellFailed, device: str) -> d
     reason = " ".join(str(exc).split())
     failed = {"reason": reason, "stage": exc.stage or "task", "config": graph.roles(cell)}
     return {**identity(graph, cell, device), **failed}
+
+
+def defense_config(suite: Suite, registry: Registry, defense_id: str) -> dict[str, Any]:
+    """What a report needs to know of a cell's defense: its plugin, the parameters its suite table
+    gives (``defense_given``) and every resolved one (``defense_params``: defaults and presets filled
+    in), so presets and their deviations are told apart from stored rows alone."""
+    spec = suite.spec("defenses", defense_id)
+    return {
+        "defense_plugin": spec.plugin,
+        "defense_given": dict(spec.params),
+        "defense_params": resolved(registry.get("defenses", spec.plugin), spec.params),
+    }
 
 
 def described_metrics(task: Task, scenario: str) -> list[Metric]:

@@ -79,9 +79,10 @@ def _registry():
     return registry
 
 
-def _load(suite_path: str, axes: dict, download: bool = False):
-    """The validated suite (with CLI axis overrides) over every installed plugin."""
-    return load_with_axes(suite_path, axes, download, _registry())
+def _load(suite_path: str, axes: dict, download: bool = False, checks: bool = True):
+    """The validated suite (with CLI axis overrides) over every installed plugin; ``checks=False``: no
+    plugin's data or files are checked."""
+    return load_with_axes(suite_path, axes, download, _registry(), checks)
 
 
 def _axis_options(func):
@@ -314,7 +315,8 @@ def validate(suite_paths):
 @click.option(
     "--reference",
     is_flag=True,
-    help="Print the paper's numbers beside ours, with the difference (needs SUITE).",
+    help="Print the paper's numbers beside ours, each row naming its protocol (needs SUITE; without its "
+    "data or results: the paper's numbers alone).",
 )
 @click.option(
     "--readme",
@@ -330,6 +332,8 @@ def leaderboard(source, workdir, out_dir, reference, readme, **axes):
     cells with their reason, cells without a result as pending, and rows whose plugin code or
     inputs changed since they were stored marked †. From BOARD.json (what `run` writes beside the
     board) it renders that data alone, without torch or plugins; default --out: the JSON's folder.
+    With --reference and no board to render (no data to key the results, or none stored), the
+    paper's numbers for the suite's cells print alone.
     \b
     Regenerate the project's published board and the README block (in a clone):
         zepad-bench run suites/quickstart.toml --out leaderboard
@@ -343,7 +347,15 @@ def leaderboard(source, workdir, out_dir, reference, readme, **axes):
         out = Path(out_dir) if out_dir else Path(source).parent
         _write(read_board(source), out, readme, data=out.resolve() != Path(source).resolve().parent)
         return
-    _publish(_load(source, axes), workdir, out_dir, reference=reference, readme=readme)
+    try:
+        _publish(_load(source, axes), workdir, out_dir, reference=reference, readme=readme)
+    except UserError as exc:
+        if not reference:
+            raise
+        from zepad_bench.reference import reference_section
+
+        click.echo(f"no board: {exc}\nthe paper's numbers for this suite's cells:")
+        click.echo("\n".join(reference_section(_load(source, axes, checks=False), [])))
 
 
 KINDS = ("attacks", "defenses", "encoders", "datasets", "tasks")

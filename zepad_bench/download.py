@@ -13,7 +13,7 @@ from zepad_bench.suite import FETCHED, Suite, instantiate
 
 
 def fetch_all(suite: Suite) -> list[str]:
-    """Fetch every table in ``suite.download`` (datasets first, then encoders); return those fetched.
+    """Fetch every table in ``suite.download`` (datasets, encoders, then defenses); return those fetched.
 
     A marked table whose plugin cannot fetch (ANIMALS10, ImageNet20, outside plugins without
     ``fetch``) is checked instead, so its own instructions are the error. ``fetch`` is idempotent:

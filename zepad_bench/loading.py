@@ -15,12 +15,17 @@ def split_ids(value: str | None) -> list[str] | None:
 
 
 def load_with_axes(
-    suite_path: str, axes: dict[str, str | None], download: bool = False, registry: Registry | None = None
+    suite_path: str,
+    axes: dict[str, str | None],
+    download: bool = False,
+    registry: Registry | None = None,
+    checks: bool = True,
 ) -> Suite:
     """Load and validate ``suite_path`` over ``registry`` (default: every installed plugin); ``axes``
-    replace grid axes; ``download``: tables that ``run --download`` will fetch skip their path check."""
+    replace grid axes; ``download``: tables that ``run --download`` will fetch skip their path check;
+    ``checks=False``: no plugin's data or file path is checked."""
     from zepad_bench.registry import load_registry
     from zepad_bench.suite import load_suite
 
-    suite = load_suite(suite_path, registry or load_registry(), download=download)
+    suite = load_suite(suite_path, registry or load_registry(), download=download, checks=checks)
     return suite.with_axes(**{k: split_ids(v) for k, v in axes.items()})

@@ -18,14 +18,15 @@ every one that is a parameter (explicit parameters win); the default ``"correcte
 - ``freeze_bn``: BatchNorm statistics stay frozen in both stages (the code trained them).
 - ``stage2_head_layers``/``finetune_count``: stage II ranks the encoder's layers only and takes
   ``ceil(20 %)`` of them (the code also ranked the head's three Linear layers and took ``int``).
-- Not parameters: stage I trains for 20 epochs (ZePAD's protocol; the script's default is 50); the
-  sensitivity set is PGD (ε 8/255, step 2/255 — the code's 2/225 is a typo —, 10 steps, uniform
-  start) on up to ``sensitivity_samples`` images of D_f (the code hard-coded STL10's 5,000 training
-  images); a layer is selected by its exact module name (the code's substring match also unfroze
-  e.g. ``layer1.0.conv10`` for ``layer1.0.conv1``); the sensitivity starts from the unperturbed
-  loss, so it is never negative; stage II keeps one Adam for all epochs (the code re-created it
-  every epoch) and keeps the last epoch (the code selected the epoch on test accuracy); auxiliary
-  encoders are ignored.
+- ``epochs``: stage I trains for 20 epochs (the ZePAD paper's adversarial-tuning protocol, Appendix E);
+  the authors' script defaults to 50.
+- Not parameters: the sensitivity set is PGD (ε 8/255, step 2/255 — the code's 2/225 is a typo —, 10
+  steps, uniform start) on up to ``sensitivity_samples`` images of D_f (the code hard-coded STL10's
+  5,000 training images); a layer is selected by its exact module name (the code's substring match
+  also unfroze e.g. ``layer1.0.conv10`` for ``layer1.0.conv1``); the sensitivity starts from the
+  unperturbed loss, so it is never negative; stage II keeps one Adam for all epochs (the code
+  re-created it every epoch) and keeps the last epoch (the code selected the epoch on test
+  accuracy); auxiliary encoders are ignored.
 """
 
 from __future__ import annotations
@@ -159,7 +160,8 @@ class GenAF(AdversarialTraining):
     """Gen-AF (Zhou et al., IEEE S&P 2024): CE + λ·L_f adversarial tuning, then RiFT-ranked clean tuning.
 
     Stage I defaults are the authors' code: PGD-10 with CE, ε 0.03, step 0.007, no random start;
-    λ = 20 (L_f on encoder features unless ``protocol = "authors"`` or ``lf_on = "logits"``);
+    ``epochs`` 20 (``protocol = "authors"``: 50, their script's); λ = 20 (L_f on encoder features
+    unless ``protocol = "authors"`` or ``lf_on = "logits"``);
     Adam lr 1e-4 (encoder) and 5e-3 (head), weight decay 8e-4, ExponentialLR 0.96.
     Stage II: radius 0.1, 10 ascent epochs with SGD lr 1 on batches of 512 for the sensitivity;
     the ``finetune_fraction`` (20 %) least critical layers are then tuned with clean CE,
@@ -176,6 +178,7 @@ class GenAF(AdversarialTraining):
                     "lf_on": "features",
                     "stage2_head_layers": False,
                     "finetune_count": "ceil",
+                    "epochs": 20,
                 },
                 "authors": {
                     "freeze_bn": False,
@@ -184,10 +187,17 @@ class GenAF(AdversarialTraining):
                     "lf_on": "logits",
                     "stage2_head_layers": True,
                     "finetune_count": "int",
+                    "epochs": 50,
                 },
             }
         }
 
+        epochs: int | None = Field(
+            None,
+            ge=1,
+            description="stage-I epochs over D_f (unset: the protocol's — the ZePAD paper's 20, the authors' "
+            "script's 50)",
+        )
         lambda_f: float = Field(
             20.0, ge=0, description="weight λ of the genetic regularisation L_f (stage I)"
         )

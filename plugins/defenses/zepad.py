@@ -19,8 +19,10 @@ Differences from the authors' code (github.com/Lawliet0o/ZePAD), all deliberate;
   logits). Eq. 8's weights come from probabilities; over logits a branch whose attacked features
   leave the training distribution (logit norm 10× its clean one) outvotes the weights, and the
   fused prediction collapses to that branch's class (docs/fidelity.md, cross-task).
-- The BMP encoder is pretrained here on D_f (the paper); the code used a public SimCLR checkpoint
-  (``bmp="public"`` uses the clean victim instead).
+- ``bmp``: the BMP encoder is pretrained here on D_f's images (``"ssl"``: the paper, §4.1.1 and
+  Alg. 1 line 2); the authors' code loads the public solo-learn SimCLR-CIFAR10 checkpoint
+  (``"checkpoint"``: ``bmp_checkpoint`` is that file, pinned by the encoder manifest's sha256;
+  ``run --download`` fetches it). ``"public"`` uses the clean victim.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 from functools import partial
+from pathlib import Path
 from typing import Any, Literal
 
 import torch
@@ -38,7 +41,7 @@ from torch import Tensor
 from zepad_bench import Attack, Branch, DefendedModel, Defense
 from zepad_bench.data.images import LabeledImages, UnlabeledBatches
 from zepad_bench.data.splits import stratified_split
-from zepad_bench.errors import UserError
+from zepad_bench.errors import MissingData, UserError
 from zepad_bench.nn.adversarial_tuning import (
     EncoderWithHead,
     adversarial_finetune,
@@ -49,6 +52,7 @@ from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.encoder_choices import SSL_METHODS
 from zepad_bench.nn.heads import MLPHead
 from zepad_bench.nn.pgd import pgd
+from zepad_bench.paper_encoders import fetch_paper_encoder, paper_encoder
 from zepad_bench.params import Budget
 
 from .distribution_loss import distribution_loss
@@ -63,11 +67,23 @@ CHOICES = {
     "lf_on": ("logits", "features"),
     "adversary": ("pgd", "generator"),
     "selection": ("last", "val"),
-    "bmp": ("ssl", "public"),
+    "bmp": ("ssl", "public", "checkpoint"),
     "ensemble": ("rfdm", "average", "entropy"),
     "fuse_on": ("logits", "probabilities"),
     "mpae_confidence": ("max", "mean"),
 }
+
+
+AUTHORS_BMP = "simclr-cifar10"
+"""The authors' BMP-Branch: this entry of the paper's encoder manifest (``reference/paper_encoders.json``)."""
+BMP_SOURCE_KEYS = ("paper", "arch", "arch_params", "normalisation", "sha256", "input_size")
+"""What ``bmp_checkpoint_params`` may say: the ``solo-learn`` encoder source's parameters but its path."""
+
+
+def _manifest_source(id_: str) -> dict[str, Any]:
+    """``solo-learn`` encoder-source params of a manifest entry: its id, arch, normalisation and sha256."""
+    entry = paper_encoder(id_)
+    return {"paper": id_, **{k: entry[k] for k in ("arch", "normalisation", "sha256")}}
 
 
 def rfdm_weights(probabilities: list[Tensor]) -> Tensor:
@@ -116,19 +132,29 @@ class ZePAD(Defense):
     ``num_auxiliaries`` (default: all given; 0 = Table 5's "no MPAD branch"); ``use_mpae_victim``;
     ``use_bmp``; ``lambda_f=0`` drops L_f.
 
-    The BMP encoder is pretrained with ``bmp_method`` (SimCLR) for ``bmp_epochs`` on D_f's images
-    (labels are never passed); the paper gives no epochs (the authors used a public solo-learn
-    checkpoint of 1000 epochs), so 100 is our default, and CPU suites write a few.
+    BMP-Branch (``bmp``): ``"ssl"`` pretrains an encoder with ``bmp_method`` (SimCLR) for
+    ``bmp_epochs`` on D_f's images (labels are never passed; the paper gives no epochs, so 100 is our
+    default and CPU suites write a few); ``"checkpoint"`` loads the solo-learn file
+    ``bmp_checkpoint`` through the ``solo-learn`` encoder source with ``bmp_checkpoint_params``
+    (default: the manifest's ``simclr-cifar10``, the authors' BMP, pinned by its sha256 —
+    ``run --download`` fetches it into ``bmp_checkpoint``); ``"public"`` is the clean victim.
     """
 
     name = "zepad"
     inference_params = ("ensemble", "fuse_on", "detection_threshold", "mpae_confidence")
+    path_params = ("bmp_checkpoint",)
 
     class Options(TuningOptions):
         presets = {
             "protocol": {
-                "corrected": {**CORRECTED, "fuse_on": "probabilities"},
-                "authors": {"freeze_bn": False, "pgd_ce_term": True, "pgd_input": "raw", "fuse_on": "logits"},
+                "corrected": {**CORRECTED, "fuse_on": "probabilities", "bmp": "ssl"},
+                "authors": {
+                    "freeze_bn": False,
+                    "pgd_ce_term": True,
+                    "pgd_input": "raw",
+                    "fuse_on": "logits",
+                    "bmp": "checkpoint",
+                },
             }
         }
 
@@ -179,9 +205,20 @@ class ZePAD(Defense):
             description="auxiliary encoders in the MPAE-Branch (unset: all the suite gives; 0: none)",
         )
         use_bmp: bool = Field(True, description="include the BMP-Branch (needed for detection)")
-        bmp: Literal[CHOICES["bmp"]] = Field(
-            "ssl",
-            description='BMP encoder: "ssl" (pretrained on D_f images, the paper) or the "public" victim',
+        bmp: Literal[CHOICES["bmp"]] | None = Field(
+            None,
+            description='BMP encoder: "ssl" (pretrained on D_f images, the paper), "checkpoint" (the file '
+            'bmp_checkpoint: the authors\' code) or the "public" victim',
+        )
+        bmp_checkpoint: str | None = Field(
+            None,
+            description='solo-learn file of the BMP encoder when bmp = "checkpoint" (relative: from the '
+            "suite's folder; run --download fetches the manifest's file there)",
+        )
+        bmp_checkpoint_params: dict[str, Any] = Field(
+            default_factory=lambda: _manifest_source(AUTHORS_BMP),
+            description="that file's solo-learn encoder-source params (paper, arch, arch_params, "
+            "normalisation, sha256, input_size); default: the manifest's simclr-cifar10, the authors' BMP",
         )
         bmp_method: Literal[BMP_METHODS] = Field(
             "simclr", description="SSL method of the BMP encoder (no labels)"
@@ -214,6 +251,16 @@ class ZePAD(Defense):
         def _has_a_branch(self) -> ZePAD.Options:
             if not (self.use_mpae_victim or self.num_auxiliaries != 0 or self.use_bmp):
                 raise ValueError("ZePAD needs a branch: use_mpae_victim, auxiliaries or use_bmp")
+            return self
+
+        @model_validator(mode="after")
+        def _pinned_bmp(self) -> ZePAD.Options:
+            unknown = sorted(set(self.bmp_checkpoint_params) - set(BMP_SOURCE_KEYS))
+            if unknown:
+                known = ", ".join(BMP_SOURCE_KEYS)
+                raise ValueError(f"bmp_checkpoint_params: unknown {', '.join(unknown)}; known: {known}")
+            if self.bmp == "checkpoint" and not self.bmp_checkpoint_params.get("sha256"):
+                raise ValueError("bmp_checkpoint_params needs a sha256: it pins the BMP file (cache key)")
             return self
 
     def __init__(self, **params: Any):
@@ -260,10 +307,38 @@ class ZePAD(Defense):
         return data.subset(train_idx), data.subset(val_idx)
 
     def code_dependencies(self) -> list[type]:
-        """The generator attack's class (Algorithm 1): its code is part of the tuning's cache key."""
-        if self.adversary != "generator":
-            return []
-        return [self.ctx.plugin("attacks", self.generator)]
+        """The generator attack's class (Algorithm 1) and the ``solo-learn`` source of a checkpoint BMP:
+        their code is part of the tuning's cache key."""
+        classes = [self.ctx.plugin("attacks", self.generator)] if self.adversary == "generator" else []
+        return classes + ([self.ctx.plugin("encoders", "solo-learn")] if self._loads_bmp() else [])
+
+    def _loads_bmp(self) -> bool:
+        return self.use_bmp and self.bmp == "checkpoint"
+
+    def check(self) -> None:
+        """A checkpoint BMP (``bmp = "checkpoint"``) names a file that exists."""
+        if not self._loads_bmp():
+            return
+        if self.bmp_checkpoint is None:
+            raise UserError(
+                "zepad: bmp = 'checkpoint' (the authors' protocol: their BMP-Branch is the public solo-learn "
+                f"file {self.bmp_checkpoint_params.get('paper', 'of bmp_checkpoint_params')}) needs "
+                "bmp_checkpoint = PATH (`zepad-bench run SUITE --download` fetches it there) or bmp = 'ssl'"
+            )
+        if not Path(self.bmp_checkpoint).is_file():
+            paper = self.bmp_checkpoint_params.get("paper")
+            how = f"`zepad-bench run SUITE --download` fetches {paper} there" if paper else "bring that file"
+            raise MissingData(
+                f"{self.bmp_checkpoint}: BMP checkpoint not found (zepad, bmp = 'checkpoint'): {how}, "
+                "or set bmp = 'ssl' (pretrained on D_f)"
+            )
+
+    def fetch(self) -> None:
+        """``run --download``: fetch and verify the manifest's BMP file into ``bmp_checkpoint``."""
+        paper = self.bmp_checkpoint_params.get("paper")
+        if self._loads_bmp() and self.bmp_checkpoint and paper and not Path(self.bmp_checkpoint).is_file():
+            fetch_paper_encoder(paper, Path(self.bmp_checkpoint))
+        self.check()
 
     def _fit_generator(self, victim: Encoder, data: LabeledImages) -> Attack:
         """Algorithm 1's generator G: a downstream-agnostic attack fitted on the clean victim and D_f."""
@@ -387,9 +462,16 @@ class ZePAD(Defense):
         return 100.0 * correct / len(data)
 
     def _bmp_encoder(self, victim: Encoder, data: LabeledImages) -> Encoder:
-        """BMP-Branch: SSL pretraining on D_f's images alone (labels never passed), or the clean victim."""
+        """BMP-Branch: SSL pretraining on D_f's images alone (labels never passed), a checkpoint file
+        (sha256-checked), or the clean victim."""
         if self.bmp == "public":
             return victim.copy().to(self.ctx.device).eval()
+        if self.bmp == "checkpoint":
+            self.check()
+            params = {"path": self.bmp_checkpoint, **self.bmp_checkpoint_params}
+            source = self.ctx.plugin("encoders", "solo-learn")(**params)
+            source.ctx = self.ctx
+            return source.build(None).to(self.ctx.device).eval()
         from zepad_bench.nn.ssl import pretrain
 
         arch = self.bmp_arch or victim.arch

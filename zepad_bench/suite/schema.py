@@ -32,7 +32,7 @@ KIND_OF = {
     "defenses": "defenses",
     "tasks": "tasks",
 }
-FETCHED = ("datasets", "encoders")  # sections whose plugins may fetch() their files (`run --download`)
+FETCHED = ("datasets", "encoders", "defenses")  # sections whose plugins may fetch() files (`run --download`)
 SUITE_KEYS = {
     "name",
     "seed",
