@@ -33,7 +33,8 @@ def provenance(record: Mapping[str, Any]) -> str:
     extra = [f"torch {machine['torch']}"] if machine.get("torch") else []
     extra += [f"{machine['threads']} threads"] if machine.get("threads") else []
     extra += [f"load average {load[0]:g} at the end"] if load else []
-    commit = (record.get("commit") or "unknown commit")[:12]
+    commit = record.get("commit") or "unknown"
+    commit = commit[:12] + (" with uncommitted changes" if commit.endswith("+dirty") else "")
     how = (
         "transcribed from the printed output of"
         if record.get("provenance") == "transcribed"
