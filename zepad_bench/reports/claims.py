@@ -102,6 +102,11 @@ def below(a: Stat, b: Stat) -> bool:
     return a.mean < b.mean and not a.ties(b)
 
 
+def untested(stats: Iterable[Stat]) -> str:
+    """A note for comparisons made on one seed: the means alone, no noise to test them against."""
+    return "" if all(s.n > 1 for s in stats) else " (one seed: compared without noise)"
+
+
 def duration(seconds: float) -> str:
     if seconds < 60:
         return f"{seconds:.1f} s"

@@ -23,6 +23,7 @@ from zepad_bench.reports.claims import (
     number,
     span,
     stat,
+    untested,
 )
 from zepad_bench.reports.data import Board
 from zepad_bench.reports.deviations import deviations_markdown
@@ -361,6 +362,7 @@ def detection_effect(board: Board | None) -> str:
         f"{span(js.values())}, held-out accuracy "
         f"{span(stat(mine, 'accuracy:js', attack=a) for a in attacks)}; "
         f"above the gap's AUROC on {len(better)} of {len(attacks)} attacks"
+        + untested([*gap.values(), *js.values()])
         + (
             f" (not on {listing([a for a in attacks if a not in better])})"
             if len(better) < len(attacks)
@@ -522,7 +524,8 @@ def other_scores(board: Board | None, level: float = 70.0) -> str:
         lines.append(
             f"- `entropy` on the undefended model: held-out accuracy {span(n for _, n, _ in pairs)}, on "
             f"ZePAD {span(z for _, _, z in pairs)}; ZePAD's is higher on {len(higher)} of {len(pairs)} "
-            "attacks (entropy needs one branch only: it measures the model's own uncertainty)."
+            f"attacks{untested(s for _, n, z in pairs for s in (n, z))}; entropy needs one branch only: it "
+            "measures the model's own uncertainty."
         )
     for control in controls:
         ra = stat(rows, "RA", defense=none, attack=control) if none else Stat(())

@@ -17,6 +17,7 @@ from zepad_bench.reports.claims import (
     span,
     stat,
     std_span,
+    untested,
     worst,
 )
 from zepad_bench.reports.curves import ra_auc
@@ -69,7 +70,7 @@ def attacks_work(board: Board, task: str, eps: float) -> str:
             if tied
             else f" Single attacks' std across seeds: {std_span(ras.values())} points."
         )
-    return f"- {head}: {figures}.{spread}"
+    return f"- {head}{untested([*ras.values(), control])}: {figures}.{spread}"
 
 
 def zero_sacrifice(board: Board, task: str, eps: float) -> str:
@@ -116,13 +117,18 @@ def best_per_attack(board: Board, task: str, eps: float) -> str:
     if not attacks or not defenses:
         return ""
     best: dict[str, list[str]] = {}
+    compared: list[Stat] = []
     for attack in attacks:
         ras = {d: stat(rows, "RA", defense=d, attack=attack, eps=eps) for d in defenses}
+        compared += ras.values()
         top = max((d for d in ras if ras[d].n), key=lambda d: ras[d].mean)
         tied = [d for d in ras if d != top and ras[d].ties(ras[top])]
         best.setdefault(top, []).append(attack + (f" (≈ {listing(tied)})" if tied else ""))
     parts = [f"{d} against {listing(a)}" for d, a in best.items()]
-    line = f"- **Highest transfer RA per attack** at {at(eps)} (≈: within noise of it): {'; '.join(parts)}."
+    line = (
+        f"- **Highest transfer RA per attack** at {at(eps)} (≈: within noise of it){untested(compared)}: "
+        f"{'; '.join(parts)}."
+    )
     if none is None:
         return line
     ba = {d: stat(rows, "BA", defense=d) for d in [none, *defenses]}
@@ -240,6 +246,7 @@ def detection(board: Board) -> str:
     if not any(s.n for s in gap.values()) or not any(s.n for s in js.values()):
         return ""
     better = [a for a in transfer if below(gap[a], js[a])]
+    verdict_note = untested([*gap.values(), *js.values()])
     verdict = (
         "separates every transfer DAE better than the gap"
         if len(better) == len(transfer)
@@ -248,7 +255,8 @@ def detection(board: Board) -> str:
     line = (
         f"- **DAE detection** (`{task}`, ZePAD): the paper's confidence gap has AUROC {span(gap.values())} "
         f"(50 % is chance) and held-out accuracy {span(of('accuracy:gap', transfer).values())} on the "
-        f"transfer DAEs; the Jensen–Shannon divergence between the MPAE and BMP predictions {verdict}: AUROC "
+        f"transfer DAEs; the Jensen–Shannon divergence between the MPAE and BMP predictions {verdict}"
+        f"{verdict_note}: AUROC "
         f"{span(js.values())}, held-out accuracy {span(of('accuracy:js', transfer).values())}."
     )
     if controls:
