@@ -16,6 +16,7 @@ import time
 import torch
 import torch.nn.functional as F
 
+from zepad_bench.bench_record import write_record
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import UnlabeledBatches
 from zepad_bench.nn.encoder import Encoder
@@ -29,7 +30,9 @@ LIGHT = {
     "pap": dict(steps=50),
     "uap": dict(max_images=512, max_passes=1),
     "uapgd": dict(images=1024, steps=10),
+    "uapgd-reference": dict(images=256, steps=10),
     "ssp": dict(steps=20),
+    "ssp-universal": dict(steps=50),
     "art": dict(
         attack="ProjectedGradientDescent", params={"max_iter": 10, "eps_step": 2 / 255}, max_images=512
     ),
@@ -69,8 +72,11 @@ def main() -> None:
         f"{args.arch} at {args.size} px on {args.device}: {args.images} attacker images, perturb {args.test}"
     )
     print(f"{'attack':<14}{'fit s':>9}{'perturb s':>11}{'perturb img/s':>15}")
+    figures: dict = {"settings": vars(args), "light": LIGHT, "attacks": {}, "pgd": {}}
     art = None
     for cls in ATTACKS:
+        if "semi-black-box" not in cls.scenarios:  # the adaptive attack runs through a defended pipeline
+            continue
         attack = cls(eps, **LIGHT[cls.name])
         attack.ctx = RunContext(device=args.device, seed=0)
         images = UnlabeledBatches(attacker, args.batch, seed=0, device=args.device)
@@ -79,6 +85,11 @@ def main() -> None:
             lambda a=attack: [a.perturb(x[i : i + args.batch]) for i in range(0, len(x), args.batch)]
         )
         print(f"{cls.name:<14}{fit:>9.2f}{perturb:>11.2f}{len(x) / perturb:>15.0f}")
+        figures["attacks"][cls.name] = {
+            "fit_s": fit,
+            "perturb_s": perturb,
+            "perturb_images_per_s": len(x) / perturb,
+        }
         if isinstance(attack, ARTAttack):
             art = attack
 
@@ -101,6 +112,7 @@ def main() -> None:
     )
     print(f"\nPGD-{PGD_STEPS} on {len(x)} images, per sample:")
     print(f"  ours (batched {args.batch}, torch)     {1000 * ours / len(x):8.2f} ms")
+    figures["pgd"] = {"steps": PGD_STEPS, "images": len(x), "ours_ms": 1000 * ours / len(x), "art_ms": {}}
     for batch_size in (args.batch, 1):
         attack = ARTAttack(
             eps,
@@ -116,6 +128,8 @@ def main() -> None:
             f"  ART (batch_size={batch_size:<4}, NumPy)     {1000 * cost / n:8.2f} ms"
             f"   ({cost / n / (ours / len(x)):.1f}x ours)"
         )
+        figures["pgd"]["art_ms"][str(batch_size)] = {"ms": 1000 * cost / n, "images": n}
+    write_record(f"attacks_cost-{args.device.split(':')[0]}", figures, device=args.device)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,8 @@ PGD-10, batch 128, 5 epochs (stage I only: stage II tunes 20 % of the layers on 
 cannot revive a collapsed head). Prints, per seed: BA of the jointly tuned head, 10-NN accuracy
 (cosine) on the tuned encoder's features (what a retrained head can reach), and the participation
 ratio (Σλ)²/Σλ² of the test logits' covariance (1 = the logits vary along one direction only).
-About a minute per seed on one idle CPU core. Numbers: docs/fidelity.md.
+Writes its record to ``benchmarks/results/gen_af_head-<protocol>-<lf_on>-lambda<λ>.json``; docs/fidelity.md's
+table is generated from the records.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+from zepad_bench.bench_record import write_record
 from zepad_bench.context import RunContext
 from zepad_bench_plugins.datasets.offline import Digits
 from zepad_bench_plugins.defenses.gen_af import GenAF
@@ -29,10 +31,12 @@ ROOT = Path(__file__).resolve().parent.parent
 CHECKPOINT = ROOT / "suites/encoders/byol/byol-photos-small-cnn-seed0-ep=14.ckpt"
 
 
-def participation_ratio(logits: torch.Tensor) -> float:
+def spectrum(logits: torch.Tensor) -> tuple[float, float]:
+    """The participation ratio (Σλ)²/Σλ² of the logits' covariance and its top-2 eigenvalues' share (%)."""
     centred = logits - logits.mean(0)
-    eigenvalues = torch.linalg.eigvalsh(centred.T @ centred)
-    return (eigenvalues.sum() ** 2 / (eigenvalues**2).sum()).item()
+    eigenvalues = torch.linalg.eigvalsh(centred.T @ centred).flip(0)
+    ratio = (eigenvalues.sum() ** 2 / (eigenvalues**2).sum()).item()
+    return ratio, 100 * (eigenvalues[:2].sum() / eigenvalues.sum()).item()
 
 
 def run(seed: int, **params) -> dict[str, float]:
@@ -48,11 +52,14 @@ def run(seed: int, **params) -> dict[str, float]:
         bank = F.normalize(model.encoder(train.float_images()), dim=1)
         queries = F.normalize(model.encoder(test.float_images()), dim=1)
         knn = train.labels[(queries @ bank.T).topk(10, dim=1).indices].mode(dim=1).values
+    ratio, top2 = spectrum(logits)
     return {
         "BA": 100 * (logits.argmax(1) == test.labels).float().mean().item(),
         "kNN-10": 100 * (knn == test.labels).float().mean().item(),
-        "logit PR": participation_ratio(logits),
+        "logit PR": ratio,
+        "top-2 PC %": top2,
         "top class %": 100 * torch.bincount(logits.argmax(1)).max().item() / len(test),
+        "test images": len(test),
     }
 
 
@@ -66,9 +73,13 @@ def main() -> None:
     parser.add_argument("--protocol", choices=("corrected", "authors"), default="corrected")
     args = parser.parse_args()
     torch.set_num_threads(1)
+    variant = {"lf_on": args.lf_on, "lambda_f": args.lambda_f, "protocol": args.protocol}
+    seeds = {}
     for seed in args.seeds:
-        result = run(seed, lf_on=args.lf_on, lambda_f=args.lambda_f, protocol=args.protocol)
+        seeds[str(seed)] = result = run(seed, **variant)
         print(f"seed {seed}: " + "  ".join(f"{k} {v:.2f}" for k, v in result.items()), flush=True)
+    name = f"gen_af_head-{args.protocol}-{args.lf_on}-lambda{args.lambda_f:g}"
+    write_record(name, {"variant": variant, "seeds": seeds})
 
 
 if __name__ == "__main__":

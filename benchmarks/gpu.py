@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from zepad_bench.bench_record import write_record
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages
 from zepad_bench.nn import precision
@@ -62,7 +63,7 @@ def infer(branches, x, how: str, fuse) -> torch.Tensor:
     return fuse(logits) if len(logits) > 1 else logits[0]
 
 
-def table_s6(args) -> None:
+def table_s6(args) -> list[dict]:
     zepad = ZePAD()
     none = [branch(args.arch, args.size, 10, args.device)]
     full = none + [branch(args.arch, args.size, 10, args.device) for _ in range(2)]
@@ -70,6 +71,7 @@ def table_s6(args) -> None:
     print(f"1. Table S6 layout: {args.arch} at {args.size}×{args.size}, batch {args.batch}, {args.device}")
     print("| precision | path | time per batch (ms) | peak memory (MiB) | time vs none | memory vs none |")
     print("|---|---|---|---|---|---|")
+    rows = []
     for prec in ("fp32", "bf16"):
         base = None
         for label, branches, how in (
@@ -91,9 +93,20 @@ def table_s6(args) -> None:
             mib = "n/a (CPU)" if peak is None else f"{peak / 2**20:.0f}"
             ratio_mem = "n/a" if peak is None or not base[1] else f"{peak / base[1]:.2f}×"
             print(f"| {prec} | {label} | {ms:.1f} | {mib} | {ms / base[0]:.2f}× | {ratio_mem} |")
+            rows.append(
+                {
+                    "precision": prec,
+                    "path": label,
+                    "ms": ms,
+                    "peak_mib": None if peak is None else peak / 2**20,
+                    "time_vs_none": ms / base[0],
+                    "memory_vs_none": None if peak is None or not base[1] else peak / base[1],
+                }
+            )
+    return rows
 
 
-def tuning_throughput(args) -> None:
+def tuning_throughput(args) -> dict[str, dict]:
     generator = torch.Generator().manual_seed(0)
     images = (torch.rand(args.tune_images, 3, args.size, args.size, generator=generator) * 255).to(
         torch.uint8
@@ -101,6 +114,7 @@ def tuning_throughput(args) -> None:
     data = LabeledImages(images, torch.arange(args.tune_images) % 10, [str(c) for c in range(10)], "bench")
     defense = ZePAD(epochs=1, batch_size=args.batch, use_bmp=False, num_auxiliaries=0)
     defense.ctx = RunContext(device=args.device)
+    out = {}
     for prec in ("fp32", "bf16"):
         victim = Encoder(args.arch).to(args.device)
         with precision.use(prec):
@@ -114,7 +128,16 @@ def tuning_throughput(args) -> None:
             f"PGD-{defense.steps}, batch {args.batch}: {args.tune_images / seconds:.1f} images/s "
             f"({args.tune_images} images, {seconds:.1f} s)"
         )
+        out[prec] = {
+            "images_per_s": args.tune_images / seconds,
+            "images": args.tune_images,
+            "seconds": seconds,
+        }
+    return out
 
+
+PARTS = ("inference", "tuning", "cell")
+"""The record's key of each part (1, 2, 3)."""
 
 CELL = """
 [suite]
@@ -168,11 +191,12 @@ scenarios = ["white-box"]
 """
 
 
-def cell_wall_time(args) -> None:
+def cell_wall_time(args) -> dict[str, dict]:
     from zepad_bench import load_registry
     from zepad_bench.runner import Runner
     from zepad_bench.suite import load_suite
 
+    out = {}
     for prec in ("fp32", "bf16"):
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "cell.toml"
@@ -189,6 +213,14 @@ def cell_wall_time(args) -> None:
             f"{args.epochs} epoch(s) of SSL pretraining (victim + auxiliary), UAPGD, ZePAD, classification: "
             f"{seconds:.1f} s wall ({stages}); BA {row['metrics']['BA']:.1f}, RA {row['metrics']['RA']:.1f}"
         )
+        timings = {k: v for k, v in row["timings"].items() if k != "cell"}
+        out[prec] = {
+            "wall_s": seconds,
+            "timings": timings,
+            "BA": row["metrics"]["BA"],
+            "RA": row["metrics"]["RA"],
+        }
+    return out
 
 
 def main() -> None:
@@ -207,9 +239,12 @@ def main() -> None:
     if args.paper:
         args.arch, args.size, args.batch, args.tune_images, args.per_class = "resnet18", 64, 256, 5120, 100
     print(f"torch {torch.__version__}, device {args.device}, threads {torch.get_num_threads()}")
-    for part, run in zip("123", (table_s6, tuning_throughput, cell_wall_time)):
+    figures: dict = {"settings": vars(args)}
+    for part, name, run in zip("123", PARTS, (table_s6, tuning_throughput, cell_wall_time)):
         if part in args.parts:
-            run(args)
+            figures[name] = run(args)
+    size = "paper" if args.paper else "default"
+    write_record(f"gpu-{args.device.split(':')[0]}-{size}", figures, device=args.device)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ import time
 
 import torch
 
+from zepad_bench.bench_record import write_record
 from zepad_bench.nn.ssl import Pretrainer
 from zepad_bench.nn.ssl.augment import PRESETS, make_views
 
@@ -73,9 +74,12 @@ def main() -> None:
     size = f"{args.image_size}×{args.image_size}"
     print(f"{args.arch} {size}, batch {args.batch_size}, {args.steps} timed steps on {name}")
     print(f"{'method':<12} {'train img/s':>12} {'aug img/s':>12} {'aug share':>10}")
+    figures: dict = {"settings": vars(args), "methods": {}}
     for method in args.methods.split(","):
         train_ips, aug_ips = measure(method, args, device)
         print(f"{method:<12} {train_ips:>12,.0f} {aug_ips:>12,.0f} {train_ips / aug_ips:>10.1%}")
+        figures["methods"][method] = {"train_images_per_s": train_ips, "aug_images_per_s": aug_ips}
+    write_record(f"pretrain_throughput-{device}", figures, device=device)
 
 
 if __name__ == "__main__":

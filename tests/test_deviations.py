@@ -7,9 +7,14 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from zepad_bench.deviations import WHOLE_PRESET, deviation_effects, deviation_pairs, deviations_markdown
 from zepad_bench.params import options_model, resolved
 from zepad_bench.registry import load_registry
+from zepad_bench.reports.deviations import (
+    WHOLE_PRESET,
+    deviation_effects,
+    deviation_pairs,
+    deviations_markdown,
+)
 
 PRESETS = {  # as a defense's Options fills them in
     "corrected": {"freeze_bn": True, "pgd_ce_term": False, "fuse_on": "probabilities"},
@@ -116,6 +121,8 @@ def test_stored_rows_carry_the_defense_params_the_table_reads(tmp_path):
     """End to end: the runner stores each cell's defense plugin and resolved params; the table reads them."""
     from conftest import SMOKE_SUITE
 
+    from zepad_bench.reports.collect import board_from_store
+    from zepad_bench.reports.markdown import render
     from zepad_bench.runner import Runner
     from zepad_bench.suite import load_suite
 
@@ -125,6 +132,7 @@ def test_stored_rows_carry_the_defense_params_the_table_reads(tmp_path):
     )
     text = SMOKE_SUITE.replace('defenses = ["none", "none2"]', 'defenses = ["none", "at", "at-bn"]')
     path = tmp_path / "s.toml"
+    text = text.replace("[suite]\n", '[suite]\nreports = ["deviations"]\n', 1)
     path.write_text(text.replace("[grid]", tables + "\n[grid]").replace('"cls", "cls2"]', '"cls"]'))
     suite = load_suite(path, load_registry(["zb_outside_plugin"]))
     runner = Runner(suite, suite.registry, tmp_path / "wd", device="cpu")
@@ -138,6 +146,8 @@ def test_stored_rows_carry_the_defense_params_the_table_reads(tmp_path):
         ("at-bn", "authors", "freeze_bn = true")
     ]
     assert {e["metric"] for e in deviation_effects(rows)} == {"BA", "RA"}
+    board = board_from_store(suite, tmp_path / "wd")  # the suite's declaration reaches its board
+    assert board.reports == ["deviations"] and "| pgd-at | authors | freeze_bn = true |" in render(board)
 
 
 def test_a_table_that_differs_elsewhere_too_is_no_single_deviation():

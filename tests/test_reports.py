@@ -21,7 +21,7 @@ from zepad_bench.reports.files import publish
 from zepad_bench.reports.flags import flags
 from zepad_bench.reports.frame import results_frame
 from zepad_bench.reports.markdown import render, summaries
-from zepad_bench.reports.readme import readme_block, replace_block
+from zepad_bench.reports.readme import readme_block
 from zepad_bench.reports.tables import attacked_tables, clean_table
 from zepad_bench.statistics import Stat, mark_best
 
@@ -315,26 +315,6 @@ def test_the_json_of_before_this_format_still_renders():
     assert old.rows[0]["status"] == "ok" and "## Summary" in render(old)
     with pytest.raises(ValueError, match="format version"):
         from_json({"format": "zepad-bench-results", "version": 99})
-
-
-def test_the_readme_block_is_replaced_between_its_markers():
-    block = readme_block(board(), tasks=("cls",))
-    readme = "intro\n<!-- leaderboard:toy -->\nSTALE\n<!-- /leaderboard:toy -->\nafter\n"
-    new = replace_block(readme, "toy", block)
-    assert new.startswith("intro\n<!-- leaderboard:toy -->\n") and new.endswith(
-        "<!-- /leaderboard:toy -->\nafter\n"
-    )
-    assert "STALE" not in new and "### det" not in new
-    with pytest.raises(ValueError, match="markers"):
-        replace_block("no markers", "toy", block)
-
-
-def test_the_readme_results_block_is_the_published_quickstart_board():
-    block = readme_block(read_board(ROOT / "leaderboard" / "quickstart.json"))
-    readme = (ROOT / "README.md").read_text()
-    assert replace_block(readme, "quickstart", block) == readme, (
-        "run: zepad-bench leaderboard leaderboard/quickstart.json --readme README.md"
-    )
 
 
 def test_a_collapsed_defense_is_flagged():

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from zepad_bench.tuning_sweep import sweep_figure, sweep_markdown, sweep_points
+from zepad_bench.reports.tuning_sweep import sweep_figure, sweep_markdown, sweep_points
 
 ATTACK_EPS = 16 / 255
 

@@ -99,7 +99,7 @@ def cli() -> None:
     """Benchmark downstream-agnostic adversarial examples (DAEs) and defenses for SSL encoders.
 
     \b
-    First run (offline, CPU, about nine minutes on 2 cores; seconds when cached):
+    First run (offline, CPU; seconds when cached; README.md gives the published run's time):
         zepad-bench run suites/quickstart.toml
     Then:
         zepad-bench leaderboard suites/quickstart.toml    # re-render the board (.zepad-bench/leaderboard/)
@@ -252,17 +252,12 @@ def _write(board, out: Path, readme: str | None, data: bool = True) -> None:
     from rich.console import Console
 
     from zepad_bench.reports.files import publish
-    from zepad_bench.reports.readme import readme_block, replace_block
+    from zepad_bench.reports.generated import update_documents
     from zepad_bench.reports.terminal import print_summary
 
     paths = publish(board, out, data)
-    if readme:
-        text = Path(readme).read_text(encoding="utf-8")
-        try:
-            text = replace_block(text, board.name, readme_block(board))
-        except ValueError as exc:
-            raise UserError(f"{readme}: {exc}") from None
-        Path(readme).write_text(text, encoding="utf-8")
+    if readme:  # `zepad-bench docs README.md --root <its folder>`: from the published data beside it
+        update_documents(Path(readme).resolve().parent, [Path(readme)])
         paths.append(Path(readme).resolve())
     console = Console()
     for line in board.reference:
@@ -321,8 +316,8 @@ def validate(suite_paths):
 @click.option(
     "--readme",
     type=click.Path(dir_okay=False, exists=True),
-    help="Also rewrite the block between <!-- leaderboard:NAME --> and <!-- /leaderboard:NAME --> in this "
-    "markdown file (e.g. README.md) from the same data.",
+    help="Also rewrite the generated blocks of this markdown file (e.g. README.md) from the published data "
+    "beside it, as `zepad-bench docs FILE` does.",
 )
 def leaderboard(source, workdir, out_dir, reference, readme, **axes):
     """Render a board (no computation): from SUITE's results in WORKDIR, or from a published BOARD.json.
@@ -335,9 +330,9 @@ def leaderboard(source, workdir, out_dir, reference, readme, **axes):
     With --reference and no board to render (no data to key the results, or none stored), the
     paper's numbers for the suite's cells print alone.
     \b
-    Regenerate the project's published board and the README block (in a clone):
+    Regenerate the project's published board, then every figure of its documents (in a clone):
         zepad-bench run suites/quickstart.toml --out leaderboard
-        zepad-bench leaderboard leaderboard/quickstart.json --readme README.md
+        zepad-bench docs
     """
     if Path(source).suffix == ".json":
         from zepad_bench.reports.data import read_board
@@ -356,6 +351,41 @@ def leaderboard(source, workdir, out_dir, reference, readme, **axes):
 
         click.echo(f"no board: {exc}\nthe paper's numbers for this suite's cells:")
         click.echo("\n".join(reference_section(_load(source, axes, checks=False), [])))
+
+
+@cli.command()
+@click.argument("files", metavar="[FILE.md]...", nargs=-1, type=click.Path(dir_okay=False, exists=True))
+@click.option(
+    "--root",
+    default=".",
+    show_default=True,
+    type=click.Path(file_okay=False, exists=True),
+    help="The project's root: the published data are read below it (leaderboard/*.json, "
+    "benchmarks/results/*.json), and its documents are rewritten.",
+)
+@click.option("--check", is_flag=True, help="Change nothing; exit 2 when a block differs from its data.")
+def docs(files, root, check):
+    """Regenerate every figure of the project's documents from the published data.
+
+    \b
+    A generated block sits between two markers naming it and its sources:
+        <!-- generated: NAME (leaderboard/quickstart.json) --> … <!-- /generated: NAME -->
+    and is rendered from published boards and benchmark records alone (no torch, no plugins).
+    Without FILE.md: README.md, docs/*.md and benchmarks/README.md below --root.
+    \b
+    After publishing boards (in a clone):
+        zepad-bench run suites/quickstart.toml --out leaderboard
+        zepad-bench docs            # rewrite every block
+        zepad-bench docs --check    # what CI checks: every block is what its data produce
+    """
+    from zepad_bench.reports.generated import update_documents
+
+    paths = [Path(f) for f in files] or None
+    changed = update_documents(root, paths, write=not check)
+    listed = "; ".join(f"{path}: {', '.join(names)}" for path, names in changed.items())
+    if check and changed:
+        raise UserError(f"generated blocks differ from their data ({listed}); run `zepad-bench docs`")
+    click.echo(f"rewritten: {listed}" if changed else "every generated block is current")
 
 
 KINDS = ("attacks", "defenses", "encoders", "datasets", "tasks")

@@ -79,14 +79,16 @@ def board_from_store(suite: Suite, workdir: str | Path, reference: bool = False)
         from zepad_bench.reference import reference_section
 
         extra = reference_section(suite, [r for r in rows if r["status"] == "ok"])
+    head = suite.raw.get("suite", {})
     return Board(
         suite.name,
         display_path(suite.path),
-        suite.raw.get("suite", {}).get("description", ""),
+        head.get("description", ""),
         headline_eps(suite),
         rows,
         pending,
         tasks_of(rows),
         shown_runs(store.runs(suite.name)),
         extra,
+        list(head.get("reports", [])),
     )

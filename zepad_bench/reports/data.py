@@ -1,7 +1,7 @@
 """A suite's results as data: the :class:`Board` every report renders, and its JSON file.
 
 The JSON (docs/results.md) is ``{"format": "zepad-bench-results", "version": 2, "suite": {name,
-source, description, headline_eps}, "tasks": {task id: {plugin, metrics}}, "results": [row, …],
+source, description, headline_eps, reports}, "tasks": {task id: {plugin, metrics}}, "results": [row, …],
 "pending": [cell, …], "runs": [run record, …], "reference": [markdown line, …]}``. A row is the
 results store's row of one cell and seed (``status`` ``"ok"`` or ``"failed"``) plus ``outdated``;
 the metric descriptions every row of a task carries are kept once, under ``tasks``.
@@ -40,6 +40,8 @@ class Board:
     runs: list[dict[str, Any]] = field(default_factory=list)
     reference: list[str] = field(default_factory=list)
     """Markdown lines comparing the rows with the paper (``leaderboard --reference``), as made."""
+    reports: list[str] = field(default_factory=list)
+    """Sections the suite asks its board for (``[suite] reports``; :mod:`zepad_bench.reports.sections`)."""
 
     @property
     def ok(self) -> list[dict[str, Any]]:
@@ -106,6 +108,7 @@ def to_json(board: Board) -> bytes:
             "source": board.source,
             "description": board.description,
             "headline_eps": board.headline_eps,
+            "reports": board.reports,
         },
         "tasks": board.tasks,
         "results": rows,
@@ -133,6 +136,7 @@ def from_json(payload: dict[str, Any]) -> Board:
             payload.get("tasks", {}),
             payload.get("runs", []),
             payload.get("reference", []),
+            suite.get("reports", []),
         )
     if isinstance(payload.get("suite"), str) and isinstance(payload.get("results"), list):
         rows = [

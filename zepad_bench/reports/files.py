@@ -12,6 +12,7 @@ from zepad_bench.reports.figures import confidence_figure, detection_figure, rob
 from zepad_bench.reports.frame import results_frame
 from zepad_bench.reports.html import render_html
 from zepad_bench.reports.markdown import render
+from zepad_bench.reports.sections import declared_figures
 
 
 def publish(board: Board, out_dir: str | Path, data: bool = True) -> list[Path]:
@@ -29,6 +30,7 @@ def publish(board: Board, out_dir: str | Path, data: bool = True) -> list[Path]:
     figures = [
         confidence_figure(board.ok, out / f"{board.name}-confidence.png"),
         detection_figure(board.ok, out / f"{board.name}-detection.png"),
+        *declared_figures(board, out),
     ]
     figures = [f for f in figures if f]
     paths.append(out / f"{board.name}.html")  # its RA-vs-ε curves are drawn in the page itself

@@ -42,6 +42,7 @@ from zepad_bench.reports.markdown import (
 )
 from zepad_bench.reports.provenance import noise_note, provenance, status_line, surrogates
 from zepad_bench.reports.ranking import GROUPS, holds_up
+from zepad_bench.reports.sections import declared
 from zepad_bench.reports.tables import WORST, Column, Entry, Table, attacked_tables, clean_table
 from zepad_bench.statistics import mark_best
 
@@ -314,7 +315,10 @@ def render_html(board: Board, figures: dict[str, bytes] | None = None) -> str:
     detection figures) are embedded as data URIs. The same board and figures give the same text."""
     frame = results_frame(board.rows, board.pending)
     found = flags(frame[frame["status"] == "ok"])
-    parts = [("summary", "Summary", _summary(board, frame, found))]
+    parts = [
+        (f"section-{name}", title, [markdown_html(_demoted(lines))]) for name, title, lines in declared(board)
+    ]
+    parts.append(("summary", "Summary", _summary(board, frame, found)))
     tasks = {}  # section → its data-filter attribute
     for i, task in enumerate(board.task_ids()):
         parts.append((f"task-{i}", *_task(board, frame, task)))

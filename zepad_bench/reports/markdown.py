@@ -1,6 +1,7 @@
 """The markdown board of a suite, rendered from its :class:`~zepad_bench.reports.data.Board` alone.
 
-Layout: the summary first (which defense holds up at each ε), then threat models, provenance and
+Layout: the sections the suite declares (:mod:`~zepad_bench.reports.sections`), the summary (which
+defense holds up at each ε), then threat models, provenance and
 noise, the columns (legend and glossary from the tasks' own metric descriptions), one section per
 task (clean metrics, one table per attacked metric and ε, the adaptive attack's log), failed,
 pending and outdated cells, sanity flags, RA against ε, the per-dataset layout, and the paper
@@ -21,6 +22,7 @@ from zepad_bench.reports.frame import SCENARIO_SHORT, eps_text, numeric, numeric
 from zepad_bench.reports.glossary import flag_legend, host_lines, legend, metric_lines, threat_model_lines
 from zepad_bench.reports.provenance import noise_note, provenance, status_line, surrogates
 from zepad_bench.reports.ranking import has_summary, holds_up, summary_table
+from zepad_bench.reports.sections import declared_lines
 from zepad_bench.reports.tables import Entry, Table, attacked_tables, clean_table, grouped
 from zepad_bench.statistics import Stat, mark_best
 
@@ -288,6 +290,7 @@ def render(board: Board) -> str:
     frame = results_frame(board.rows, board.pending)
     found = flags(frame[frame["status"] == "ok"])
     lines = [f"# Leaderboard: {board.name}", ""] + ([board.description, ""] if board.description else [])
+    lines += declared_lines(board)
     lines += ["## Summary", "", SUMMARY_INTRO, ""]
     for table in summaries(board, frame, found):
         lines += [f"### {table.task}", "", *holds_up(table), "", table_markdown(table), ""]

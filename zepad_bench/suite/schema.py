@@ -13,6 +13,7 @@ from zepad_bench.errors import SuiteError, UserError
 from zepad_bench.interfaces import SCENARIOS
 from zepad_bench.params import parse_budget
 from zepad_bench.registry import Registry
+from zepad_bench.reports.sections import SECTIONS as SECTIONS_OF_BOARD
 from zepad_bench.suite.grid import GRID_AXES, TUNE_ON_TASK
 from zepad_bench.suite.model import PluginSpec
 from zepad_bench.suite.paths import resolve_paths
@@ -47,6 +48,7 @@ SUITE_KEYS = {
     "adaptive_eps",
     "headline_eps",
     "protocol",
+    "reports",
 }
 Tables = dict[str, dict[str, PluginSpec]]
 
@@ -136,6 +138,11 @@ def read_head(path: Path, raw: dict[str, Any]) -> Head:
         _budget(path, "suite.headline_eps", head["headline_eps"]) if "headline_eps" in head else None
     )
     plugins = expect(path, "suite.plugins", head.get("plugins", []), list, "a list of module paths")
+    for name in expect(path, "suite.reports", head.get("reports", []), list, "a list of section names"):
+        if name not in SECTIONS_OF_BOARD:
+            known = ", ".join(SECTIONS_OF_BOARD)
+            message = f"unknown board section {name!r}; expected one of {known}"
+            raise SuiteError(path, "suite.reports", message)
     return Head(
         name,
         seed,
