@@ -297,39 +297,43 @@ class Runner:
         task,
         data: TaskData,
         test_key: str,
-    ) -> tuple[torch.Tensor, str, dict[str, float]]:
-        """``adaptive`` scenario: the test images attacked per batch through the task's whole pipeline
-        (``attack.perturb_pipeline`` with the test labels), the stage key, and the pipeline's input-
-        gradient statistics (:func:`zepad_bench.pipeline.input_gradient_stats`). Cached on the fitted
-        attack (whose key includes the defense), the heads' content and the test data, so tasks whose
-        pipelines are the same (classification and detection on one dataset) share one attack run."""
-        from zepad_bench.pipeline import DefendedPipeline, heads_digest, input_gradient_stats
+    ) -> tuple[torch.Tensor, torch.Tensor, str, dict[str, float]] | None:
+        """``adaptive`` scenario: the task's own decision (``task.adaptive_target``) attacked per batch
+        with the test labels (:func:`zepad_bench.pipeline.evaluate`): the attacked images, the test rows
+        they come from (a seeded subset when ``attack.samples`` is set), the stage key and the metrics of
+        the attack (robust accuracy after each member, re-check, gradient sanity). ``None`` when the task
+        has no adaptive attack. Keyed by the fitted attack (whose key includes the defense's tuning), the
+        task's resolved params and code, the defense's inference params and the train and test data."""
+        from zepad_bench.pipeline import evaluate
 
-        heads = task.pipeline_heads(model, data)
+        target = task.adaptive_target(model, data)
+        if target is None:
+            return None
+        node = self.graph.task(cell).material
         material = {
             "attack": attack_key,
-            "heads": heads_digest(heads),
+            "task": {k: node[k] for k in ("plugin", "params", "code", "defense_inference", "train")},
             "test": test_key,
             "batch_size": self.suite.batch_size,
         }
 
         def compute() -> dict[str, Any]:
-            pipeline = DefendedPipeline(model, heads)
-            out = []
-            batches = range(0, len(data.test), self.suite.batch_size)
-            for start in self._ctx(cell.seed).track(batches, f"adaptive {data.test.name}"):
-                window = slice(start, start + self.suite.batch_size)
-                x = data.test.float_images(window).to(self.device)
-                x_adv = attack.perturb_pipeline(pipeline, x, data.test.labels[window].to(self.device))
-                check_budget(attack, x, x_adv.detach().float())
-                out.append(x_adv.detach().float().cpu())
-            images = torch.cat(out)
-            stats = input_gradient_stats(pipeline, data.test.float_images(slice(None)), data.test.labels)
-            return {"images": images, "stats": stats}
+            ctx = self._ctx(cell.seed)
+            run = evaluate(
+                attack,
+                target,
+                data.test.float_images(slice(None)),
+                data.test.labels,
+                self.suite.batch_size,
+                ctx.generator(0xADA),
+                check=lambda x, x_adv: check_budget(attack, x, x_adv),
+                track=ctx.track,
+            )
+            return {"images": run.images, "indices": run.indices, "stats": run.metrics}
 
         label = f"{attack.name}@{cell.eps:.4f} adaptive on {cell.defense}/{cell.task} (seed {cell.seed})"
         value, key = self._stage("adaptive", material, label, cell.seed, compute, lambda v: v, lambda v: v)
-        return value["images"], key, dict(value["stats"])
+        return value["images"], value["indices"], key, dict(value["stats"])
 
     def defense(self, cell: Cell) -> tuple[DefendedModel, str]:
         victim, _ = self.encoder(cell.victim, cell.seed)
@@ -498,20 +502,27 @@ class Runner:
         feature_fn = self._feature_fn(model, defense_key, images, cell.seed)
         head_fn = self._head_fn(model, defense_key, (train, train_key), feature_fn)
         pipeline_stats: dict[str, float] = {}
+        adaptive = None
         if cell.scenario == "adaptive":
             clean_data = TaskData(train, test, test.float_images(slice(None)), attack, feature_fn, head_fn)
-            test_adv, adv_key, pipeline_stats = self.adaptive_adversarial(
-                cell, attack, attack_key, model, task, clean_data, test_key
-            )
+            adaptive = self.adaptive_adversarial(cell, attack, attack_key, model, task, clean_data, test_key)
+            if adaptive is not None:
+                test_adv, rows, adv_key, pipeline_stats = adaptive
+                if len(rows) < len(test):  # a seeded subset was attacked: the task scores those rows
+                    test = test.subset(rows)
+                    images["test"] = (test, content_key({"rows": adv_key, "of": test_key}))
         else:
             test_adv = self.adversarial(attack, attack_key, test, test_key, cell.seed)
             adv_key = self.graph.adversarial(cell).key
-        images["test_adv"] = (test_adv, adv_key)
-        data = TaskData(train, test, test_adv, attack, feature_fn, head_fn)
         seed_everything(cell.seed)
         task_start = time.perf_counter()
-        with precision.use(self.suite.precision):
-            metrics = {**task.run(model, data), **pipeline_stats}
+        if cell.scenario == "adaptive" and adaptive is None:  # no adaptive attack on this task's terms
+            metrics: dict[str, Any] = dict.fromkeys(("BA", "RA", "ASR", *task.report_metrics), "n/a")
+        else:
+            images["test_adv"] = (test_adv, adv_key)
+            data = TaskData(train, test, test_adv, attack, feature_fn, head_fn)
+            with precision.use(self.suite.precision):
+                metrics = {**task.run(model, data), **pipeline_stats}
         task_seconds = time.perf_counter() - task_start
         key = self.cell_key(cell)
         if ctx.records:
