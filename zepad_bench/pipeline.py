@@ -231,10 +231,13 @@ def evaluate(
     stronger = attack.convergence_check()
     if stronger is not None and attack.recheck_samples > 0 and n:
         again = subset(n, attack.recheck_samples, generator)
-        redo = _attack_batches(stronger, target, x[again], y[again], batch_size, check, track)
-        refooled, _ = judge(target, list(redo.values())[-1], y[again], batch_size)
+        left = again[~fooled[again]]  # those the ensemble fooled stay fooled: only the others can change
+        newly = 0
+        if len(left):
+            redo = _attack_batches(stronger, target, x[left], y[left], batch_size, check, track)
+            newly = int(judge(target, list(redo.values())[-1], y[left], batch_size)[0].sum())
         metrics["recheck_n"] = float(len(again))
-        metrics["RA_recheck"] = 100.0 * (robust - int((refooled & ~fooled[again]).sum())) / n
+        metrics["RA_recheck"] = 100.0 * (robust - newly) / n
     final = list(stages.values())[-1] if stages else x.clone()
     return AdaptiveRun(final, index, metrics)
 

@@ -73,7 +73,12 @@ def sanity_flags(frame: pd.DataFrame, tol: float = 0.0) -> list[dict[str, Any]]:
     - ``ra-not-falling``: along an attack's ε sweep, RA rises from one ε to the next, or does not
       fall at all from the smallest to the largest ε while above 0;
     - ``grad-zero`` / ``grad-nan``: the adaptive pipeline's input gradient was exactly zero / not
-      finite on some samples (metrics ``grad_zero_frac`` / ``grad_nan_frac``, gradient masking);
+      finite on some samples, clean or attacked (metrics ``grad_zero_frac`` / ``grad_nan_frac`` and
+      their ``:attacked`` versions, measured after each ensemble member; gradient masking);
+    - ``not-converged``: the convergence re-check (the last member again with twice the iterations and
+      restarts on ``recheck_n`` of the ``adaptive_n`` attacked samples) lowers robust accuracy on that
+      subset by more than 1 point: (RA_after − RA_recheck)·adaptive_n/recheck_n > 1, with RA_after the
+      robust accuracy after the last member (the smallest ``RA_after:<member>``);
     - ``ra-above-ba``: an attack's RA above the clean accuracy BA (the attack helps the classifier).
     """
     flags: list[dict[str, Any]] = []
@@ -123,12 +128,39 @@ def sanity_flags(frame: pd.DataFrame, tol: float = 0.0) -> list[dict[str, Any]]:
                 )
             )
     for metric, kind, what in (("grad_zero_frac", "grad-zero", "zero"), ("grad_nan_frac", "grad-nan", "NaN")):
-        for _, row in _means(frame, metric).iterrows():
-            if row[metric] > 0:
-                flags.append(_flag(kind, row, f"{row[metric]:.1f} % of samples have {what} input gradients"))
+        for suffix, where in (("", "clean"), (":attacked", "attacked")):
+            for _, row in _means(frame, metric + suffix).iterrows():
+                if row[metric + suffix] > 0:
+                    share = f"{row[metric + suffix]:.1f} % of {where} samples"
+                    flags.append(_flag(kind, row, f"{share} have {what} input gradients"))
+    flags += _not_converged(frame)
     for _, row in attacks.merge(ba, on=[*SETTING, "scenario", "attack", "eps", "defense"]).iterrows():
         if row["RA"] > row["_BA"] + tol:
             flags.append(_flag("ra-above-ba", row, f"RA {row['RA']:.2f} above BA {row['_BA']:.2f}"))
+    return flags
+
+
+RECHECK_TOLERANCE = 1.0
+"""Points of robust accuracy the convergence re-check may take off before a cell is flagged."""
+
+
+def _not_converged(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """``not-converged`` flags: per cell, the re-check's drop on its subset, (RA_after − RA_recheck)·n/
+    recheck_n, averaged over seeds, above :data:`RECHECK_TOLERANCE`."""
+    after = [c for c in frame.columns if isinstance(c, str) and c.startswith("RA_after:")]
+    needed = {"RA_recheck", "recheck_n", "adaptive_n"}
+    if not after or not needed <= set(frame.columns):
+        return []
+    values = frame[after].apply(pd.to_numeric, errors="coerce").min(axis=1)
+    numbers = {c: pd.to_numeric(frame[c], errors="coerce") for c in needed}
+    drop = (values - numbers["RA_recheck"]) * numbers["adaptive_n"] / numbers["recheck_n"]
+    rows = frame.assign(_drop=drop)[drop.notna()]
+    keys = [*SETTING, "scenario", "attack", "eps", "defense"]
+    flags = []
+    for _, row in rows.groupby(keys, sort=False, as_index=False)["_drop"].mean().iterrows():
+        if row["_drop"] > RECHECK_TOLERANCE:
+            message = f"the convergence re-check lowers RA by {row['_drop']:.1f} points on its subset"
+            flags.append(_flag("not-converged", row, message))
     return flags
 
 

@@ -37,18 +37,22 @@ def _split(scores: Tensor, forbidden: Tensor) -> tuple[Tensor, Tensor]:
 
 def dlr_loss(scores: Tensor, forbidden: Tensor) -> Tensor:
     """Difference of logits ratio (Croce & Hein 2020, Eq. 6) with the label's score the largest
-    forbidden one: −(z_F − max_{allowed} z) / (z_π1 − z_π3)."""
+    forbidden one: −(z_F − max_{allowed} z) / (z_π1 − z_π3); below 3 outcomes (DLR undefined) the
+    plain margin −(z_F − max_{allowed} z)."""
     z_f, z_other = _split(scores, forbidden)
     top = scores.sort(dim=1, descending=True).values
-    return -(z_f - z_other) / (top[:, 0] - top[:, 2] + 1e-12)
+    scale = top[:, 0] - top[:, 2] + 1e-12 if scores.shape[1] >= 3 else 1.0
+    return -(z_f - z_other) / scale
 
 
 def targeted_dlr_loss(scores: Tensor, forbidden: Tensor, target: Tensor) -> Tensor:
-    """Targeted DLR (Croce & Hein 2020, Sec. 5): −(z_F − z_t) / (z_π1 − (z_π3 + z_π4)/2)."""
+    """Targeted DLR (Croce & Hein 2020, Sec. 5): −(z_F − z_t) / (z_π1 − (z_π3 + z_π4)/2); below 4
+    outcomes the plain margin −(z_F − z_t)."""
     z_f, _ = _split(scores, forbidden)
     top = scores.sort(dim=1, descending=True).values
     z_t = scores.gather(1, target.view(-1, 1)).squeeze(1)
-    return -(z_f - z_t) / (top[:, 0] - (top[:, 2] + top[:, 3]) / 2 + 1e-12)
+    scale = top[:, 0] - (top[:, 2] + top[:, 3]) / 2 + 1e-12 if scores.shape[1] >= 4 else 1.0
+    return -(z_f - z_t) / scale
 
 
 class AdaptiveEnsemble(Attack):
@@ -124,7 +128,7 @@ class AdaptiveEnsemble(Attack):
         self.p_init = float(p_init)
         self.samples, self.recheck_samples = int(samples), int(recheck_samples)
         self.eot = check_int("eot", eot)
-        self._generators: dict[str, torch.Generator] = {}
+        self.rechecking = False  # a convergence check draws its own random streams
 
     def perturb(self, x: Tensor) -> Tensor:
         raise NotImplementedError("adaptive attacks a task's decision: use the adaptive scenario")
@@ -142,8 +146,7 @@ class AdaptiveEnsemble(Attack):
             p_init=self.p_init,
             eot=self.eot,
         )
-        check.ctx, check.encoders = self.ctx, self.encoders
-        check._generators = {"offset": torch.Generator().manual_seed(self.ctx.seed * 1_000_003 + 7919)}
+        check.ctx, check.encoders, check.rechecking = self.ctx, self.encoders, True
         return check
 
     # ------------------------------------------------------------------ the ensemble
@@ -164,13 +167,9 @@ class AdaptiveEnsemble(Attack):
         return out
 
     def _generator(self, name: str) -> torch.Generator:
-        """One seeded stream per member, advancing across batches (CPU)."""
-        if "offset" in self._generators:  # a convergence check: one stream of its own
-            return self._generators["offset"]
-        if name not in self._generators:
-            offset = 100 + MEMBERS.index(name)
-            self._generators[name] = torch.Generator().manual_seed(self.ctx.seed * 1_000_003 + offset)
-        return self._generators[name]
+        """A seeded CPU stream per member, the same for every call (a batch's result depends on it alone)."""
+        offset = 100 + MEMBERS.index(name) + (50 if self.rechecking else 0)
+        return torch.Generator().manual_seed(self.ctx.seed * 1_000_003 + offset)
 
     def _query(self, target: AdaptiveTarget, x: Tensor) -> tuple[Tensor, Tensor]:
         if self.eot == 1:
