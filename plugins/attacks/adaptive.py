@@ -262,9 +262,7 @@ class AdaptiveEnsemble(Attack):
             better = value > best_value
             best[better], best_value[better], best_grad[better] = x_adv[better], value[better], grad[better]
             since += 1
-            if (
-                since == period
-            ):  # a checkpoint w_j: halve the step where progress stalled (Alg. 1, condition 1–2)
+            if since == period:  # a checkpoint w_j: halve the step where progress stalled (Alg. 1)
                 rises = (history[max(i - period + 1, 1) : i + 1] > history[max(i - period, 0) : i]).sum(0)
                 halve = (rises <= 0.75 * period) | (~reduced & (last_best >= best_value))
                 reduced, last_best = halve, best_value.clone()

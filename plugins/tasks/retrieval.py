@@ -86,16 +86,20 @@ class Retrieval(Task):
         if self.main != "knn":
             return None
         raw = self.gallery(model, data)
-        gallery = torch.nn.functional.normalize(raw, dim=1)
-        labels = data.train.labels.to(gallery.device)
-        members = [(labels == c).nonzero().flatten() for c in range(data.train.num_classes)]
+        order = data.train.labels.argsort(stable=True)  # the gallery by class: each class a slice
+        by_class = torch.nn.functional.normalize(raw, dim=1)[order.to(raw.device)]
+        counts = torch.bincount(data.train.labels, minlength=data.train.num_classes)
+        spans = list(zip((counts.cumsum(0) - counts).tolist(), counts.cumsum(0).tolist()))
 
         def decide(features: list[Tensor]) -> tuple[Tensor, Tensor]:
             queries = retrieval_embedding(features)
-            similarity = torch.nn.functional.normalize(queries, dim=1) @ gallery.T
-            scores = torch.stack(
-                [similarity[:, m].topk(min(self.k, len(m)), dim=1).values.mean(1) for m in members], dim=1
-            )
+            similarity = torch.nn.functional.normalize(queries, dim=1) @ by_class.T
+            lowest = similarity.new_full((len(similarity),), -1.0)  # a class absent from the gallery
+            nearest = [
+                similarity[:, a:b].topk(min(self.k, b - a), dim=1).values.mean(1) if b > a else lowest
+                for a, b in spans
+            ]
+            scores = torch.stack(nearest, dim=1)
             vote = self.votes(queries.detach(), raw, data)[1].to(queries.device)
             return scores / TEMPERATURE, vote
 
