@@ -10,7 +10,14 @@ from zepad_bench import load_registry
 from zepad_bench.context import RunContext
 from zepad_bench.errors import SuiteError, UserError
 from zepad_bench.interfaces import Branch, DefendedModel
-from zepad_bench.pipeline import AdaptiveTarget, classification_target, evaluate, judge
+from zepad_bench.pipeline import (
+    AdaptiveTarget,
+    classification_target,
+    evaluate,
+    judge,
+    subset,
+    wilson_interval,
+)
 from zepad_bench.runner import Runner
 from zepad_bench.suite import load_suite
 from zepad_bench_plugins.attacks.adaptive import AdaptiveEnsemble
@@ -219,6 +226,38 @@ def test_detection_outcome_is_the_class_or_flagged():
     assert not target.fooled(decision, y).any()
     assert target.fooled(decision, (y + 1) % 5)[~flagged].all()
     assert Detection.report_metrics[:3] == ("detection_accuracy", "AUROC", "undetected_success")
+
+
+def test_an_attack_of_the_older_form_still_runs():
+    """An outside attack that implements only ``perturb_pipeline`` gets the target's scores as a module
+    and is judged like any other (one stage named after the attack)."""
+    from zepad_bench.interfaces import Attack
+
+    class OldForm(Attack):
+        name = "old-form"
+        scenarios = ("adaptive",)
+
+        def perturb_pipeline(self, pipeline, x, y):
+            x = x.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(pipeline(x), y), x)
+            return (x + self.eps * grad.sign()).clamp(0, 1).detach()
+
+    model, heads = toy_model(ZePAD())
+    target = classification_target(model, heads, 5)
+    x, y = clean_labelled(target)
+    old = OldForm(8 / 255)
+    run = evaluate(old, target, x, y, 16, torch.Generator().manual_seed(0))
+    assert set(k for k in run.metrics if k.startswith("RA_after:")) == {"RA_after:old-form"}
+    assert run.metrics["RA_after:old-form"] < 100.0
+
+
+def test_wilson_interval_and_the_seeded_subset():
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(40.383, abs=1e-3) and high == pytest.approx(59.617, abs=1e-3)
+    assert wilson_interval(0, 32)[0] == 0.0 and 0 < wilson_interval(0, 32)[1] < 11  # never below 0
+    rows = subset(539, 32, torch.Generator().manual_seed(3))
+    assert len(rows.unique()) == 32 and torch.equal(rows, subset(539, 32, torch.Generator().manual_seed(3)))
+    assert torch.equal(subset(40, 0, torch.Generator()), torch.arange(40))
 
 
 def test_ensemble_params_are_checked():
