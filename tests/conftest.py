@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -78,3 +80,27 @@ def smoke_suite(tmp_path: Path) -> Path:
     path = tmp_path / "smoke.toml"
     path.write_text(SMOKE_SUITE)
     return path
+
+
+def run_cli(args: list[str], cwd: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
+    """``zepad-bench ARGS`` in a new process (a fresh plugin registry), in ``cwd``, with ``env_extra``."""
+    return subprocess.run(
+        [sys.executable, "-m", "zepad_bench.cli", *args],
+        cwd=cwd,
+        env={**os.environ, **env_extra},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+
+
+def run_main(args: list[str], monkeypatch) -> int:
+    """Run ``main`` (the console script's entry) in this process and return its exit status."""
+    monkeypatch.setattr(sys, "argv", ["zepad-bench", *args])
+    try:
+        from zepad_bench.cli import main
+
+        main()
+    except SystemExit as exc:
+        return exc.code
+    return 0

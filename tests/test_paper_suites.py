@@ -1,5 +1,6 @@
-"""The paper suites (suites/*.toml): fail fast without data, validate on their documented layout, and
-cover every cell of the paper tables they reproduce; the offline counterparts validate as they are."""
+"""The paper suites (suites/*.toml): list all that is missing without data, validate on their documented
+layout, and cover every cell of the paper tables they reproduce; the offline counterparts validate as they
+are."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from pathlib import Path
 import pytest
 import tomllib
 
-from zepad_bench.errors import UserError
+from zepad_bench.errors import SuiteMissing
 from zepad_bench.reference import comparisons, paper_cells
 from zepad_bench.registry import load_registry
 from zepad_bench.suite import load_suite
@@ -65,18 +66,21 @@ def documented_layout(name: str, root: Path, skip: str | None = None) -> Path:
 
 
 @pytest.mark.parametrize("name", sorted(PAPER))
-def test_without_data_validation_stops_at_the_first_missing_path(name, tmp_path, monkeypatch):
+def test_without_data_validation_lists_every_missing_path(name, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path / "..")  # the working directory does not matter
-    with pytest.raises(UserError) as error:
+    with pytest.raises(SuiteMissing) as error:
         load_suite(copied(name, tmp_path), REGISTRY)
-    message = str(error.value)
-    assert "\n" not in message
-    first_id, first = next(iter(raw(name)["datasets"].items()))  # the first dataset is checked first
-    assert str(tmp_path / repo_relative(first["root"])) in message and "download" in message
-    assert f"datasets.{first_id}:" in message  # the table is named
+    table = raw(name)
+    files = [f"encoders.{i}" for i, spec in table["encoders"].items() if spec["plugin"] == "solo-learn"]
+    assert [key for key, _ in error.value.items] == [f"datasets.{i}" for i in table["datasets"]] + files
+    lines = str(error.value).splitlines()
+    assert len(lines) == len(error.value.items)  # one line per missing item, naming its table
+    first_id, first = next(iter(table["datasets"].items()))
+    assert lines[0].startswith(f"{tmp_path}/suites/{name}.toml: missing data: datasets.{first_id}: ")
+    assert str(tmp_path / repo_relative(first["root"])) in lines[0] and "download" in lines[0]
 
 
-def test_the_cli_prints_one_line_and_exits_2(tmp_path):
+def test_the_cli_lists_what_is_missing_and_exits_3(tmp_path):
     suite = copied("comparison", tmp_path)
     done = subprocess.run(
         [sys.executable, "-m", "zepad_bench.cli", "validate", str(suite)],
@@ -84,10 +88,13 @@ def test_the_cli_prints_one_line_and_exits_2(tmp_path):
         capture_output=True,
         text=True,
     )
-    assert done.returncode == 2
-    assert done.stderr.count("\n") == 1
-    expected = f"error: {suite}: datasets.cifar10: CIFAR10 not found under {tmp_path}/data"
-    assert done.stderr.startswith(expected)
+    assert done.returncode == 3 and "error" not in done.stderr
+    lines = done.stderr.splitlines()
+    assert lines[0].startswith(
+        f"{suite}: missing data: datasets.cifar10: CIFAR10 not found under {tmp_path}/data"
+    )
+    assert all(line.startswith(f"{suite}: missing data: ") for line in lines[:-1])
+    assert lines[-1].startswith("1 of 1 suites are valid but lack data")
 
 
 @pytest.mark.parametrize("name", sorted(PAPER))
@@ -110,8 +117,8 @@ def test_paper_settings_and_documented_layout(name, tmp_path):
 def test_a_missing_checkpoint_is_named(tmp_path):
     missing = "zoo/imagenet/byol.ckpt"
     suite = documented_layout("comparison", tmp_path, skip=missing)
-    expected = f"encoders.byol-imagenet: {tmp_path / missing}: checkpoint not found"
-    with pytest.raises(UserError, match=expected):
+    expected = f"missing data: encoders.byol-imagenet: {tmp_path / missing}: checkpoint not found"
+    with pytest.raises(SuiteMissing, match=expected):
         load_suite(suite, REGISTRY)
 
 

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from conftest import run_cli as cli
 
 from zepad_bench import load_registry
 from zepad_bench.errors import UserError
@@ -22,18 +20,6 @@ def make_distribution(root: Path) -> None:
     info.mkdir()
     (info / "METADATA").write_text("Metadata-Version: 2.1\nName: zb-outside-plugin\nVersion: 0.3\n")
     (info / "entry_points.txt").write_text("[zepad_bench]\noutside = zb_outside_plugin\n")
-
-
-def cli(args: list[str], cwd: Path, env_extra: dict[str, str]) -> subprocess.CompletedProcess:
-    env = {**os.environ, **env_extra}
-    return subprocess.run(
-        [sys.executable, "-m", "zepad_bench.cli", *args],
-        cwd=cwd,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
 
 
 def test_builtins_are_registered_through_entry_points():

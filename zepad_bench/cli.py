@@ -8,8 +8,8 @@ from pathlib import Path
 
 import click
 
-from zepad_bench.errors import UserError
-from zepad_bench.loading import load_with_axes as _load
+from zepad_bench.errors import Missing, UserError
+from zepad_bench.loading import load_with_axes
 from zepad_bench.zoo import pretrain_command
 
 AXIS_OPTIONS = (
@@ -37,6 +37,31 @@ OUT_OPTION = click.option(
     type=click.Path(file_okay=False),
     help="Where the leaderboard (.md/.csv/.json) is published.",
 )
+
+
+_WARNED: set[str] = set()
+
+
+def _warn_broken(broken) -> None:
+    """One line on stderr per installed plugin that could not load (once per process); work goes on."""
+    for failure in map(str, broken):
+        if failure not in _WARNED:
+            _WARNED.add(failure)
+            click.echo(f"warning: {failure}; skipped, everything else works", err=True)
+
+
+def _registry():
+    """Every installed plugin; the ones that cannot load are named on stderr and skipped."""
+    from zepad_bench.registry import load_registry
+
+    registry = load_registry()
+    _warn_broken(registry.broken)
+    return registry
+
+
+def _load(suite_path: str, axes: dict, download: bool = False):
+    """The validated suite (with CLI axis overrides) over every installed plugin."""
+    return load_with_axes(suite_path, axes, download, _registry())
 
 
 def _axis_options(func):
@@ -218,21 +243,36 @@ def _display_path(path: Path) -> str:
 def validate(suite_paths):
     """Check suites (syntax, names, types, budgets, references, data paths) without running.
 
-    Every suite is checked; the exit status is 2 if any of them is invalid.
+    Every suite is checked. A valid suite prints "ok"; one that only lacks data, checkpoints or optional
+    packages on this machine lists every missing item (each line says how to get it, e.g. with
+    `zepad-bench run SUITE --download`); a broken suite prints its first error.
+
+    \b
+    Exit status: 0 all valid and complete
+                 3 none broken, but some lack data, checkpoints or packages here
+                 2 at least one suite is broken (or cannot be read)
     """
-    failed = []
+    counts = {"ok": 0, "missing": 0, "error": 0}
     for path in suite_paths:
         try:
             suite = _load(path, {})
-        except UserError as exc:
-            if len(suite_paths) == 1:
-                raise
-            failed.append(path)
-            click.echo(f"{path}: error: {exc}", err=True)
+        except Missing as exc:
+            counts["missing"] += 1
+            click.echo(str(exc), err=True)
             continue
+        except UserError as exc:
+            counts["error"] += 1
+            text = str(exc)
+            click.echo(f"{path}: error: {text.removeprefix(f'{path}: ')}", err=True)
+            continue
+        counts["ok"] += 1
         click.echo(f"{path}: ok ({len(suite.cells())} cells)")
-    if failed:
-        raise UserError(f"{len(failed)} of {len(suite_paths)} suites are invalid")
+    total, lacking = len(suite_paths), "lack data, checkpoints or packages on this machine (lines above)"
+    if counts["error"]:
+        also = f"; {counts['missing']} {lacking}" if counts["missing"] else ""
+        raise UserError(f"{counts['error']} of {total} suites are invalid{also}")
+    if counts["missing"]:
+        raise Missing(f"{counts['missing']} of {total} suites are valid but {lacking}")
 
 
 @cli.command()
@@ -255,17 +295,19 @@ def leaderboard(suite_path, workdir, out_dir, reference, readme, **axes):
     _publish(_load(suite_path, axes), workdir, out_dir, reference=reference, readme=readme)
 
 
+KINDS = ("attacks", "defenses", "encoders", "datasets", "tasks")
+
+
 @cli.command("list")
-@click.argument(
-    "kind", required=False, type=click.Choice(["attacks", "defenses", "encoders", "datasets", "tasks"])
-)
+@click.argument("kind", required=False, type=click.Choice(KINDS))
 @click.option("--params", "with_params", is_flag=True, help="Also show each plugin's declared parameters.")
 def list_plugins(kind, with_params):
     """Show registered plugins (KIND: attacks, defenses, encoders, datasets, tasks) with their provider."""
     from zepad_bench.listing import plugin_manifest
 
     manifest = plugin_manifest()
-    for k in [kind] if kind else manifest:
+    _warn_broken(manifest.get("broken", ()))
+    for k in [kind] if kind else KINDS:
         click.echo(f"{k}:")
         for name, entry in manifest[k].items():
             doc = entry["doc"].splitlines()[0] if entry["doc"] else ""
@@ -283,8 +325,9 @@ def show(plugin):
     from zepad_bench.listing import plugin_manifest
 
     manifest = plugin_manifest()
+    _warn_broken(manifest.get("broken", ()))
     kind, _, name = plugin.rpartition(":")
-    found = [k for k in ([kind] if kind in manifest else manifest) if name in manifest[k]]
+    found = [k for k in ([kind] if kind in KINDS else KINDS) if name in manifest[k]]
     if not found:
         raise UserError(f"no plugin named {name!r}; see `zepad-bench list`")
     for k in found:
@@ -303,29 +346,38 @@ def show(plugin):
     "params",
     multiple=True,
     metavar="KEY=VALUE",
-    help="A plugin parameter (a TOML value); repeatable.",
+    help="A plugin parameter (a TOML value); repeatable. A bad value is a usage error, not a failed check.",
 )
-def check_plugin_command(plugin, params):
+@click.option(
+    "--suite",
+    "suite_path",
+    metavar="SUITE",
+    type=click.Path(dir_okay=False, exists=True),
+    help="Also load SUITE's `[suite] plugins` modules (looked up beside the suite file first).",
+)
+def check_plugin_command(plugin, params, suite_path):
     """Run the conformance kit on NAME (an attack, defense or backbone; KIND:NAME if ambiguous) on tiny data.
 
     \b
-    Attacks: budget, [0, 1] range, label-free fit, non-zero effect, determinism, state round trip.
-    Defenses: branch encoders and heads survive the cache, head and fusion shapes.
+    Attacks: label-free fit, budget, [0, 1] range, non-zero effect, determinism, state round trip.
+    Defenses: fit, branch encoders and heads survive the cache, head and fusion shapes.
     Backbones: out_dim, gradients to the input, rebuild from the cached state.
+    Every check runs and is reported, whatever failed before it. Exit status 2 when one fails.
     """
     import tomllib
 
     from zepad_bench.nn.backbones import known_archs
-    from zepad_bench.registry import load_registry
+    from zepad_bench.suite.plugin_modules import suite_registry
     from zepad_bench.testing import check_plugin
 
-    registry = load_registry()
+    registry = suite_registry(suite_path, _registry()) if suite_path else _registry()
     kind, _, name = plugin.rpartition(":")
     kinds = [kind] if kind else ["attacks", "defenses", "backbones"]
     found = [k for k in kinds if name in (known_archs() if k == "backbones" else registry.kind(k))]
     if len(found) != 1:
         what = "no attack, defense or backbone" if not found else f"both {' and '.join(found)} have one"
-        raise UserError(f"check-plugin {plugin!r}: {what} named {name!r}; see `zepad-bench list`")
+        where = f" (installed or in {suite_path}'s plugins)" if suite_path else ""
+        raise UserError(f"check-plugin {plugin!r}: {what} named {name!r}{where}; see `zepad-bench list`")
     values = {}
     for item in params:
         key, sep, text = item.partition("=")
@@ -338,7 +390,10 @@ def check_plugin_command(plugin, params):
     try:
         report = check_plugin(found[0], name, values, registry)
     except (TypeError, ValueError) as exc:
-        raise UserError(f"{plugin}: bad parameters: {exc}") from None
+        given = " ".join(f"--param {p}" for p in params) or "no --param"
+        raise UserError(
+            f"check-plugin {plugin}: bad parameters ({given}): {' '.join(str(exc).split())}"
+        ) from None
     for line in report.lines():
         click.echo(line)
     if not report.ok:
@@ -349,15 +404,19 @@ cli.add_command(pretrain_command)
 
 
 def main() -> None:
-    """Entry point: user errors print one line (no traceback) and exit 2."""
+    """Entry point: user errors print one line (no traceback) and exit 2; a valid suite that lacks data
+    here prints one line per missing item and exits 3."""
     try:
         cli.main(standalone_mode=False)
     except click.ClickException as exc:
         exc.show()
         sys.exit(exc.exit_code)
+    except Missing as exc:  # a valid suite lacking data here: its lines say how to get each item
+        click.echo(str(exc), err=True)
+        sys.exit(exc.exit_code)
     except UserError as exc:
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
+        sys.exit(exc.exit_code)
     except (KeyboardInterrupt, click.exceptions.Abort):
         click.echo(
             "interrupted: finished cells and stages are saved; run the same command again to resume", err=True

@@ -19,6 +19,8 @@ import sys
 import types
 from pathlib import Path
 
+from zepad_bench.errors import UserError
+
 HOST_PACKAGE = "zepad_bench"
 
 
@@ -84,56 +86,68 @@ def _imports(source: str, module: str, is_package: bool) -> set[str]:
     return names
 
 
-def _module_digest(module: str) -> tuple[str, tuple[str, ...]]:
-    """(sha256 of the module's compiled code without docstrings, the in-scope modules it imports)."""
+def _stat(module: str) -> tuple[Path, int, int] | None:
+    """(source file, mtime_ns, size) of ``module``, or ``None`` when it has no source file."""
     path = _origin(module)
     if path is None:
-        return "", ()
+        return None
     stat = path.stat()
-    return _file_digest(module, path, stat.st_mtime_ns, stat.st_size)
+    return path, stat.st_mtime_ns, stat.st_size
 
 
 @functools.cache
-def _file_digest(module: str, path: Path, mtime_ns: int, size: int) -> tuple[str, tuple[str, ...]]:
-    source = path.read_text()
+def _file_imports(module: str, path: Path, mtime_ns: int, size: int) -> tuple[str, ...]:
+    """The modules ``path`` imports, read from its text (a file that does not compile still has them)."""
+    return tuple(sorted(_imports(path.read_text(), module, path.name == "__init__.py")))
+
+
+@functools.cache
+def _file_digest(path: Path, mtime_ns: int, size: int) -> str:
+    """sha256 of the file's compiled code without docstrings (compiled under its real path, so a syntax
+    error names the file and line)."""
     digest = hashlib.sha256()
-    # optimize=2 drops docstrings (and asserts): documentation edits keep the cache valid
-    _code_digest(compile(source, "<plugin>", "exec", dont_inherit=True, optimize=2), digest)
-    return digest.hexdigest(), tuple(sorted(_imports(source, module, path.name == "__init__.py")))
+    try:
+        # optimize=2 drops docstrings (and asserts): documentation edits keep the cache valid
+        code = compile(path.read_text(), str(path), "exec", dont_inherit=True, optimize=2)
+    except SyntaxError as exc:
+        raise UserError(f"{exc.filename}:{exc.lineno}: SyntaxError: {exc.msg} (plugin code)") from None
+    _code_digest(code, digest)
+    return digest.hexdigest()
 
 
-def closure(module: str) -> dict[str, str]:
-    """Digest of ``module`` and of every module it reaches in its own top-level package and
-    ``zepad_bench`` (by name; found and hashed without importing them)."""
+def closure(module: str) -> dict[str, Path]:
+    """``module`` and every module it reaches in its own top-level package and ``zepad_bench``, with
+    their source files (found by name from the import statements' text; nothing is imported or compiled)."""
     scope = {module.partition(".")[0], HOST_PACKAGE}
-    seen: dict[str, str] = {}
+    seen: dict[str, Path] = {}
     todo = [module]
     while todo:
         name = todo.pop()
         if name in seen or name.partition(".")[0] not in scope:
             continue
-        digest, imported = _module_digest(name)
-        if not digest:
+        found = _stat(name)
+        if found is None:
             continue
-        seen[name] = digest
-        todo.extend(imported)
+        seen[name] = found[0]
+        todo.extend(_file_imports(name, *found))
     return seen
 
 
 def source_hash(module: str) -> str:
-    """Hash of :func:`closure` of ``module``."""
-    blob = "\n".join(f"{name}:{digest}" for name, digest in sorted(closure(module).items()))
-    return hashlib.sha256(blob.encode()).hexdigest()
+    """Hash of the compiled code (without docstrings or line numbers) of :func:`closure` of ``module``."""
+    digests = []
+    for name, path in sorted(closure(module).items()):
+        stat = path.stat()
+        digests.append(f"{name}:{_file_digest(path, stat.st_mtime_ns, stat.st_size)}")
+    return hashlib.sha256("\n".join(digests).encode()).hexdigest()
 
 
 def files_stamp(module: str) -> list[tuple[str, int, int]]:
     """(path, mtime_ns, size) of every file of :func:`closure` of ``module`` (any edit, docs included)."""
     out = []
-    for name in sorted(closure(module)):
-        path = _origin(name)
-        if path is not None:
-            stat = path.stat()
-            out.append((str(path), stat.st_mtime_ns, stat.st_size))
+    for _, path in sorted(closure(module).items()):
+        stat = path.stat()
+        out.append((str(path), stat.st_mtime_ns, stat.st_size))
     return out
 
 

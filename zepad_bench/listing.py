@@ -35,33 +35,40 @@ def _stamp() -> str:
     return content_key({"entry_points": points, "files": files, "allow": os.environ.get(ENV_ALLOWLIST)})
 
 
-def _build() -> dict[str, dict[str, dict[str, Any]]]:
+def _build() -> dict[str, Any]:
     from zepad_bench.params import describe
     from zepad_bench.registry import KINDS, load_registry
 
     registry = load_registry()
     return {
-        kind: {
-            name: {
-                "provider": str(registry.provider(kind, name)),
-                "doc": (cls.__doc__ or "").strip(),
-                "params": describe(cls),
-                "methods": list(getattr(cls, "methods", None) or []),
+        "broken": [str(b) for b in registry.broken],
+        **{
+            kind: {
+                name: {
+                    "provider": str(registry.provider(kind, name)),
+                    "doc": (cls.__doc__ or "").strip(),
+                    "params": describe(cls),
+                    "methods": list(getattr(cls, "methods", None) or []),
+                }
+                for name, cls in sorted(registry.kind(kind).items())
             }
-            for name, cls in sorted(registry.kind(kind).items())
-        }
-        for kind in KINDS
+            for kind in KINDS
+        },
     }
 
 
-def plugin_manifest() -> dict[str, dict[str, dict[str, Any]]]:
-    """kind → name → provider, doc, params (one line each), methods — from the cache when current."""
+def plugin_manifest() -> dict[str, Any]:
+    """kind → name → provider, doc, params (one line each), methods — from the cache when current —
+    and ``"broken"``: the installed plugins that could not load (one line each; such a manifest is not
+    cached, so installing what a plugin lacks is seen at once)."""
     path = cache_dir() / f"plugins-{_stamp()[:24]}.json"
     try:
         return json.loads(path.read_text())
     except (OSError, ValueError):
         pass
     manifest = _build()
+    if manifest["broken"]:
+        return manifest
     try:
         atomic_write_bytes(path, json.dumps(manifest, indent=1).encode())
         for old in path.parent.glob("plugins-*.json"):

@@ -1,4 +1,4 @@
-"""Metric definitions (design §1): sample-weighted, as percentages."""
+"""Metric definitions (docs/architecture.md, Definitions): sample-weighted, as percentages."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ import pluggy
 
 from zepad_bench import hookspecs
 from zepad_bench.errors import UserError
+from zepad_bench.plugin_failures import BrokenPlugin, PluginLoadError
 
 KINDS = ("attacks", "defenses", "encoders", "datasets", "tasks")
 ENV_ALLOWLIST = "ZEPAD_BENCH_PLUGINS"
@@ -44,6 +45,8 @@ class Registry:
     backbones: dict[str, Callable[..., Any]] = field(default_factory=dict)
     """Architectures from plugins (name → builder); the built-ins are in ``zepad_bench.nn.backbones``."""
     providers: dict[tuple[str, str], Provider] = field(default_factory=dict)
+    broken: list[BrokenPlugin] = field(default_factory=list)
+    """Installed plugins skipped because they could not load (one line each: ``str(b)``)."""
 
     def kind(self, kind: str) -> dict[str, type]:
         return getattr(self, kind)
@@ -54,9 +57,14 @@ class Registry:
     def get(self, kind: str, name: str) -> type:
         table = self.kind(kind)
         if name not in table:
-            known = ", ".join(sorted(table)) or "none"
-            raise UserError(f"unknown {kind[:-1]} plugin {name!r}; known: {known}")
+            raise UserError(self.unknown(kind, name))
         return table[name]
+
+    def unknown(self, kind: str, name: str) -> str:
+        """Why ``name`` is not a ``kind`` plugin: the known names, and the plugins that failed to load."""
+        known = ", ".join(sorted(self.kind(kind))) or "none"
+        skipped = "".join(f"; not loaded, may provide it: {b}" for b in self.broken)
+        return f"unknown {kind[:-1]} plugin {name!r}; known: {known}{skipped}"
 
 
 def _allowed(dist_name: str) -> bool:
@@ -76,31 +84,88 @@ def entry_points() -> list[tuple[Provider, importlib.metadata.EntryPoint]]:
     ]
 
 
-def _plugin_manager(modules: tuple[str, ...]) -> tuple[pluggy.PluginManager, dict[int, Provider]]:
+@dataclass(frozen=True)
+class _Loaded:
+    """A plugin object registered with pluggy: who provides it, and how it was named."""
+
+    plugin: Any
+    provider: Provider
+    source: str  # "entry point NAME = MODULE" or "module MODULE"
+    module: str
+    adhoc: bool  # named by a suite (or ``load_registry(modules)``): a failure is the caller's error
+
+
+def _plugin_manager(
+    modules: tuple[str, ...],
+) -> tuple[pluggy.PluginManager, list[_Loaded], list[BrokenPlugin]]:
+    """Import every allowed entry point (one that raises is skipped and reported) and ``modules`` (one
+    that raises is a :class:`PluginLoadError`)."""
     pm = pluggy.PluginManager("zepad_bench")
     pm.add_hookspecs(hookspecs)
-    providers: dict[int, Provider] = {}
+    loaded: list[_Loaded] = []
+    broken: list[BrokenPlugin] = []
     for provider, ep in entry_points():
-        plugin = ep.load()
+        source = f"entry point {ep.name} = {ep.value}"
+        try:
+            plugin = ep.load()
+        except Exception as exc:  # a broken outside plugin must not take the host down
+            broken.append(BrokenPlugin.of(exc, str(provider), source, ep.module))
+            continue
         if pm.is_registered(plugin):
             continue
         pm.register(plugin, name=f"{provider.name}:{ep.name}")
-        providers[id(plugin)] = provider
+        loaded.append(_Loaded(plugin, provider, source, ep.module, adhoc=False))
     for module_name in modules:
+        source = f"module {module_name}"
         try:
             module = importlib.import_module(module_name)
-        except ImportError as exc:
-            raise UserError(f"cannot import plugin module {module_name!r}: {exc}") from None
+        except Exception as exc:
+            raise PluginLoadError(BrokenPlugin.of(exc, module_name, source, module_name)) from None
         if not pm.is_registered(module):
             pm.register(module, name=module_name)
-            providers[id(module)] = Provider(module_name)
-    return pm, providers
+            loaded.append(_Loaded(module, Provider(module_name), source, module_name, adhoc=True))
+    return pm, loaded, broken
+
+
+def _collect(pm: pluggy.PluginManager, entry: _Loaded, bases: dict[str, type]) -> dict[str, list[Any]]:
+    """Call ``entry``'s ``register_*`` hooks: kind → the classes (backbones: ``(name, builder)``) it
+    registers, each checked for its kind. Raises whatever the plugin's hooks raise."""
+    staged: dict[str, list[Any]] = {kind: [] for kind in (*KINDS, "backbones")}
+    for kind in staged:
+        impls = [i for i in getattr(pm.hook, f"register_{kind}").get_hookimpls() if i.plugin is entry.plugin]
+        for impl in impls:
+
+            def register(*args, _kind=kind):
+                staged[_kind].append(_checked(entry.provider, _kind, bases, *args))
+
+            impl.function(register=register)
+    return staged
+
+
+def _checked(provider: Provider, kind: str, bases: dict[str, type], *args: Any) -> Any:
+    """One ``register(...)`` call's argument(s) if they fit ``kind``, else a UserError naming ``provider``."""
+    if kind == "backbones":
+        name, builder = args if len(args) == 2 else (None, None)
+        if not isinstance(name, str) or not name or not callable(builder):
+            raise UserError(f"{provider}: register_backbones takes register(name: str, builder)")
+        return name, builder
+    (cls,) = args
+    if not (isinstance(cls, type) and issubclass(cls, bases[kind])):
+        raise UserError(
+            f"{provider} registered {cls!r} in {kind}, which is not a subclass of "
+            f"zepad_bench.{bases[kind].__name__}"
+        )
+    if not isinstance(getattr(cls, "name", None), str) or not cls.name:
+        raise UserError(f"{provider} registered {cls!r} in {kind} without a string `name`")
+    return cls
 
 
 def load_registry(modules: tuple[str, ...] | list[str] = ()) -> Registry:
     """Load every installed plugin (plus ``modules``, imported by path) into a :class:`Registry`.
 
-    Two plugins registering the same name in one kind is an error naming both providers.
+    An installed plugin whose import or hooks raise is skipped and listed in ``registry.broken`` (one
+    line each); a module of ``modules`` that does so raises :class:`PluginLoadError`. Two plugins
+    registering the same name in one kind is an error naming both providers.
     """
     from zepad_bench import interfaces
 
@@ -111,51 +176,45 @@ def load_registry(modules: tuple[str, ...] | list[str] = ()) -> Registry:
         "datasets": interfaces.DatasetSource,
         "tasks": interfaces.Task,
     }
-    pm, providers = _plugin_manager(tuple(modules))
-    registry = Registry()
-    for kind in KINDS:
-        hook = getattr(pm.hook, f"register_{kind}")
-        table = registry.kind(kind)
-        for impl in hook.get_hookimpls():
-            provider = providers.get(id(impl.plugin), Provider(impl.plugin_name))
-
-            def register(cls, _provider=provider, _kind=kind, _table=table):
-                if not (isinstance(cls, type) and issubclass(cls, bases[_kind])):
+    pm, loaded, broken = _plugin_manager(tuple(modules))
+    registry = Registry(broken=broken)
+    for entry in loaded:
+        try:
+            staged = _collect(pm, entry, bases)
+        except Exception as exc:
+            failure = BrokenPlugin.of(exc, str(entry.provider), entry.source, entry.module)
+            if entry.adhoc:
+                raise PluginLoadError(failure) from None
+            broken.append(failure)
+            continue
+        for kind in KINDS:
+            table = registry.kind(kind)
+            for cls in staged[kind]:
+                if cls.name in table:
+                    other = registry.providers[(kind, cls.name)]
                     raise UserError(
-                        f"{_provider} registered {cls!r} in {_kind}, which is not a subclass of "
-                        f"zepad_bench.{bases[_kind].__name__}"
+                        f"duplicate {kind[:-1]} plugin name {cls.name!r}: provided by {other} and by "
+                        f"{entry.provider}"
                     )
-                name = getattr(cls, "name", None)
-                if not isinstance(name, str) or not name:
-                    raise UserError(f"{_provider} registered {cls!r} in {_kind} without a string `name`")
-                if name in _table:
-                    other = registry.providers[(_kind, name)]
-                    raise UserError(
-                        f"duplicate {_kind[:-1]} plugin name {name!r}: provided by {other} and by {_provider}"
-                    )
-                _table[name] = cls
-                registry.providers[(_kind, name)] = _provider
-
-            impl.function(register=register)
-    _load_backbones(pm, providers, registry)
+                table[cls.name] = cls
+                registry.providers[(kind, cls.name)] = entry.provider
+        _add_backbones(registry, entry.provider, staged["backbones"])
+    _register_backbones(registry)
     return registry
 
 
-def _load_backbones(pm: pluggy.PluginManager, providers: dict[int, Provider], registry: Registry) -> None:
-    """Collect ``register_backbones`` and make the architectures buildable (a clash is an error)."""
-    for impl in pm.hook.register_backbones.get_hookimpls():
-        provider = providers.get(id(impl.plugin), Provider(impl.plugin_name))
+def _add_backbones(registry: Registry, provider: Provider, backbones: list[tuple[str, Any]]) -> None:
+    """Architectures a plugin registered (a name another provider has is an error naming both)."""
+    for name, builder in backbones:
+        if ("backbones", name) in registry.providers:
+            other = registry.providers[("backbones", name)]
+            raise UserError(f"duplicate backbone {name!r}: provided by {other} and by {provider}")
+        registry.backbones[name] = builder
+        registry.providers[("backbones", name)] = provider
 
-        def register(name, builder, _provider=provider):
-            if not isinstance(name, str) or not name or not callable(builder):
-                raise UserError(f"{_provider}: register_backbones takes register(name: str, builder)")
-            if ("backbones", name) in registry.providers:
-                other = registry.providers[("backbones", name)]
-                raise UserError(f"duplicate backbone {name!r}: provided by {other} and by {_provider}")
-            registry.backbones[name] = builder
-            registry.providers[("backbones", name)] = _provider
 
-        impl.function(register=register)
+def _register_backbones(registry: Registry) -> None:
+    """Make the plugins' architectures buildable (a clash with a built-in is an error)."""
     if registry.backbones:
         from zepad_bench.nn.backbones import register_backbone
 

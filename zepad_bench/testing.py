@@ -35,10 +35,10 @@ from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages
 from zepad_bench.nn.codec import head_from_state, head_state
 from zepad_bench.nn.encoder import Encoder
-from zepad_bench.params import check
 from zepad_bench.pipeline import AdaptiveTarget
 from zepad_bench.registry import Registry, load_registry
 from zepad_bench.runner import seed_everything
+from zepad_bench.suite import construct
 
 SIZE = 16
 EPS = 8 / 255
@@ -159,36 +159,45 @@ def check_attack(
         def perturb(attack, images: Tensor) -> Tensor:
             return attack.perturb(images)
 
+    def attack():  # the attack fitted with seed 0 (by the label-free check, or here if that one failed)
+        if "attack" not in state:
+            state["attack"] = fitted(0)
+        return state["attack"]
+
+    def adversarial() -> Tensor:
+        if "x_adv" not in state:
+            state["x_adv"] = perturb(attack(), x)
+        return state["x_adv"]
+
     def label_free() -> str:
         before = [copy.deepcopy(e.state_dict()) for e in encoders]
         stream = Unlabeled(images)
         attack = make(0)
         attack.fit(encoders, stream)
+        state["attack"] = attack  # the other checks use it even when the assertions below fail
         for encoder, saved in zip(encoders, before):
             assert all(torch.equal(saved[k], v) for k, v in encoder.state_dict().items()), (
                 "fit changed a public encoder's weights or buffers"
             )
             assert all(p.grad is None for p in encoder.parameters()), "fit left gradients on an encoder"
-        state["attack"] = attack
         return f"fit read {stream.passes} pass(es) of unlabeled tensors; encoders untouched"
 
     def budget() -> str:
-        x_adv = perturb(state["attack"], x)
+        x_adv = adversarial()
         assert x_adv.shape == x.shape, f"perturb changed the shape {tuple(x.shape)} → {tuple(x_adv.shape)}"
         dist = (x_adv - x).abs().max().item()
         assert dist <= eps + 1e-6, f"‖x_adv − x‖∞ = {dist:.5f} > eps = {eps:.5f}"
-        state["x_adv"] = x_adv
         return f"‖x_adv − x‖∞ = {dist:.5f} ≤ {eps:.5f}"
 
     def value_range() -> str:
-        x_adv = state["x_adv"]
+        x_adv = adversarial()
         if not cls.clamp:
             return "clamp = False: not required"
         assert x_adv.min() >= 0 and x_adv.max() <= 1, f"values in [{x_adv.min():.3f}, {x_adv.max():.3f}]"
         return "values in [0, 1]"
 
     def effect() -> str:
-        changed = (state["x_adv"] != x).float().mean().item()
+        changed = (adversarial() != x).float().mean().item()
         assert changed > 0, "perturb returned its input unchanged"
         return f"{100 * changed:.0f}% of values changed"
 
@@ -198,24 +207,24 @@ def check_attack(
         return "same seed, same perturbation"
 
     def round_trip() -> str:
-        attack = state["attack"]
+        original = attack()
         buffer = io.BytesIO()
-        torch.save(attack.state_dict(), buffer)
+        torch.save(original.state_dict(), buffer)
         buffer.seek(0)
         fresh = make(0)
         fresh.encoders = list(encoders)  # as the runner does before loading
         fresh.load_state_dict(torch.load(buffer, map_location="cpu", weights_only=True))
-        assert torch.equal(perturb(fresh, x), perturb(attack, x)), "the restored attack perturbs differently"
-        return f"state_dict() keys: {', '.join(sorted(attack.state_dict())) or 'none'}"
+        restored = perturb(fresh, x)
+        assert torch.equal(restored, perturb(original, x)), "the restored attack perturbs differently"
+        return f"state_dict() keys: {', '.join(sorted(original.state_dict())) or 'none'}"
 
+    # every check runs, whatever failed before it (a prerequisite that cannot be made fails it too)
     report.record("label-free fit", label_free)
-    if "attack" in state:
-        report.record("budget", budget)
-        if "x_adv" in state:
-            report.record("range [0, 1]", value_range)
-            report.record("non-zero effect", effect)
-        report.record("determinism per seed", determinism)
-        report.record("state round trip", round_trip)
+    report.record("budget", budget)
+    report.record("range [0, 1]", value_range)
+    report.record("non-zero effect", effect)
+    report.record("determinism per seed", determinism)
+    report.record("state round trip", round_trip)
     return report
 
 
@@ -228,18 +237,22 @@ def check_defense(cls: type, params: dict[str, Any] | None = None, auxiliaries: 
     report = Report(f"defense {cls.name}")
     state: dict[str, Any] = {}
 
+    def fitted():  # the defended model (from the fit check, or fitted here if that one failed)
+        if "model" not in state:
+            seed_everything(0)
+            defense = cls(**dict(params or {}))
+            defense.ctx = RunContext(seed=0, image_size=SIZE)
+            state["model"] = defense.fit(victim.copy(), [a.copy() for a in aux], data)
+        return state["model"]
+
     def fit() -> str:
-        seed_everything(0)
-        defense = cls(**dict(params or {}))
-        defense.ctx = RunContext(seed=0, image_size=SIZE)
-        model = defense.fit(victim.copy(), [a.copy() for a in aux], data)
+        model = fitted()
         assert model.branches, "the defended model has no branch"
-        state["model"] = model
         return f"{len(model.branches)} branch(es): {', '.join(b.name for b in model.branches)}"
 
     def branches() -> str:
         x = data.float_images(slice(0, 8))
-        for b in state["model"].branches:
+        for b in fitted().branches:
             restored = Encoder.from_state(b.encoder.to_state()).eval()
             with torch.no_grad():
                 assert torch.allclose(restored(x), b.encoder.eval()(x), atol=1e-5), (
@@ -259,7 +272,7 @@ def check_defense(cls: type, params: dict[str, Any] | None = None, auxiliaries: 
         return "encoders and heads survive the cache; heads give N × classes logits"
 
     def fusion() -> str:
-        model, n, c = state["model"], 5, data.num_classes
+        model, n, c = fitted(), 5, data.num_classes
         logits = [
             torch.randn(n, c, generator=torch.Generator().manual_seed(i)) for i in range(len(model.branches))
         ]
@@ -272,9 +285,8 @@ def check_defense(cls: type, params: dict[str, Any] | None = None, auxiliaries: 
         return f"fuse → N × C; detection score: {'none' if score is None else 'N scores'}"
 
     report.record("fit", fit)
-    if "model" in state:
-        report.record("branch heads", branches)
-        report.record("fusion shapes", fusion)
+    report.record("branch heads", branches)
+    report.record("fusion shapes", fusion)
     return report
 
 
@@ -309,13 +321,14 @@ def check_plugin(
 ) -> Report:
     """Run the contract's checks for plugin ``name`` of ``kind`` (attacks, defenses or backbones).
 
-    Bad ``params`` raise ``TypeError``/``ValueError`` (from the plugin's declaration) before any check.
+    Bad ``params`` raise ``TypeError``/``ValueError`` (from the plugin's declaration or constructor)
+    before any check: they are the caller's mistake, not the plugin's.
     """
     registry = registry or load_registry()
     if kind == "backbones":
         return check_backbone(name, params or None)
     cls = registry.get(kind, name)
-    check(cls, params or {})
+    construct(cls, kind, dict(params or {}), EPS)
     if kind == "attacks":
         return check_attack(cls, params)
     if kind == "defenses":

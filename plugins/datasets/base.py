@@ -15,7 +15,7 @@ from zepad_bench import DatasetSource
 from zepad_bench.data.images import LabeledImages
 from zepad_bench.data.splits import stratified_split
 from zepad_bench.data.transforms import resize_to_uint8
-from zepad_bench.errors import UserError
+from zepad_bench.errors import MissingData, UserError
 
 SPLITS = ("train", "test")
 CHUNK = 512  # images resized per call: bounds the float copy (512×3×256×256 floats ≈ 400 MB at most)
@@ -160,7 +160,7 @@ class DiskDataset(ImageDataset):
         missing = [rel for rel in self.required if not (self.root / rel).exists()]
         if not self.root.is_dir() or missing:
             what = f" (missing {', '.join(missing)})" if self.root.is_dir() else ""
-            raise UserError(f"{self.title} not found under {self.root.resolve()}{what}: {self.how_to}")
+            raise MissingData(f"{self.title} not found under {self.root.resolve()}{what}: {self.how_to}")
 
     def load(self, split: str, image_size: int, seed: int) -> LabeledImages:
         self.check()

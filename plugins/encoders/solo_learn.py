@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from zepad_bench import EncoderSource
-from zepad_bench.errors import UserError
+from zepad_bench.errors import MissingData
 from zepad_bench.zoo import NORMALISATIONS, normalisation
 
 if TYPE_CHECKING:
@@ -65,12 +65,21 @@ class SoloLearnEncoder(EncoderSource):
 
     def check(self) -> None:
         if not self.path.is_file():
-            fetch = "fetch it with `zepad-bench run SUITE --download`, " if self.paper else ""
-            raise UserError(
+            fetch = "fetch it with `zepad-bench run SUITE --download`, " if self._fetchable() else ""
+            raise MissingData(
                 f"{self.path}: checkpoint not found (encoder plugin 'solo-learn'): {fetch}bring solo-learn's "
                 "file, build it with `zepad-bench pretrain --method M --dataset D --out DIR`, or rebuild it "
                 'in the run with plugin = "ssl", recipe = "solo-learn"'
             )
+
+    def _fetchable(self) -> bool:
+        """Whether ``run --download`` can fetch this file (``paper`` names a hosted, pinned file)."""
+        from zepad_bench.paper_encoders import fetchable_sources, paper_encoder
+
+        if self.paper is None:
+            return False
+        entry = paper_encoder(self.paper)
+        return bool(fetchable_sources(entry) and entry.get("sha256"))
 
     def fetch(self) -> None:
         """``--download``: fetch and verify the manifest's file (``paper``) into ``path`` unless a file is

@@ -24,7 +24,7 @@ def branch_logits(
 
 
 class Classification(Task):
-    """BA, RA and ASR (design §1) of the fused per-branch MLP heads (ZePAD Eq. 1 / Table 7 protocol).
+    """BA, RA and ASR of the fused per-branch MLP heads (ZePAD Eq. 1, Table 7; docs/architecture.md).
 
     Also per branch: its own BA/RA, mean confidences and head kind ("joint": the head tuned with
     the encoder on this dataset, used with ``head="auto"``; "retrained": a new head on the frozen

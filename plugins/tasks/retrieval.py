@@ -37,10 +37,11 @@ class Retrieval(Task):
       class met first in the ranking);
     - ``hit@k``: share of queries with at least one of the k neighbours of their label;
     - ``precision@k``: mean share of the k neighbours that have the query's label;
-    - ``ASR``: share of all queries whose k-NN vote prediction changes under attack (design §1's
-      ASR, with the vote as the prediction); ``top1_change``: share whose top-1 neighbour (a gallery
-      image) changes. The latter is too fragile to rank attacks: on digits, random ±16/255 noise
-      changed the top-1 neighbour of 98 % of the queries of an undefended small CNN.
+    - ``ASR``: share of all queries whose k-NN vote prediction changes under attack (the ASR of
+      docs/architecture.md, with the vote as the prediction); ``top1_change``: share whose top-1
+      neighbour (a gallery image) changes. The latter is too fragile to rank attacks: on digits,
+      random ±16/255 noise changed the top-1 neighbour of 98 % of the queries of an undefended small
+      CNN.
     ``BA``/``RA`` are the ``main`` variant on clean/attacked queries.
 
     Adaptive scenario (``main = "knn"``; other mains have no adaptive attack: "n/a"): the attacker

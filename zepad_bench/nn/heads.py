@@ -63,7 +63,8 @@ def train_head(
     device: str = "cpu",
     track: Callable | None = None,
 ) -> MLPHead:
-    """Train an :class:`MLPHead` with CE on fixed features (design §2 defaults); returns it in eval mode."""
+    """Train an :class:`MLPHead` with CE on fixed features (defaults: docs/architecture.md, Conventions);
+    returns it in eval mode."""
     generator = torch.Generator().manual_seed(seed)
     torch.manual_seed(seed)
     head = MLPHead(features.shape[1], num_classes).to(device)

@@ -14,20 +14,20 @@ from typing import Any
 import torch
 from torch import nn
 
-from zepad_bench.errors import UserError
+from zepad_bench.errors import MissingPackage
 
 PREFIXES = ("timm:", "open_clip:")
 EXTRA = "pip install 'zepad-bench[hub]'"
 
 
 def require(module: str) -> Any:
-    """Import ``module`` (timm or open_clip), or a one-line UserError naming the extra."""
+    """Import ``module`` (timm or open_clip), or a one-line :class:`MissingPackage` naming the extra."""
     import importlib
 
     try:
         return importlib.import_module(module)
     except ImportError:
-        raise UserError(f"{module} is not installed: {EXTRA}") from None
+        raise MissingPackage(f"{module} is not installed: {EXTRA}") from None
 
 
 def check_timm(name: str) -> None:
