@@ -27,6 +27,23 @@ if TYPE_CHECKING:
 HEAD_DEFAULTS: dict[str, Any] = {"epochs": 20, "lr": 5e-3, "batch_size": 256}
 """Training settings of a retrained per-branch head (the ``classification`` task's defaults)."""
 
+ADAPTIVE_METRICS = {
+    "adaptive_n": "test images attacked by the adaptive attack (a seeded random subset when fewer than all)",
+    "RA_after:<member>": "robust accuracy after each ensemble member, cumulative per-sample worst case (%)",
+    "RA_ci95_low": "lower end of the 95 % Wilson interval of the adaptive RA when a subset is attacked (%)",
+    "RA_ci95_high": "upper end of the 95 % Wilson interval of the adaptive RA when a subset is attacked (%)",
+    "RA_recheck": "adaptive RA when recheck_n of the attacked images are also attacked by the last member "
+    "with twice its iterations and restarts (%)",
+    "recheck_n": "attacked images re-attacked by the convergence check",
+    "grad_zero_frac": "clean images whose input gradient of the target's cross-entropy is all zero (%)",
+    "grad_nan_frac": "clean images whose input gradient of the target's cross-entropy is not finite (%)",
+    "grad_zero_frac:attacked": "largest share over the members' outputs of attacked images with an all-zero "
+    "input gradient (%)",
+    "grad_nan_frac:attacked": "largest share over the members' outputs of attacked images with a non-finite "
+    "input gradient (%)",
+}
+"""Descriptions of the metrics :func:`evaluate` stores with an adaptive cell (for reports)."""
+
 Decide = Callable[[list[Tensor]], tuple[Tensor, Tensor]]
 """Branch features → (N×K differentiable scores, N exact decisions in 0..K−1)."""
 

@@ -11,6 +11,14 @@ from zepad_bench.metrics import accuracy, attack_success_rate, auroc, detection_
 from zepad_bench.pipeline import AdaptiveTarget, fused_prediction
 from zepad_bench_plugins.tasks.classification import Classification, branch_logits
 
+METRICS = {
+    "undetected_success": "share of attacked images the fused classifier gets wrong and the detector does "
+    "not flag: the success rate of an attacker who must evade the detector (%)",
+    "RA_detect": "share of attacked images classified right or flagged by the detector: robust accuracy of "
+    "classifier and detector together, 100 − undetected_success (%)",
+}
+"""Descriptions of the metrics this task adds (until ``Task.metrics()`` declares them)."""
+
 FLAG_SCALE = 10.0
 """κ of the "flagged" outcome's score max_c s_c + κ·(score − threshold): it leads the class scores
 exactly when the detector fires, by κ per unit of the detection score beyond the threshold."""
