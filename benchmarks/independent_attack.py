@@ -1,13 +1,14 @@
 """An independent white-box check of the board's adaptive robust accuracy (issue 17, "Done when").
 
 Written apart from the project's attack code (``zepad_bench_plugins.attacks``, ``evaluate``): its
-own L∞ PGD (Madry et al. 2018: random start in the ε-ball, step 2.5·ε/steps, sign of the gradient,
-projection) on the cross-entropy with ``--restarts`` random restarts, then on a targeted margin loss
-z_t − z_y against each of the 3 highest-scoring other classes of the clean image, ``--steps`` steps
-each; per-sample worst case (a sample is robust only if every run fails on it; any fooling iterate
-counts). The project is used only to load what a suite's work directory stores (the defended
-models, the task's heads, the test data and the attacked subset's rows) and to build the exact
-decision the task scores (``Task.adaptive_target``: fused class scores and their argmax).
+own L∞ PGD (Madry et al. 2018: random start in the ε-ball, step ``--step``·ε (default ε/4), sign of
+the gradient, projection) on the cross-entropy with ``--restarts`` random restarts, then on a
+targeted margin loss z_t − z_y against each of the 3 highest-scoring other classes of the clean
+image, ``--steps`` steps each; per-sample worst case (a sample is robust only if every run fails on
+it; any fooling iterate counts). The project is used only to load what a suite's work directory
+stores (the defended models, the task's heads, the test data and the attacked subset's rows) and to
+build the exact decision the task scores (``Task.adaptive_target``: fused class scores and their
+argmax).
 
 For every ``classification`` cell of the suite's adaptive scenario it prints, per defense and seed,
 the independent RA beside the board's adaptive RA on the same attacked images, and for ``retrieval``
@@ -35,7 +36,9 @@ from zepad_bench.runner import Runner
 from zepad_bench.suite import instantiate, load_suite
 
 
-def pgd(decide, x: torch.Tensor, y: torch.Tensor, loss_fn, eps: float, steps: int, seed: int) -> torch.Tensor:
+def pgd(
+    decide, x: torch.Tensor, y: torch.Tensor, loss_fn, eps: float, steps: int, step: float, seed: int
+) -> torch.Tensor:
     """Samples of ``x`` that L∞ PGD on ``loss_fn(scores, y)`` (maximised) fools at any iterate."""
     g = torch.Generator().manual_seed(seed)
     x_adv = (x + (2 * torch.rand(x.shape, generator=g) - 1).to(x) * eps).clamp(0, 1)
@@ -46,12 +49,14 @@ def pgd(decide, x: torch.Tensor, y: torch.Tensor, loss_fn, eps: float, steps: in
             scores, decision = decide(x_adv)
             (grad,) = torch.autograd.grad(loss_fn(scores, y).sum(), x_adv)
         fooled |= (decision != y).cpu()
-        step = x_adv.detach() + 2.5 * eps / steps * grad.sign()
-        x_adv = torch.min(torch.max(step, x - eps), x + eps).clamp(0, 1)
+        moved = x_adv.detach() + step * eps * grad.sign()
+        x_adv = torch.min(torch.max(moved, x - eps), x + eps).clamp(0, 1)
     return fooled
 
 
-def independent_ra(decide, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, restarts: int) -> float:
+def independent_ra(
+    decide, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step: float, restarts: int
+) -> float:
     """Robust accuracy (%) under CE restarts, then the targeted margin against the top-3 other classes."""
     with torch.no_grad():
         clean_scores, decision = decide(x)
@@ -70,7 +75,7 @@ def independent_ra(decide, x: torch.Tensor, y: torch.Tensor, eps: float, steps: 
             pick = lambda index: scores.gather(1, index.view(-1, 1)).squeeze(1)  # noqa: E731
             return pick(wanted) - pick(labels)
 
-        fooled = pgd(decide, x[rows], y[rows], loss, eps, steps, seed)
+        fooled = pgd(decide, x[rows], y[rows], loss, eps, steps, step, seed)
         robust[rows[fooled]] = False
     return 100.0 * float(robust.sum()) / len(y)
 
@@ -104,6 +109,9 @@ def main() -> None:
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--restarts", type=int, default=2)
+    parser.add_argument("--step", type=float, default=0.25, help="PGD step as a fraction of ε")
+    parser.add_argument("--defenses", default="", help="only these defense ids (comma-separated)")
+    parser.add_argument("--seeds", default="", help="only these seeds (comma-separated)")
     parser.add_argument("--out", default="benchmarks/independent_attack.md")
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -116,6 +124,10 @@ def main() -> None:
     start = time.perf_counter()
     for cell in suite.cells():
         if cell.scenario != "adaptive" or suite.spec("tasks", cell.task).plugin != "classification":
+            continue
+        if args.defenses and cell.defense not in args.defenses.split(","):
+            continue
+        if args.seeds and str(cell.seed) not in args.seeds.split(","):
             continue
         began = time.perf_counter()
         attack, attack_key = runner.attack(cell)
@@ -132,7 +144,9 @@ def main() -> None:
         images, index, _, metrics = stored
         target = task.adaptive_target(model, data)
         board = metrics[[k for k in metrics if k.startswith("RA_after:")][-1]]
-        ra = independent_ra(target, clean[index], test[0].labels[index], cell.eps, args.steps, args.restarts)
+        ra = independent_ra(
+            target, clean[index], test[0].labels[index], cell.eps, args.steps, args.step, args.restarts
+        )
         seconds = time.perf_counter() - began
         line = (
             f"| {cell.task} | {cell.defense} | {cell.seed} | {cell.eps * 255:g}/255 | {len(index)} | "
@@ -149,10 +163,11 @@ def main() -> None:
         f"Run {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} on {machine}, torch "
         f"{torch.__version__}, in {time.perf_counter() - start:.0f} s: `python "
         f"benchmarks/independent_attack.py {args.suite} --workdir {args.workdir} --steps {args.steps} "
-        f"--restarts {args.restarts}`.",
-        "PGD on CE with restarts, then a targeted margin against the top-3 other classes, "
-        f"{args.steps} steps each, per-sample worst case, on the images the board's adaptive attack "
-        "attacked. Δ < 0: the independent attack finds the defense less robust than the board.",
+        f"--step {args.step} --restarts {args.restarts}`.",
+        f"PGD (step {args.step}·ε) on CE with {args.restarts} restarts, then a targeted margin against the "
+        f"top-3 other classes, {args.steps} steps each, per-sample worst case, on the images the board's "
+        "adaptive attack attacked. Δ < 0: the independent attack finds the defense less robust than the "
+        "board.",
         "",
     ]
     retrieval_header = [
