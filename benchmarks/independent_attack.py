@@ -154,7 +154,9 @@ def main() -> None:
         )
         print(line, flush=True)
         lines.append(line)
-    retrieval = transfer_comparison(runner.store.rows(suite.name))
+    retrieval = transfer_comparison(
+        runner.store.rows(suite.name, keys=[runner.cell_key(c) for c in suite.cells()])
+    )
     print("\n".join(retrieval))
     machine = f"{platform.platform()}, {len(os.sched_getaffinity(0))} CPUs"
     header = [
