@@ -74,7 +74,8 @@ def run_local(
                     click.echo(f"cell failed: {failed[-1]}", err=True)
             else:
                 m = rows[-1]["metrics"]
-                console.log(f"cell      {cell.label()}  BA {m.get('BA', nan):.2f}  RA {m.get('RA', nan):.2f}")
+                ba, ra = (_shown(m.get(name, nan)) for name in ("BA", "RA"))
+                console.log(f"cell      {cell.label()}  BA {ba}  RA {ra}")
             progress.advance(overall)
     note = "forced" if runner.force else "cold: no cell stored" if len(pending) == len(cells) else "warm"
     if rows:  # stages may be shared with other suites in the same work directory: say how many were
@@ -201,3 +202,8 @@ def run_slurm(
             console.print(f"submitted {len(chunks)} {phase} jobs")
         failed += [line for job in jobs for line in job.result()]
     return runner.store.rows(keys=[runner.cell_key(cells[i]) for i in plan["cell"]]), failed
+
+
+def _shown(value: object) -> str:
+    """A metric for the progress log: a number to two decimals, else as it is ("n/a")."""
+    return f"{value:.2f}" if isinstance(value, (int, float)) else str(value)
