@@ -209,6 +209,57 @@ def test_each_sample_keeps_its_first_success():
     assert target.fooled(target(x_adv)[1], y)[:-1].all()
 
 
+class Counting:
+    """A 5-class decision on 3×8×8 images that records every query: its batch size and whether it ran in
+    inference mode. Class 0 leads by 0.5 on clean images; class ``reachable``'s score grows with the mean
+    pixel shift (×``gain``), every other class's is constant: only an attack aimed at ``reachable`` can
+    turn the decision (apgd-t's lanes must each aim at their own target)."""
+
+    def __init__(self, reachable: int = 4, gain: float = 30.0):
+        self.reachable, self.gain, self.calls = reachable, gain, []
+        self.origin = torch.full((3, 8, 8), 0.5)
+
+    def decide(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = features[0].view(-1, 3, 8, 8)
+        self.calls.append((len(x), torch.is_inference_mode_enabled()))
+        base = torch.tensor([1.0, 0.9, 0.8, 0.7, 0.5]).expand(len(x), 5)
+        shift = (x - self.origin).flatten(1).mean(1) * self.gain
+        scores = base + torch.nn.functional.one_hot(torch.tensor(self.reachable), 5) * shift[:, None]
+        return scores, scores.argmax(1)
+
+    def target(self) -> AdaptiveTarget:
+        return AdaptiveTarget([torch.nn.Flatten()], self.decide, 5)
+
+
+def test_apgd_t_runs_every_target_and_restart_as_one_batch():
+    """APGD-T's 4 targets × 2 restarts are lanes of one batch: 1 + (steps + 1) queries of 8 lanes per
+    robust sample, not 8 runs one after another; each lane climbs its own target (only the lowest-ranked
+    target, class 4, can turn these samples, and it does)."""
+    x, y, steps = torch.full((6, 3, 8, 8), 0.5), torch.zeros(6, dtype=torch.long), 5
+    counting = Counting()
+    made = attack(8 / 255, members=["apgd-t"], targets=4, apgd_restarts=2, apgd_steps=steps)
+    x_adv = made.perturb_adaptive(counting.target(), x, y)["apgd-t"]
+    assert counting.target().fooled(counting.decide([x_adv])[1], y).all()
+    grad_queries = counting.calls[1 : 1 + 1 + steps]  # after the clean query: the start, then each step
+    assert grad_queries[0] == (6 * 4 * 2, False) and len(counting.calls) <= 1 + 1 + steps + 1
+    missed = Counting()  # three targets leave class 4 out: nothing turns the decision
+    x_adv = attack(8 / 255, members=["apgd-t"], targets=3, apgd_steps=steps).perturb_adaptive(
+        missed.target(), x, y
+    )
+    assert not missed.target().fooled(missed.decide([x_adv["apgd-t"]])[1], y).any()
+
+
+def test_square_queries_run_without_autograd_on_the_robust_samples_with_restarts_batched():
+    """Square's queries run in inference mode, its 2 restarts as lanes of one batch (queries + 1
+    queries in all, not twice that), only on samples still robust."""
+    counting = Counting(gain=0.0)  # nothing turns the decision: every sample stays robust
+    x, y = torch.rand(5, 3, 8, 8), torch.zeros(5, dtype=torch.long)
+    made = attack(8 / 255, members=["square"], square_queries=7, square_restarts=2)
+    made.perturb_adaptive(counting.target(), x, y)
+    square = counting.calls[1:]  # after the clean query
+    assert square == [(10, True)] * (7 + 1)
+
+
 def test_detection_outcome_is_the_class_or_flagged():
     """The detection task's outcome: "flagged" (index C) exactly where the defense's score is above its
     threshold, else the fused class; the extra class's score leads exactly there too, and a flagged

@@ -52,7 +52,7 @@ class AdaptiveTarget:
 
     def fooled(self, decision: Tensor, y: Tensor) -> Tensor:
         """Whether each decision fools the task (the attacker's success)."""
-        return ~self.forbidden(y).gather(1, decision.view(-1, 1)).squeeze(1)
+        return fools(decision, self.forbidden(y))
 
     def as_module(self) -> nn.Module:
         """The scores as a frozen ``nn.Module`` (images → N×K), for the older ``perturb_pipeline`` form."""
@@ -67,6 +67,12 @@ class _Scores(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         return self.target(x)[0]
+
+
+def fools(decision: Tensor, forbidden: Tensor) -> Tensor:
+    """Whether each decision fools the task, given each sample's forbidden outcomes (N×K,
+    :meth:`AdaptiveTarget.forbidden`): the decision is none of them."""
+    return ~forbidden.gather(1, decision.view(-1, 1)).squeeze(1)
 
 
 def forbidden_ce(scores: Tensor, forbidden: Tensor) -> Tensor:

@@ -19,7 +19,7 @@ import torch
 from pydantic import AfterValidator, Field
 from torch import Tensor
 
-from zepad_bench.adaptive_target import AdaptiveTarget, forbidden_ce
+from zepad_bench.adaptive_target import AdaptiveTarget, fools, forbidden_ce
 from zepad_bench.interfaces import Attack
 
 MEMBERS = ("apgd-ce", "apgd-dlr", "apgd-t", "square")
@@ -27,7 +27,7 @@ STANDARD = ("apgd-ce", "apgd-t", "square")
 """AutoAttack's standard L∞ ensemble (Croce & Hein 2020, Sec. 5), FAB-T left out (see the class docstring)."""
 
 Loss = Callable[[Tensor, Tensor], Tensor]
-"""(scores of the active samples, their row indices in the batch) → per-sample loss to maximise."""
+"""(scores of the active lanes, their rows among all lanes) → per-lane loss to maximise."""
 
 
 def _split(scores: Tensor, forbidden: Tensor) -> tuple[Tensor, Tensor]:
@@ -86,6 +86,12 @@ class AdaptiveEnsemble(Attack):
     ``recheck_samples`` re-attacks a seeded subset with :meth:`convergence_check` (the last member with
     twice the iterations and restarts). ``eot`` > 1 averages that many scores per query (Athalye et
     al., ICML 2018) for randomised defenses. Random starts come from seeded generators of the run.
+
+    A member's runs — its restarts and, for ``apgd-t``, its targets × restarts — are *lanes* of one
+    batch rather than runs one after another: every lane of a sample stops once one of them fools the
+    decision, and the sample keeps the lowest such lane's image (the run that would have come first);
+    a sample no lane fools keeps its first lane's best point. Square's queries run under
+    ``torch.inference_mode`` on the lanes still robust only.
     """
 
     name = "adaptive"
@@ -150,7 +156,7 @@ class AdaptiveEnsemble(Attack):
         for position, name in enumerate(self.members):
             index = (~fooled).nonzero().flatten()
             if len(index):
-                found, hit = self._run(name, target, x[index], y[index], forbidden[index], scores[index])
+                found, hit = self._run(name, target, x[index], forbidden[index], scores[index])
                 keep = hit if position else torch.ones_like(hit)  # never fooled: APGD-CE's best-loss point
                 x_adv[index[keep]] = found[keep]
                 fooled[index[hit]] = True
@@ -169,85 +175,88 @@ class AdaptiveEnsemble(Attack):
         return torch.stack([scores for scores, _ in draws]).mean(0), draws[-1][1]
 
     def _run(
-        self, name: str, target: AdaptiveTarget, x: Tensor, y: Tensor, forbidden: Tensor, clean: Tensor
+        self, name: str, target: AdaptiveTarget, x: Tensor, forbidden: Tensor, clean: Tensor
     ) -> tuple[Tensor, Tensor]:
-        """One member on samples all still robust: (images, fooled) — first success, else the first run's
-        best-loss point. Restarts (and apgd-t's targets, outer loop) run on the samples still robust."""
-        generator = self._generator(name)
+        """One member on samples all still robust: (images, fooled) — each sample's first success, else
+        the best-loss point of its first run. The member's runs (restarts; apgd-t: targets × restarts)
+        are lanes of one batch rather than runs one after another (:func:`_first_success`)."""
+        generator, n = self._generator(name), len(x)
         if name == "square":
-            runs = [
-                lambda rows: self._square(target, x, y, forbidden, rows, generator)
-            ] * self.square_restarts
-            return _sequence(runs, x)
-        if name == "apgd-t":
+            lanes = self.square_restarts
+            every = forbidden.repeat(lanes, 1)
+            found, fooled = self._square(target, x.repeat(lanes, 1, 1, 1), every, n, generator)
+            return _first_success(found, fooled, n)
+        lanes = self.apgd_restarts
+        if name == "apgd-t":  # lane j·restarts + r: target j (the j-th highest-scoring allowed outcome)
             order = clean.float().masked_fill(forbidden, -math.inf).argsort(dim=1, descending=True)
             count = min(self.targets, int((~forbidden).sum(1).min()))
-            losses: list[Loss] = [
-                lambda scores, rows, j=j: targeted_dlr_loss(scores, forbidden[rows], order[rows, j])
-                for j in range(count)
-            ]
-        elif name == "apgd-ce":
-            losses = [lambda scores, rows: forbidden_ce(scores, forbidden[rows])]
-        else:
-            losses = [lambda scores, rows: dlr_loss(scores, forbidden[rows])]
-        runs = [
-            lambda rows, loss=loss: self._apgd(target, x, y, loss, rows, generator)
-            for loss in losses
-            for _ in range(self.apgd_restarts)
-        ]
-        return _sequence(runs, x)
+            goals = order[:, :count].T.repeat_interleave(lanes, dim=0).reshape(-1)
+            lanes *= count
+        every = forbidden.repeat(lanes, 1)
+
+        def loss(scores: Tensor, rows: Tensor) -> Tensor:
+            if name == "apgd-ce":
+                return forbidden_ce(scores, every[rows])
+            if name == "apgd-t":
+                return targeted_dlr_loss(scores, every[rows], goals[rows])
+            return dlr_loss(scores, every[rows])
+
+        found, fooled = self._apgd(target, x.repeat(lanes, 1, 1, 1), every, loss, n, generator)
+        return _first_success(found, fooled, n)
 
     def _apgd(
         self,
         target: AdaptiveTarget,
         x: Tensor,
-        y: Tensor,
+        forbidden: Tensor,
         loss: Loss,
-        rows: Tensor,
+        n: int,
         generator: torch.Generator,
     ) -> tuple[Tensor, Tensor]:
-        """APGD (Croce & Hein 2020, Alg. 1, L∞) on ``x[rows]``: (first success or best-loss point, fooled).
+        """APGD (Croce & Hein 2020, Alg. 1, L∞) on every lane of ``x`` (lane-major copies of ``n`` samples):
+        per lane (its first success, else its best-loss point) and whether it fooled the decision.
 
-        Samples stop once fooled (their first success is kept), so only the robust ones cost queries."""
-        x, y, eps, steps = x[rows], y[rows], self.eps, self.apgd_steps
-        n = len(x)
+        A sample stops once any of its lanes fooled the decision, so only still-robust samples cost
+        queries; step sizes, momentum and checkpoints are per lane, as they are per sample in Alg. 1."""
+        eps, steps, rows = self.eps, self.apgd_steps, len(x)
+        sample = torch.arange(rows, device=x.device) % n
         t = 2 * torch.rand(x.shape, generator=generator).to(x) - 1
-        x_adv = (x + eps * t / t.flatten(1).abs().max(1).values.clamp_min(1e-12).view(-1, 1, 1, 1)).clamp(
-            0, 1
-        )
-        found, fooled = x_adv.clone(), torch.zeros(n, dtype=torch.bool, device=x.device)
-        value, grad = torch.zeros(n, device=x.device), torch.zeros_like(x)
+        scale = t.flatten(1).abs().max(1).values.clamp_min(1e-12).view(-1, 1, 1, 1)
+        x_adv = (x + eps * t / scale).clamp(0, 1)
+        found, fooled = x_adv.clone(), torch.zeros(rows, dtype=torch.bool, device=x.device)
+        done = torch.zeros(n, dtype=torch.bool, device=x.device)  # some lane of the sample fooled it
+        value, grad = torch.zeros(rows, device=x.device), torch.zeros_like(x)
 
         def evaluate(active: Tensor) -> None:
-            xa = x_adv[active].clone().requires_grad_(True)
+            xa = x_adv[active].requires_grad_(True)
             with torch.enable_grad():
                 scores, decision = self._query(target, xa)
-                per_sample = loss(scores, rows[active])
+                per_sample = loss(scores, active)
                 (g,) = torch.autograd.grad(per_sample.sum(), xa)
-            value[active], grad[active] = per_sample.detach().float(), g.detach()
-            hit = target.fooled(decision, y[active])
-            found[active[hit]] = x_adv[active[hit]]
-            fooled[active[hit]] = True
+            value[active], grad[active] = per_sample.detach().float(), g
+            hit = active[fools(decision, forbidden[active])]
+            found[hit], fooled[hit], done[sample[hit]] = x_adv[hit], True, True
 
-        evaluate(torch.arange(n, device=x.device))
+        evaluate(torch.arange(rows, device=x.device))
         best, best_value, best_grad = x_adv.clone(), value.clone(), grad.clone()
-        step = torch.full((n, 1, 1, 1), 2 * eps, device=x.device)
+        step = torch.full((rows, 1, 1, 1), 2 * eps, device=x.device)
         previous = x_adv.clone()
-        history = torch.zeros(steps, n, device=x.device)
+        history = torch.zeros(steps, rows, device=x.device)
         period, period_min, decrement = (
             max(int(0.22 * steps), 1),
             max(int(0.06 * steps), 1),
             max(int(0.03 * steps), 1),
         )
-        since, last_best, reduced = 0, best_value.clone(), torch.ones(n, dtype=torch.bool, device=x.device)
+        since, last_best, reduced = 0, best_value.clone(), torch.ones(rows, dtype=torch.bool, device=x.device)
         for i in range(steps):
-            active = (~fooled).nonzero().flatten()
+            active = (~done[sample]).nonzero().flatten()
             if not len(active):
                 break
             momentum = 0.75 if i > 0 else 1.0
-            z = _project(x_adv + step * grad.sign(), x, eps)
-            moved = _project(x_adv + momentum * (z - x_adv) + (1 - momentum) * (x_adv - previous), x, eps)
-            previous, x_adv = x_adv, moved
+            xa, origin = x_adv[active], x[active]
+            z = _project(xa + step[active] * grad[active].sign(), origin, eps)
+            moved = _project(xa + momentum * (z - xa) + (1 - momentum) * (xa - previous[active]), origin, eps)
+            previous[active], x_adv[active] = xa, moved
             evaluate(active)
             history[i] = value
             better = value > best_value
@@ -264,50 +273,85 @@ class AdaptiveEnsemble(Attack):
         return found, fooled
 
     def _square(
-        self,
-        target: AdaptiveTarget,
-        x: Tensor,
-        y: Tensor,
-        forbidden: Tensor,
-        rows: Tensor,
-        generator: torch.Generator,
+        self, target: AdaptiveTarget, x: Tensor, forbidden: Tensor, n: int, generator: torch.Generator
     ) -> tuple[Tensor, Tensor]:
-        """Square Attack (Andriushchenko et al. 2020, L∞) on ``x[rows]``: random vertical-stripe start, then
-        per query one square per image set to x ± ε per channel, kept when the margin of the scores
-        (largest forbidden − largest allowed) falls; success is the task's decision."""
-        x, y, forbidden, eps = x[rows], y[rows], forbidden[rows], self.eps
-        n, c, h, w = x.shape
+        """Square Attack (Andriushchenko et al. 2020, L∞) on every lane of ``x`` (lane-major copies of
+        ``n`` samples): random vertical-stripe start, then per query one square per lane set to x ± ε per
+        channel, kept when the margin of the scores (largest forbidden − largest allowed) falls; success
+        is the task's decision. Per lane: (its first success, else its lowest-margin point, fooled).
+
+        Gradient-free, so every query runs under ``torch.inference_mode``, only on the lanes of samples
+        no lane has fooled yet; those lanes' images, margins and forbidden outcomes are kept gathered
+        and are gathered anew only when a sample is fooled."""
+        eps, (rows, c, h, w) = self.eps, x.shape
+        device = x.device
+        sample = torch.arange(rows, device=device) % n
+        span_h, span_w = (
+            torch.arange(h, device=device).view(1, 1, h, 1),
+            torch.arange(w, device=device).view(1, 1, 1, w),
+        )
 
         def signs(*shape: int) -> Tensor:
             return (2 * torch.randint(0, 2, shape, generator=generator) - 1).to(x)
 
-        def margin(images: Tensor, active: Tensor) -> tuple[Tensor, Tensor]:
-            with torch.no_grad():
-                scores, decision = self._query(target, images)
-            z_f, z_other = _split(scores.float(), forbidden[active])
-            return z_f - z_other, target.fooled(decision, y[active])
+        with torch.inference_mode():
+            best = (x + eps * signs(rows, c, 1, w)).clamp(0, 1)
+            scores, decision = self._query(target, best)
+            best_margin, fooled = _margin(scores, forbidden), fools(decision, forbidden)
+            done = torch.zeros(n, dtype=torch.bool, device=device)
+            done[sample[fooled]] = True
+            active = (~done[sample]).nonzero().flatten()
+            lane_x, lane_best, lane_margin, lane_forbidden = (
+                x[active],
+                best[active],
+                best_margin[active],
+                forbidden[active],
+            )
+            for i in range(self.square_queries):
+                if not len(active):
+                    break
+                size = min(max(int(round(math.sqrt(_square_share(self.p_init, i) * h * w))), 1), h, w)
+                top = torch.randint(0, h - size + 1, (len(active), 1, 1, 1), generator=generator).to(device)
+                left = torch.randint(0, w - size + 1, (len(active), 1, 1, 1), generator=generator).to(device)
+                window = (span_h >= top) & (span_h < top + size) & (span_w >= left) & (span_w < left + size)
+                # inside the square x ± ε per channel (= the projection of best ± 2ε there), else best
+                candidate = torch.where(
+                    window, (lane_x + eps * signs(len(active), c, 1, 1)).clamp(0, 1), lane_best
+                )
+                scores, decision = self._query(target, candidate)
+                value, hit = _margin(scores, lane_forbidden), fools(decision, lane_forbidden)
+                take = (value < lane_margin) | hit
+                lane_best[take], lane_margin[take] = candidate[take], value[take]
+                if hit.any():  # keep the fooled lanes' images; go on with the samples still robust
+                    best[active] = lane_best
+                    fooled[active[hit]] = True
+                    done[sample[active[hit]]] = True
+                    keep = ~done[sample[active]]
+                    active = active[keep]
+                    lane_x, lane_best, lane_margin, lane_forbidden = (
+                        lane_x[keep],
+                        lane_best[keep],
+                        lane_margin[keep],
+                        lane_forbidden[keep],
+                    )
+            best[active] = lane_best
+        return best.clone(), fooled.clone()
 
-        best = (x + eps * signs(n, c, 1, w)).clamp(0, 1)
-        all_rows = torch.arange(n, device=x.device)
-        best_margin, fooled = margin(best, all_rows)
-        for i in range(self.square_queries):
-            active = (~fooled).nonzero().flatten()
-            if not len(active):
-                break
-            size = min(max(int(round(math.sqrt(_square_share(self.p_init, i) * h * w))), 1), h, w)
-            top = torch.randint(0, h - size + 1, (len(active), 1), generator=generator).to(x.device)
-            left = torch.randint(0, w - size + 1, (len(active), 1), generator=generator).to(x.device)
-            span_h, span_w = torch.arange(h, device=x.device), torch.arange(w, device=x.device)
-            inside_h = (span_h >= top) & (span_h < top + size)
-            inside_w = (span_w >= left) & (span_w < left + size)
-            window = (inside_h[:, None, :, None] & inside_w[:, None, None, :]).to(x)
-            candidate = best[active] + 2 * eps * signs(len(active), c, 1, 1) * window
-            candidate = _project(candidate, x[active], eps)
-            value, hit = margin(candidate, active)
-            take = (value < best_margin[active]) | hit
-            best[active[take]], best_margin[active[take]] = candidate[take], value[take]
-            fooled[active[hit]] = True
-        return best, fooled
+
+def _margin(scores: Tensor, forbidden: Tensor) -> Tensor:
+    """Square's loss: the largest forbidden score minus the largest allowed one (< 0: fooled)."""
+    z_f, z_other = _split(scores.float(), forbidden)
+    return z_f - z_other
+
+
+def _first_success(found: Tensor, fooled: Tensor, n: int) -> tuple[Tensor, Tensor]:
+    """Per sample of ``n`` from lane-major ``found``/``fooled`` (row l·n + s is lane l of sample s): the
+    image of its lowest lane that fooled the decision — the lane that would have run first had the
+    lanes run one after another — else lane 0's; and whether any lane fooled it."""
+    lanes = fooled.view(-1, n)
+    first = lanes.int().argmax(0)  # the first lane that fooled the sample (0 when none did)
+    images = found.view(lanes.shape[0], n, *found.shape[1:])[first, torch.arange(n, device=found.device)]
+    return images, lanes.any(0)
 
 
 def _project(x_adv: Tensor, x: Tensor, eps: float) -> Tensor:
@@ -331,17 +375,3 @@ def _square_share(p_init: float, i: int) -> float:
         if i <= bound:
             return p_init / divisor
     return p_init / 512
-
-
-def _sequence(runs: list[Callable[[Tensor], tuple[Tensor, Tensor]]], x: Tensor) -> tuple[Tensor, Tensor]:
-    """Run ``runs`` in turn, each on the rows no earlier run fooled: (images, fooled); a row never
-    fooled keeps the first run's image (its best-loss point)."""
-    found, fooled = x.clone(), torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    for position, run in enumerate(runs):
-        rows = (~fooled).nonzero().flatten()
-        if not len(rows):
-            break
-        images, hit = run(rows)
-        keep = hit if position else torch.ones_like(hit)
-        found[rows[keep]], fooled[rows[hit]] = images[keep], True
-    return found, fooled
