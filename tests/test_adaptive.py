@@ -7,17 +7,23 @@ import torch
 from conftest import SMOKE_SUITE
 
 from zepad_bench import load_registry
+from zepad_bench.adaptive_target import AdaptiveTarget
 from zepad_bench.context import RunContext
 from zepad_bench.errors import SuiteError, UserError
 from zepad_bench.interfaces import Branch, DefendedModel
-from zepad_bench.nn.encoder import Encoder
-from zepad_bench.nn.heads import MLPHead
-from zepad_bench.pipeline import EOT, DefendedPipeline, input_gradient_stats
+from zepad_bench.pipeline import (
+    classification_target,
+    evaluate,
+    judge,
+    subset,
+    wilson_interval,
+)
 from zepad_bench.runner import Runner
 from zepad_bench.suite import load_suite
 from zepad_bench_plugins.attacks.adaptive import AdaptiveEnsemble
 from zepad_bench_plugins.defenses.none import NoDefense
 from zepad_bench_plugins.defenses.zepad import ZePAD
+from zepad_bench_plugins.tasks.detection import Detection, flagged_prediction
 
 TINY_ZEPAD = (
     '[defenses.none2]\nplugin = "zepad"\nepochs = 1\nsteps = 1\nbatch_size = 32\nbmp_epochs = 1\n'
@@ -29,12 +35,18 @@ plugin = "detection"
 data = "stripes"
 epochs = 2
 
+[tasks.ret]
+plugin = "retrieval"
+data = "stripes"
+k = 3
+
 [attacks.adaptive]
 plugin = "adaptive"
 scenarios = ["adaptive"]
-members = ["pgd", "square"]
-pgd_steps = 5
+apgd_steps = 5
+targets = 1
 square_queries = 10
+recheck_samples = 4
 
 [attacks.aware]
 plugin = "outside-sign"
@@ -52,80 +64,252 @@ def load(path):
     return load_suite(path, load_registry(["zb_outside_plugin"]))
 
 
-# ------------------------------------------------------------------ pipeline and its gradients
+# ------------------------------------------------------------------ toy targets
 
 
-def toy_model(defense, branches: int, classes: int = 3) -> tuple[DefendedModel, list[MLPHead]]:
-    torch.manual_seed(0)
-    encoders = [Encoder("small-cnn", {"width": 4}) for _ in range(branches)]
-    heads = [MLPHead(e.feature_dim, classes).eval() for e in encoders]
-    model = DefendedModel([Branch(f"b{i}", "mpae", e.eval()) for i, e in enumerate(encoders)], defense)
+def toy_model(defense, branches: int = 3, classes: int = 5, margin: float = 0.0, seed: int = 0, scale=1.0):
+    """Linear-tanh encoders on 3×8×8 images and linear heads whose class-0 logit is ``margin`` above
+    the others (plus a feature-dependent part of size ``scale``), so gradients exist and decisions can
+    be flipped."""
+    g = torch.Generator().manual_seed(seed)
+    encoders, heads = [], []
+    for _ in range(branches):
+        linear = torch.nn.Linear(192, 16)
+        head = torch.nn.Linear(16, classes)
+        with torch.no_grad():
+            linear.weight.copy_(torch.randn(16, 192, generator=g) * 4 / 192**0.5)
+            linear.bias.zero_()
+            head.weight.copy_(torch.randn(classes, 16, generator=g) * scale)
+            head.bias.zero_()
+            head.bias[0] = margin
+        encoders.append(
+            torch.nn.Sequential(torch.nn.Flatten(), linear, torch.nn.Tanh()).requires_grad_(False)
+        )
+        heads.append(head.requires_grad_(False))
+    roles = ["mpae"] * (branches - 1) + ["bmp"]
+    model = DefendedModel([Branch(f"b{i}", r, e) for i, (r, e) in enumerate(zip(roles, encoders))], defense)
     return model, heads
 
 
-@pytest.mark.parametrize("defense, branches", [(ZePAD(), 3), (NoDefense(), 1)])
-def test_pipeline_input_gradient_is_finite_and_nonzero(defense, branches):
-    model, heads = toy_model(defense, branches)
-    pipeline = DefendedPipeline(model, heads)
-    x, y = torch.rand(6, 3, 16, 16), torch.tensor([0, 1, 2, 0, 1, 2])
-    stats = input_gradient_stats(pipeline, x, y)
+def attack(eps: float, **params) -> AdaptiveEnsemble:
+    made = AdaptiveEnsemble(eps, **{"apgd_steps": 10, "square_queries": 50, **params})
+    made.ctx = RunContext(seed=0)
+    return made
+
+
+FUSIONS = [
+    pytest.param(ZePAD(ensemble="rfdm"), id="rfdm"),
+    pytest.param(ZePAD(ensemble="average"), id="average"),
+    pytest.param(ZePAD(ensemble="entropy"), id="entropy"),
+    pytest.param(NoDefense(), id="mean"),
+]
+
+
+# ------------------------------------------------------------------ numerics an attacker can climb
+
+
+@pytest.mark.parametrize("defense", FUSIONS)
+def test_input_gradients_survive_a_logit_margin_of_30(defense):
+    """Every branch 30 logits sure of class 0: the fused cross-entropy still has a finite, non-zero
+    input gradient on every sample (a clamped log of fused probabilities has exactly zero there)."""
+    model, heads = toy_model(defense, margin=30.0, scale=0.05)  # every margin within 30 ± 0.5
+    target = classification_target(model, heads, 5)
+    x, y = torch.rand(8, 3, 8, 8), torch.zeros(8, dtype=torch.long)
+    fooled, stats = judge(target, x, y, batch_size=4)
+    assert not fooled.any()  # the margin holds: every sample is classified as 0
     assert stats["grad_zero_frac"] == 0 and stats["grad_nan_frac"] == 0 and stats["grad_norm"] > 0
-    assert not any(p.requires_grad for p in pipeline.parameters())
+
+
+def test_probability_fusion_is_computed_in_log_space():
+    model, heads = toy_model(ZePAD(), margin=3.0)
+    logits = [h(e(torch.rand(4, 3, 8, 8))) for e, h in zip([b.encoder for b in model.branches], heads)]
+    fused = model.fuse(logits)  # probabilities (fuse_on = "probabilities")
+    assert torch.allclose(fused.sum(1), torch.ones(4)) and torch.allclose(
+        model.fused_scores(logits).exp(), fused
+    )
 
 
 def test_gradient_flows_through_the_rfdm_weights():
-    """ZePAD's fusion is differentiable end to end: the pipeline's input gradient is that of Eq. 7–8's
-    Σ W_i·y_i with the weights W depending on x, not that with the weights held constant."""
-    from zepad_bench_plugins.defenses.zepad import rfdm_weights
-
-    model, heads = toy_model(ZePAD(), 3)
-    pipeline = DefendedPipeline(model, heads)
-    x = torch.rand(4, 3, 16, 16, requires_grad=True)
-    (grad,) = torch.autograd.grad(pipeline(x).exp()[:, 0].sum(), x)  # log-probabilities out
+    """ZePAD's fusion is differentiable end to end: the input gradient is that of Eq. 7–8's
+    Σ W_i·p_i with the weights W depending on x, not that with the weights held constant."""
+    model, heads = toy_model(ZePAD(), margin=1.0)
+    encoders = [b.encoder for b in model.branches]
+    x = torch.rand(4, 3, 8, 8, requires_grad=True)
+    (grad,) = torch.autograd.grad(model.fuse([h(e(x)) for e, h in zip(encoders, heads)])[:, 1].sum(), x)
 
     def by_hand(detach: bool) -> torch.Tensor:
-        logits = [h(e(x)) for e, h in zip(pipeline.encoders, heads)]
-        probabilities = [torch.softmax(y, 1) for y in logits]
-        w = rfdm_weights(probabilities)
+        probabilities = [torch.softmax(h(e(x)), 1) for e, h in zip(encoders, heads)]
+        m = torch.stack([p.max(1).values for p in probabilities])
+        c = m * torch.exp(3 * (m - 0.5))
+        w = c / c.sum(0)
         w = w.detach() if detach else w
-        fused = sum(wi.unsqueeze(1) * yi for wi, yi in zip(w, probabilities))  # fuse_on = "probabilities"
-        return torch.autograd.grad(fused[:, 0].sum(), x)[0]
+        fused = sum(wi.unsqueeze(1) * p for wi, p in zip(w, probabilities))
+        return torch.autograd.grad(fused[:, 1].sum(), x)[0]
 
-    assert torch.allclose(grad, by_hand(detach=False), atol=1e-7)
-    assert not torch.allclose(grad, by_hand(detach=True), atol=1e-7)
-
-
-def test_eot_averages_forward_passes():
-    calls = []
-
-    class Noisy(torch.nn.Module):
-        def forward(self, x):
-            calls.append(1)
-            return x.flatten(1)[:, :3] + len(calls)
-
-    out = EOT(Noisy(), 4)(torch.zeros(2, 3, 2, 2))
-    assert len(calls) == 4 and torch.allclose(out, torch.full((2, 3), 2.5))
+    assert torch.allclose(grad, by_hand(detach=False), atol=1e-6)
+    assert not torch.allclose(grad, by_hand(detach=True), atol=1e-6)
 
 
-# ------------------------------------------------------------------ the ensemble
+# ------------------------------------------------------------------ the ensemble, as a critic checks it
 
 
-def test_ensemble_is_the_per_sample_worst_case_within_budget():
-    model, heads = toy_model(ZePAD(), 3)
-    pipeline = DefendedPipeline(model, heads)
-    x = torch.rand(12, 3, 16, 16)
+def clean_labelled(target, n: int = 48, seed: int = 0):
+    x = torch.rand(n, 3, 8, 8, generator=torch.Generator().manual_seed(seed))
     with torch.no_grad():
-        y = pipeline(x).argmax(1)  # every sample starts correctly classified
-    eps = 2 / 255
-    robust = {}
-    for members in (["pgd"], ["pgd", "square"], ["pgd", "apgd-ce", "apgd-dlr", "square"]):
-        attack = AdaptiveEnsemble(eps, members=members, pgd_steps=3, apgd_steps=2, square_queries=5)
-        attack.ctx = RunContext(seed=0)
-        x_adv = attack.perturb_pipeline(pipeline, x, y)
-        assert (x_adv - x).abs().max() <= eps + 1e-6 and 0 <= x_adv.min() and x_adv.max() <= 1
-        with torch.no_grad():
-            robust[len(members)] = (pipeline(x_adv).argmax(1) == y).sum().item()
-    assert robust[4] <= robust[2] <= robust[1] < 12  # more members never leave more robust samples
+        return x, target(x)[1]  # every sample starts classified right
+
+
+def test_ra_is_ba_at_a_vanishing_budget_and_falls_as_the_budget_grows():
+    model, heads = toy_model(ZePAD())
+    target = classification_target(model, heads, 5)
+    x, y = clean_labelled(target)
+    ra = []
+    for eps in (1e-6, 1 / 255, 4 / 255, 16 / 255):
+        run = evaluate(attack(eps), target, x, y, 16, torch.Generator().manual_seed(0))
+        assert (run.images - x).abs().max() <= eps + 1e-6 and 0 <= run.images.min() and run.images.max() <= 1
+        ra.append(run.metrics["RA_after:square"])
+        after = [run.metrics[f"RA_after:{m}"] for m in ("apgd-ce", "apgd-t", "square")]
+        assert after == sorted(after, reverse=True)  # cumulative: a later member never restores a sample
+    assert ra[0] == 100.0  # ε → 0: RA = BA (here 100: the labels are the clean predictions)
+    assert ra == sorted(ra, reverse=True) and ra[-1] < ra[1] < 100.0
+
+
+def test_a_stronger_configuration_finds_little_more():
+    """The convergence check (last member, 2× iterations and restarts) and a 2× ensemble move RA by
+    less than the flag's 1-point tolerance... on this toy, by nothing beyond a few samples."""
+    model, heads = toy_model(ZePAD(), seed=1)
+    target = classification_target(model, heads, 5)
+    x, y = clean_labelled(target, n=64)
+    eps = 4 / 255
+    standard = evaluate(attack(eps, recheck_samples=64), target, x, y, 32, torch.Generator().manual_seed(0))
+    stronger = evaluate(
+        attack(eps, apgd_steps=20, apgd_restarts=2, square_queries=100), target, x, y, 32, torch.Generator()
+    )
+    ra = standard.metrics["RA_after:square"]
+    assert 0 < ra < 100
+    assert ra - standard.metrics["RA_recheck"] <= 100 * 2 / 64
+    assert ra - stronger.metrics["RA_after:square"] <= 100 * 2 / 64
+
+
+def test_each_sample_keeps_its_first_success():
+    """A decision fooled only near APGD's random start (mean shift in (0, ε/3); the loss grows with the
+    shift, so later iterates sit at +ε) is kept, not lost to the last iterate (ART's APGD loses it)."""
+    eps = 8 / 255
+
+    def decide(features):
+        shift = features[0].mean(1) - 0.5
+        scores = torch.stack([-shift, shift], dim=1) * 100  # the loss grows with the mean pixel shift
+        fooled = (shift.abs() > 0) & (shift.abs() < eps / 3)
+        return scores, fooled.long()
+
+    target = AdaptiveTarget([torch.nn.Flatten()], decide, 2)
+    x, y = torch.full((7, 3, 8, 8), 0.5), torch.zeros(7, dtype=torch.long)
+    x[-1] = 0.9  # never fooled: the attack runs all its iterations
+    x_adv = attack(eps, members=["apgd-ce"]).perturb_adaptive(target, x, y)["apgd-ce"]
+    assert target.fooled(target(x_adv)[1], y)[:-1].all()
+
+
+class Counting:
+    """A 5-class decision on 3×8×8 images that records every query: its batch size and whether it ran in
+    inference mode. Class 0 leads by 0.5 on clean images; class ``reachable``'s score grows with the mean
+    pixel shift (×``gain``), every other class's is constant: only an attack aimed at ``reachable`` can
+    turn the decision (apgd-t's lanes must each aim at their own target)."""
+
+    def __init__(self, reachable: int = 4, gain: float = 30.0):
+        self.reachable, self.gain, self.calls = reachable, gain, []
+        self.origin = torch.full((3, 8, 8), 0.5)
+
+    def decide(self, features: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+        x = features[0].view(-1, 3, 8, 8)
+        self.calls.append((len(x), torch.is_inference_mode_enabled()))
+        base = torch.tensor([1.0, 0.9, 0.8, 0.7, 0.5]).expand(len(x), 5)
+        shift = (x - self.origin).flatten(1).mean(1) * self.gain
+        scores = base + torch.nn.functional.one_hot(torch.tensor(self.reachable), 5) * shift[:, None]
+        return scores, scores.argmax(1)
+
+    def target(self) -> AdaptiveTarget:
+        return AdaptiveTarget([torch.nn.Flatten()], self.decide, 5)
+
+
+def test_apgd_t_runs_every_target_and_restart_as_one_batch():
+    """APGD-T's 4 targets × 2 restarts are lanes of one batch: 1 + (steps + 1) queries of 8 lanes per
+    robust sample, not 8 runs one after another; each lane climbs its own target (only the lowest-ranked
+    target, class 4, can turn these samples, and it does)."""
+    x, y, steps = torch.full((6, 3, 8, 8), 0.5), torch.zeros(6, dtype=torch.long), 5
+    counting = Counting()
+    made = attack(8 / 255, members=["apgd-t"], targets=4, apgd_restarts=2, apgd_steps=steps)
+    x_adv = made.perturb_adaptive(counting.target(), x, y)["apgd-t"]
+    assert counting.target().fooled(counting.decide([x_adv])[1], y).all()
+    grad_queries = counting.calls[1 : 1 + 1 + steps]  # after the clean query: the start, then each step
+    assert grad_queries[0] == (6 * 4 * 2, False) and len(counting.calls) <= 1 + 1 + steps + 1
+    missed = Counting()  # three targets leave class 4 out: nothing turns the decision
+    x_adv = attack(8 / 255, members=["apgd-t"], targets=3, apgd_steps=steps).perturb_adaptive(
+        missed.target(), x, y
+    )
+    assert not missed.target().fooled(missed.decide([x_adv["apgd-t"]])[1], y).any()
+
+
+def test_square_queries_run_without_autograd_on_the_robust_samples_with_restarts_batched():
+    """Square's queries run in inference mode, its 2 restarts as lanes of one batch (queries + 1
+    queries in all, not twice that), only on samples still robust."""
+    counting = Counting(gain=0.0)  # nothing turns the decision: every sample stays robust
+    x, y = torch.rand(5, 3, 8, 8), torch.zeros(5, dtype=torch.long)
+    made = attack(8 / 255, members=["square"], square_queries=7, square_restarts=2)
+    made.perturb_adaptive(counting.target(), x, y)
+    square = counting.calls[1:]  # after the clean query
+    assert square == [(10, True)] * (7 + 1)
+
+
+def test_detection_outcome_is_the_class_or_flagged():
+    """The detection task's outcome: "flagged" (index C) exactly where the defense's score is above its
+    threshold, else the fused class; the extra class's score leads exactly there too, and a flagged
+    or right outcome leaves the attacker unsuccessful (C&W 2017's detector-as-a-class)."""
+    model, heads = toy_model(ZePAD(detection_threshold=0.1))
+    x = torch.rand(64, 3, 8, 8)
+    logits = [h(b.encoder(x)) for b, h in zip(model.branches, heads)]
+    scores, decision = flagged_prediction(model, logits, 0.1)
+    flagged = model.detection_score([torch.softmax(y, 1) for y in logits]) > 0.1
+    assert flagged.any() and (~flagged).any()
+    assert torch.equal(decision == 5, flagged) and torch.equal(scores.argmax(1) == 5, flagged)
+    assert torch.equal(decision[~flagged], model.fused_scores(logits).argmax(1)[~flagged])
+    target = AdaptiveTarget([], lambda features: (scores, decision), 6, rejected=(5,))
+    y = torch.where(flagged, (decision + 1) % 5, decision)  # flagged samples get a wrong label
+    assert not target.fooled(decision, y).any()
+    assert target.fooled(decision, (y + 1) % 5)[~flagged].all()
+    reported = [m.name for m in Detection().metrics() if m.report]
+    assert reported[:3] == ["detection_accuracy", "AUROC", "undetected_success"]
+
+
+def test_an_attack_of_the_older_form_still_runs():
+    """An outside attack that implements only ``perturb_pipeline`` gets the target's scores as a module
+    and is judged like any other (one stage named after the attack)."""
+    from zepad_bench.interfaces import Attack
+
+    class OldForm(Attack):
+        name = "old-form"
+        scenarios = ("adaptive",)
+
+        def perturb_pipeline(self, pipeline, x, y):
+            x = x.clone().requires_grad_(True)
+            (grad,) = torch.autograd.grad(torch.nn.functional.cross_entropy(pipeline(x), y), x)
+            return (x + self.eps * grad.sign()).clamp(0, 1).detach()
+
+    model, heads = toy_model(ZePAD())
+    target = classification_target(model, heads, 5)
+    x, y = clean_labelled(target)
+    old = OldForm(8 / 255)
+    run = evaluate(old, target, x, y, 16, torch.Generator().manual_seed(0))
+    assert set(k for k in run.metrics if k.startswith("RA_after:")) == {"RA_after:old-form"}
+    assert run.metrics["RA_after:old-form"] < 100.0
+
+
+def test_wilson_interval_and_the_seeded_subset():
+    low, high = wilson_interval(50, 100)
+    assert low == pytest.approx(40.383, abs=1e-3) and high == pytest.approx(59.617, abs=1e-3)
+    assert wilson_interval(0, 32)[0] == 0.0 and 0 < wilson_interval(0, 32)[1] < 11  # never below 0
+    rows = subset(539, 32, torch.Generator().manual_seed(3))
+    assert len(rows.unique()) == 32 and torch.equal(rows, subset(539, 32, torch.Generator().manual_seed(3)))
+    assert torch.equal(subset(40, 0, torch.Generator()), torch.arange(40))
 
 
 def test_ensemble_params_are_checked():
@@ -187,21 +371,68 @@ def test_defense_aware_and_adaptive_cells_run_on_the_defended_model(tmp_path):
             rows[("adaptive", 2 / 255, defense, "cls")],
             rows[("adaptive", 16 / 255, defense, "cls")],
         )
-        assert rows[("adaptive", 2 / 255, defense, "det")]["metrics"]["RA"] == weak["metrics"]["RA"]
         assert strong["metrics"]["RA"] <= weak["metrics"]["RA"]
         assert strong["metrics"]["grad_zero_frac"] == 0 and strong["metrics"]["grad_nan_frac"] == 0
         assert strong["metrics"]["RA"] < strong["metrics"]["BA"]  # 16/255 per sample breaks the toy model
-    adaptive = [c for c in cells if c.scenario == "adaptive"]
-    # one attack run per cell: classification and detection read their own heads and objectives
-    assert (
-        runner.computed["adaptive"] == len({runner.graph.adaptive(c).key for c in adaptive}) == len(adaptive)
-    )
+        assert "RA_recheck" in strong["metrics"] and strong["metrics"]["recheck_n"] == 4
+    # detection is attacked on its own terms, and only where there is a detector (none: n/a)
+    assert rows[("adaptive", 2 / 255, "none", "det")]["metrics"]["RA"] == "n/a"
+    assert isinstance(rows[("adaptive", 2 / 255, "none2", "det")]["metrics"]["RA_detect"], float)
+    assert runner.computed["adaptive"] == 2 * 3  # per ε: classification of both, detection of ZePAD
 
     again = Runner(suite, suite.registry, tmp_path / "wd", device="cpu", force=False)
     adaptive_cell = [c for c in cells if c.scenario == "adaptive"][0]
     key = (adaptive_cell.scenario, adaptive_cell.eps, adaptive_cell.defense, adaptive_cell.task)
     assert again.run_cell(adaptive_cell)["metrics"] == rows[key]["metrics"]
     assert again.computed["adaptive"] == 0 and again.reused["adaptive"] == 1
+
+
+def clean_accuracy_of_target(runner: Runner, cell) -> float:
+    """The task's adaptive target built as the runner builds it, judged on the clean test images."""
+    from zepad_bench.branch_stages import BranchStages
+    from zepad_bench.interfaces import TaskData
+    from zepad_bench.suite import instantiate
+
+    model, _ = runner.defense(cell)
+    data_id = runner.graph.task_data(cell)
+    train, test = (
+        runner.dataset(data_id, "train", cell.seed)[0],
+        runner.dataset(data_id, "test", cell.seed)[0],
+    )
+    task = instantiate(runner.suite, runner.registry, "tasks", cell.task)
+    task.ctx = runner._ctx(cell.seed)
+    branches = BranchStages(runner.stages, runner.graph, cell, model, train, test, 16, "cpu", task.ctx.track)
+    clean = test.float_images(slice(None))
+    target = task.adaptive_target(model, TaskData(train, test, clean, None, branches.features, branches.head))
+    fooled, _ = judge(target, clean, test.labels, 16)
+    return 100.0 * float((~fooled).sum()) / len(fooled)
+
+
+@pytest.mark.parametrize("samples", [0, 20])
+def test_the_attack_is_judged_by_the_decision_the_task_scores(tmp_path, samples):
+    """One computation for judging and scoring: on the stored attacked images, the task's own metric
+    (classification and retrieval RA, detection RA_detect) equals the attack's robust accuracy after
+    its last member (100 − its success rate), on all test images or on the seeded subset; and on
+    clean images the target's decisions give the task's BA."""
+    path = tmp_path / "s.toml"
+    path.write_text(suite_text().replace("recheck_samples = 4", f"recheck_samples = 4\nsamples = {samples}"))
+    suite = load(path).with_axes(tasks=["cls", "ret", "det"], scenarios=["adaptive"], attacks=["adaptive"])
+    runner = Runner(suite, suite.registry, tmp_path / "wd", device="cpu")
+    checked = set()
+    for cell in suite.cells():
+        if cell.defense != "none2" or cell.eps != 16 / 255:
+            continue
+        metrics = runner.run_cell(cell)["metrics"]
+        metric = {"cls": "RA", "ret": "RA", "det": "RA_detect"}[cell.task]
+        assert metrics[metric] == pytest.approx(metrics["RA_after:square"], abs=1e-4), cell.task  # float32
+        assert metrics["adaptive_n"] == (samples or 64)  # stripes: 64 test images
+        assert ("RA_ci95_low" in metrics) == bool(samples)
+        if cell.task != "det":
+            assert metrics[metric] < metrics["BA"]  # the attack did something to judge
+            if not samples:
+                assert clean_accuracy_of_target(runner, cell) == pytest.approx(metrics["BA"], abs=1e-4)
+        checked.add(cell.task)
+    assert checked == {"cls", "ret", "det"}
 
 
 def test_suites_pair_every_defense_with_defense_aware_and_adaptive_attacks():

@@ -18,7 +18,7 @@ TINY = {
     "ssp": dict(steps=3),
     "ssp-universal": dict(steps=4),
     "uapgd-reference": dict(images=8, steps=2, clusters=2, probe_images=32),
-    "adaptive": dict(pgd_steps=3, apgd_steps=3, square_queries=10),
+    "adaptive": dict(apgd_steps=3, targets=2, square_queries=10),
     "art": dict(
         attack="ProjectedGradientDescent", params={"max_iter": 2, "eps_step": 0.02}, clusters=2, max_images=32
     ),

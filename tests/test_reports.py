@@ -341,16 +341,18 @@ def test_the_adaptive_log_shows_each_member_the_recheck_and_the_interval():
                 "RA_recheck": ra - 3,
             }
         )
-        r["metrics"].update({"adaptive_n": 200, "RA_ci95_low": ra - 6, "RA_ci95_high": ra + 7})
+        r["metrics"].update(
+            {"adaptive_n": 200, "recheck_n": 100, "RA_ci95_low": ra - 6, "RA_ci95_high": ra + 7}
+        )
     text = render(board(rows))
     log = text.split("### cls: adaptive attack log at ε 4/255", 1)[1]
     header = next(line for line in log.splitlines() if line.startswith("| defense"))
     assert header.split("|")[1:-1] == [
         " defense   ", " clean        ", " after apgd-ce   ", " after apgd-t   ", " after square   ",
-        " RA           ", " re-check     ", " n   ", " 95 % interval   ",
+        " RA           ", " re-check     ", " re-check n   ", " n   ", " 95 % interval   ",
     ]  # fmt: skip
     assert "| zepad     | 95.50 ± 0.50 | 26.00 ± 1.00    | 18.00 ± 1.00   | 16.00 ± 1.00   |" in log
-    assert "10.00–23.00" in log and "`recheck-drop` zepad × adaptive" in text
+    assert "10.00–23.00" in log and "`not-converged` zepad × adaptive" in text
 
 
 def test_the_board_renders_from_json_without_torch_or_plugins(tmp_path):

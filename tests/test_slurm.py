@@ -81,7 +81,13 @@ def cluster():
 
 @pytest.fixture
 def suite(tmp_path: Path) -> Path:
-    """The smoke suite with the slow test attacks, its plugin modules beside it (as a user's would be)."""
+    """The smoke suite with the slow test attacks, its plugin modules beside it (as a user's would be);
+    the queue empty first (no job an earlier test left can hold the node's CPUs)."""
+    subprocess.run(["scancel", "--user", str(os.getuid())], timeout=30)
+    deadline = time.monotonic() + 120
+    while subprocess.run(["squeue", "-h"], capture_output=True, text=True, timeout=30).stdout.strip():
+        assert time.monotonic() < deadline, "jobs of an earlier test did not leave the queue"
+        time.sleep(1)
     shutil.copy(OUTSIDE / "zb_outside_plugin.py", tmp_path)
     (tmp_path / "zb_slow_plugin.py").write_text(SLOW_PLUGIN)
     path = tmp_path / "smoke.toml"
@@ -214,7 +220,11 @@ def _wait_for(path: Path, seconds: float, run: subprocess.Popen) -> str:
     deadline = time.monotonic() + seconds
     while not (path.exists() and path.read_text()):
         assert run.poll() is None, f"the run ended before {path} appeared: {run.communicate()[1][-3000:]}"
-        assert time.monotonic() < deadline, f"{path} did not appear within {seconds}s"
+        if time.monotonic() > deadline:
+            run.kill()
+            listing = ["squeue", "-o", "%i %T %R %C %m"]
+            queue = subprocess.run(listing, capture_output=True, text=True, timeout=30)
+            raise AssertionError(f"{path} did not appear within {seconds}s; the queue:\n{queue.stdout}")
         time.sleep(0.5)
     return path.read_text()
 

@@ -23,7 +23,11 @@ TABLES = {
         "bmp_recipe": {"proj_hidden_dim": 32, "proj_output_dim": 16},
     },
     "tasks.det": {"plugin": "detection", "data": "stripes", "epochs": 2},
-    "attacks.adaptive": {"plugin": "adaptive", "scenarios": ["adaptive"], "members": ["pgd"], "pgd_steps": 2},
+    "attacks.adaptive": {
+        "plugin": "adaptive",
+        **{"scenarios": ["adaptive"], "members": ["apgd-ce", "square"], "apgd_steps": 2, "square_queries": 2},
+        **{"samples": 12, "recheck_samples": 4},
+    },
     "attacks.aware": {"plugin": "outside-sign", "scenarios": ["defense-aware"]},
 }
 """Beside the smoke suite's: a tiny ZePAD, detection, an adaptive and a defense-aware attack."""
@@ -61,15 +65,19 @@ def stored(workdir: Path) -> dict[str, set[str]]:
 
 def derived(runner: Runner, rows: list[dict], head_params: list[dict]) -> dict[str, set[str]]:
     """Kind → keys the graph derives for the rows' cells: their task stages' closures, features of every
-    branch on each of the task's images, and heads of every branch for each of ``head_params``."""
+    branch on each of the task's images, and heads of every branch for each of ``head_params``. A cell
+    whose task has no adaptive attack ("n/a": detection without a detector) attacks nothing."""
     graph, keys = runner.graph, defaultdict(set)
     cells = {runner.cell_key(c): c for c in runner.suite.cells()}
     for row in rows:
         cell = cells[row["key"]]
+        attacked = row["metrics"]["RA"] != "n/a"
         for stage in graph.task(cell).closure():
-            keys[stage.kind].add(stage.key)
+            if attacked or stage.kind != "adaptive":
+                keys[stage.kind].add(stage.key)
+        images = ("train", "test", "test_adv") if attacked else ("train", "test")
         for branch in (b["name"] for b in row["config"]["branches"]):
-            keys["features"] |= {graph.features(cell, branch, w).key for w in ("train", "test", "test_adv")}
+            keys["features"] |= {graph.features(cell, branch, w).key for w in images}
             keys["head"] |= {graph.head(cell, branch, p).key for p in head_params}
     return keys
 
@@ -132,6 +140,11 @@ def test_the_adaptive_key_holds_the_task_and_its_params(tmp_path):
     graph = Runner(s, s.registry, tmp_path / "wd").graph
     keys = {c.task: graph.adaptive(c).key for c in s.cells()}
     assert len(set(keys.values())) == 3  # the heads' epochs, and the task plugin (its objective)
+    bf16 = suite(tmp_path, "bf16", extra=extra).with_axes(
+        defenses=["none"], tasks=["cls"], scenarios=["adaptive"], attacks=["adaptive"]
+    )
+    (cell,) = bf16.cells()
+    assert Runner(bf16, bf16.registry, tmp_path / "wd").graph.adaptive(cell).key != keys["cls"]  # precision
 
 
 def test_the_head_key_needs_no_trained_weights(tmp_path):

@@ -15,7 +15,12 @@ from zepad_bench.data.images import LabeledImages
 from zepad_bench.nn.adversarial_tuning import EncoderWithHead
 from zepad_bench.nn.encoder import Encoder
 from zepad_bench.nn.heads import MLPHead
-from zepad_bench_plugins.defenses.zepad import ZePAD, distribution_loss, ensemble_weights, rfdm_weights
+from zepad_bench_plugins.defenses.zepad import (
+    ZePAD,
+    distribution_loss,
+    ensemble_log_weights,
+    rfdm_log_weights,
+)
 
 TINY = dict(epochs=1, batch_size=16, steps=2, bmp_epochs=1, bmp_batch_size=16)
 
@@ -52,9 +57,10 @@ def test_rfdm_weights_hand_computed():
     p2 = torch.tensor([[0.3, 0.7], [0.5, 0.5]])
     c = [[m * math.exp(3 * (m - 0.5)) for m in ms] for ms in ([0.9, 0.6], [0.7, 0.5])]
     expected = torch.tensor([[c[b][n] / (c[0][n] + c[1][n]) for n in range(2)] for b in range(2)])
-    assert torch.allclose(rfdm_weights([p1, p2]), expected, atol=1e-6)
+    weights = rfdm_log_weights([p1.log(), p2.log()]).exp()
+    assert torch.allclose(weights, expected, atol=1e-6)
     # sample 0: branch 1 (m = 0.9 → c = 0.9·e^1.2 ≈ 2.988) outweighs branch 2 (0.7·e^0.6 ≈ 1.276)
-    assert rfdm_weights([p1, p2])[0, 0].item() == pytest.approx(2.98804 / (2.98804 + 1.27548), abs=1e-4)
+    assert weights[0, 0].item() == pytest.approx(2.98804 / (2.98804 + 1.27548), abs=1e-4)
 
 
 def test_fuse_is_the_rfdm_weighted_sum_of_logits_or_probabilities():
@@ -78,7 +84,7 @@ def test_entropy_ensemble_weights_the_less_confident_branch_more():
     p1, p2 = torch.tensor([[0.9, 0.1]]), torch.tensor([[0.5, 0.5]])
     h1 = -(0.9 * math.log(0.9) + 0.1 * math.log(0.1))
     h2 = math.log(2)
-    w = ensemble_weights([p1, p2], "entropy")
+    w = ensemble_log_weights([p1.log(), p2.log()], "entropy").exp()
     assert torch.allclose(w, torch.tensor([[h1 / (h1 + h2)], [h2 / (h1 + h2)]]), atol=1e-6)
     assert w[1, 0] > w[0, 0]
 

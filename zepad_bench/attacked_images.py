@@ -1,6 +1,6 @@
 """The attacked test images of a cell: a fitted attack's ``perturb`` per batch (transfer and
-defense-aware scenarios), or ``perturb_pipeline`` per batch through the task's defended pipeline with
-the test labels (``adaptive``). Every attacked batch is checked against the budget."""
+defense-aware scenarios), or the task's own decision attacked per batch with the test labels
+(``adaptive``). Every attacked batch is checked against the budget."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from collections.abc import Callable, Iterable
 from typing import Any, TypeVar
 
 import torch
-from torch import nn
 
+from zepad_bench.adaptive_target import AdaptiveTarget
 from zepad_bench.budget import check_budget
 from zepad_bench.data.images import LabeledImages
-from zepad_bench.interfaces import Attack, DefendedModel
-from zepad_bench.pipeline import DefendedPipeline, input_gradient_stats
+from zepad_bench.interfaces import Attack
+from zepad_bench.pipeline import evaluate
 
 T = TypeVar("T")
 Track = Callable[[Iterable[T], str], Iterable[T]]
@@ -34,24 +34,23 @@ def transfer_images(
 
 def adaptive_images(
     attack: Attack,
-    model: DefendedModel,
-    heads: list[nn.Module],
+    target: AdaptiveTarget,
     test: LabeledImages,
     batch_size: int,
-    device: str,
+    generator: torch.Generator,
     track: Track,
 ) -> dict[str, Any]:
-    """``adaptive`` scenario: the test images attacked per batch through the task's whole pipeline
-    (``attack.perturb_pipeline`` with the test labels), and the pipeline's input-gradient statistics
-    (:func:`zepad_bench.pipeline.input_gradient_stats`): ``{"images": …, "stats": {…}}``."""
-    pipeline = DefendedPipeline(model, heads)
-    out = []
-    for start in track(range(0, len(test), batch_size), f"adaptive {test.name}"):
-        window = slice(start, start + batch_size)
-        x = test.float_images(window).to(device)
-        x_adv = attack.perturb_pipeline(pipeline, x, test.labels[window].to(device))
-        check_budget(attack, x, x_adv.detach().float())
-        out.append(x_adv.detach().float().cpu())
-    images = torch.cat(out)
-    stats = input_gradient_stats(pipeline, test.float_images(slice(None)), test.labels)
-    return {"images": images, "stats": stats}
+    """``adaptive`` scenario: the task's own decision ``target`` attacked per batch with the test labels
+    (:func:`zepad_bench.pipeline.evaluate`, every batch budget-checked): ``{"images": …, "indices": the
+    test rows attacked, "stats": the attack's metrics}``."""
+    run = evaluate(
+        attack,
+        target,
+        test.float_images(slice(None)),
+        test.labels,
+        batch_size,
+        generator,
+        check=lambda x, x_adv: check_budget(attack, x, x_adv),
+        track=track,
+    )
+    return {"images": run.images, "indices": run.indices, "stats": run.metrics}

@@ -22,7 +22,9 @@ from zepad_bench.suite import Cell
 
 class BranchStages:
     """The features and heads of ``model``'s branches for ``cell``, on its task's ``train`` and ``test``
-    splits and on the attacked test images (``test_adv``, set once they exist)."""
+    splits and on the attacked test images (``test_adv``, set once they exist). When an adaptive attack
+    attacked a subset of the test split, ``rows`` (set with ``test_adv``) are its rows: ``"test"``
+    features are then those rows of the whole split's (which every cell on the split shares)."""
 
     def __init__(
         self,
@@ -39,11 +41,17 @@ class BranchStages:
         self.stages, self.graph, self.cell, self.model = stages, graph, cell, model
         self.train, self.test = train, test
         self.test_adv: torch.Tensor | None = None
+        self.rows: torch.Tensor | None = None
         self.batch_size, self.device, self.track = batch_size, device, track
         self._together: dict[tuple[int, str], torch.Tensor] = {}
 
     def features(self, branch: int, which: str) -> torch.Tensor:
         """Features (CPU) of branch ``branch`` on ``which`` ∈ {"train", "test", "test_adv"}."""
+        if which == "test" and self.rows is not None:
+            return self._features(branch, which)[self.rows]
+        return self._features(branch, which)
+
+    def _features(self, branch: int, which: str) -> torch.Tensor:
         node = self.graph.features(self.cell, self.model.branches[branch].name, which)
         tensor = {"train": self.train.images, "test": self.test.images, "test_adv": self.test_adv}[which]
 

@@ -81,7 +81,8 @@ def run_local(
                     click.echo(f"cell failed: {failed[-1]}", err=True)
             else:
                 m = rows[-1]["metrics"]
-                console.log(f"cell      {cell.label()}  BA {m.get('BA', nan):.2f}  RA {m.get('RA', nan):.2f}")
+                ba, ra = (_shown(m.get(name, nan)) for name in ("BA", "RA"))
+                console.log(f"cell      {cell.label()}  BA {ba}  RA {ra}")
     stages = stage_summary((kind, key, seconds) for (kind, key), seconds in runner.done.items())
     counts = {"cells": len(cells), "pending": len(pending), "computed": len(rows), "failed": len(failed)}
     record_run(runner, "local", start, counts, partial, stages, machine_info(runner.device))
@@ -280,3 +281,8 @@ def run_slurm(
     record_run(runner, "slurm", start, counts, partial, stages, machine)
     console.print(summary_line(stages), soft_wrap=True)
     return rows, failed
+
+
+def _shown(value: object) -> str:
+    """A metric for the progress log: a number to two decimals, else as it is ("n/a")."""
+    return f"{value:.2f}" if isinstance(value, (int, float)) else str(value)

@@ -17,6 +17,7 @@ if TYPE_CHECKING:
     import torch
     from torch import Tensor, nn
 
+    from zepad_bench.adaptive_target import AdaptiveTarget
     from zepad_bench.data.images import LabeledImages
     from zepad_bench.nn.encoder import Encoder
 
@@ -77,7 +78,8 @@ SCENARIOS = (*TRANSFER_SCENARIOS, "defense-aware", "adaptive")
 """Threat models. Transfer: fitted on public encoders (the victim; + its auxiliaries in white-box).
 ``defense-aware``: fitted on the defended model's encoders (every branch) and unlabeled images, still
 no head and no label. ``adaptive``: per sample on the task's whole differentiable pipeline (branch
-encoders → the task's heads → the defense's fusion) with the test labels, as in white-box evaluation."""
+encoders → the task's own decision, e.g. heads → the defense's fusion) with the test labels, as in
+white-box evaluation (:class:`zepad_bench.pipeline.AdaptiveTarget`)."""
 
 
 class Attack(Plugin):
@@ -86,7 +88,7 @@ class Attack(Plugin):
     scenarios: ClassVar[tuple[str, ...]] = (*TRANSFER_SCENARIOS, "defense-aware")
     """The scenarios this attack supports (the suite validator rejects any other pairing). Any attack
     fitted by :meth:`fit` works in ``defense-aware`` (it just gets the defended encoders); an attack
-    that lists ``"adaptive"`` implements :meth:`perturb_pipeline`."""
+    that lists ``"adaptive"`` implements :meth:`perturb_adaptive` (or the older :meth:`perturb_pipeline`)."""
 
     role: ClassVar[str] = "attack"
     """``"attack"``, or ``"control"`` for a reference that is not an attack (equal-budget noise):
@@ -113,10 +115,31 @@ class Attack(Plugin):
         """Return ``x_adv`` in [0, 1] with ``‖x_adv − x‖∞ ≤ eps``."""
         raise NotImplementedError
 
+    samples: int = 0
+    """``adaptive`` scenario: attack a seeded random subset of this many test images (0: all of them);
+    the cell then reports ``adaptive_n`` and a 95 % interval of its robust accuracy."""
+    recheck_samples: int = 0
+    """``adaptive`` scenario: size of the seeded subset of attacked images that :meth:`convergence_check`
+    attacks again (0: no re-check)."""
+
+    def perturb_adaptive(self, target: AdaptiveTarget, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """``adaptive`` scenario: attacked images against a task's own decision ``target`` (differentiable
+        scores and the exact scored decision) given the true labels ``y``; same budget rules as
+        :meth:`perturb`. Returns the images after each stage of the attack, in order (an ensemble: one
+        entry per member, each the per-sample worst case so far; the last entry is the result), so
+        robust accuracy can be stored after every member. Called after :meth:`fit` per test batch.
+        Default: the older form, :meth:`perturb_pipeline` on the target's scores."""
+        return {self.name: self.perturb_pipeline(target.as_module(), x, y)}
+
+    def convergence_check(self) -> Attack | None:
+        """A stronger copy of this attack's last stage (e.g. twice the iterations and restarts), run
+        again on a seeded subset of the attacked images to show that the attack has converged;
+        ``None``: no re-check."""
+        return None
+
     def perturb_pipeline(self, pipeline: nn.Module, x: Tensor, y: Tensor) -> Tensor:
-        """``adaptive`` scenario: ``x_adv`` against ``pipeline`` (a differentiable module, images in
-        [0, 1] → fused class logits, eval mode, frozen) given the true labels ``y``; same budget rules
-        as :meth:`perturb`. Called after :meth:`fit` (with the defended encoders) per test batch."""
+        """Older ``adaptive`` form: ``x_adv`` against ``pipeline`` (a differentiable module, images in
+        [0, 1] → the target's scores, eval mode, frozen) given the true labels ``y``."""
         raise NotImplementedError(f"{self.name} does not support the adaptive scenario")
 
     def state_dict(self) -> dict[str, Any]:
@@ -153,6 +176,9 @@ class DefendedModel:
     def fuse(self, logits: list[Tensor]) -> Tensor:
         return self.defense.fuse(logits)
 
+    def fused_scores(self, logits: list[Tensor]) -> Tensor:
+        return self.defense.fused_scores(logits)
+
     def detection_score(self, probabilities: list[Tensor]) -> Tensor | None:
         return self.defense.detection_score(probabilities)
 
@@ -179,6 +205,14 @@ class Defense(Plugin):
         import torch
 
         return torch.stack(logits).mean(0)
+
+    def fused_scores(self, logits: list[Tensor]) -> Tensor:
+        """The fused decision as class scores (N×C): its argmax is the fused prediction (what tasks
+        score) and its softmax the fused distribution — log-probabilities for a fusion of probabilities,
+        else the fused logits; adaptive attacks differentiate it. Default: :meth:`fuse` (a fusion of
+        logits); a defense whose ``fuse`` returns probabilities returns their log here, computed in log
+        space (no clamp: a clamped log has zero gradient once the branches are confident)."""
+        return self.fuse(logits)
 
     def detection_score(self, probabilities: list[Tensor]) -> Tensor | None:
         """Per-sample DAE score from per-branch softmax outputs; ``None`` if the defense has no detector."""
@@ -280,46 +314,55 @@ CORE_METRICS = (
 ADAPTIVE_METRICS = (
     Metric(
         "grad_zero_frac",
-        "share of clean test images whose input gradient through the attacked pipeline is exactly zero "
-        "(gradient masking)",
+        "share of the clean attacked images whose input gradient of the task's adaptive target (the "
+        "cross-entropy of the outcomes that leave a sample unfooled) is exactly zero (gradient masking)",
         higher_is_better=False,
         report=False,
     ),
     Metric(
         "grad_nan_frac",
-        "share of clean test images whose input gradient through the attacked pipeline is not finite",
+        "share of the clean attacked images whose input gradient of the task's adaptive target is not finite",
         higher_is_better=False,
         report=False,
     ),
     Metric(
         "grad_zero_frac:attacked",
-        "as grad_zero_frac, on the attacked images",
+        "as grad_zero_frac, on the images after each ensemble member (the largest share over the members)",
         higher_is_better=False,
         report=False,
     ),
     Metric(
         "grad_nan_frac:attacked",
-        "as grad_nan_frac, on the attacked images",
+        "as grad_nan_frac, on the images after each ensemble member (the largest share over the members)",
         higher_is_better=False,
         report=False,
     ),
-    Metric("grad_norm", "mean L1 norm of the pipeline's input gradient", unit="", report=False),
+    Metric(
+        "grad_norm", "mean L1 norm of the target's input gradient on the clean images", unit="", report=False
+    ),
     Metric(
         "RA_after:<member>",
-        "robust accuracy after the ensemble's members up to and including <member> "
-        "(cumulative per-sample worst case, AutoAttack's log)",
+        "share of the attacked images the task's own decision still gets right after the ensemble's members "
+        "up to and including <member> (cumulative per-sample worst case, AutoAttack's log; detection: "
+        "classified right or flagged)",
         report=False,
     ),
     Metric(
         "RA_recheck",
-        "robust accuracy after the convergence re-check (the last member again with twice the iterations "
-        "and restarts, on a fixed seeded subset)",
+        "robust accuracy over the adaptive_n attacked images when the convergence re-check (the last member "
+        "again with twice the iterations and restarts) also attacks a fixed seeded subset of recheck_n of "
+        "them; flagged not-converged when it takes more than 1 point on that subset",
         report=False,
     ),
-    Metric("recheck_n", "test images in the convergence re-check's subset", unit="images", report=False),
-    Metric("adaptive_n", "test images the adaptive attack ran on", unit="images", report=False),
-    Metric("RA_ci95_low", "lower end of RA's 95 % interval when a subset is attacked", report=False),
-    Metric("RA_ci95_high", "upper end of RA's 95 % interval when a subset is attacked", report=False),
+    Metric("recheck_n", "attacked images in the convergence re-check's subset", unit="images", report=False),
+    Metric(
+        "adaptive_n",
+        "test images the adaptive attack ran on (a seeded random subset when fewer than the test split)",
+        unit="images",
+        report=False,
+    ),
+    Metric("RA_ci95_low", "lower end of RA's 95 % Wilson interval when a subset is attacked", report=False),
+    Metric("RA_ci95_high", "upper end of RA's 95 % Wilson interval when a subset is attacked", report=False),
 )
 """What the runner and the adaptive attack add to the metrics of an ``adaptive`` cell."""
 
@@ -346,14 +389,12 @@ class Task(Plugin):
         """Return metrics (percentages for accuracies/rates)."""
         raise NotImplementedError
 
-    def pipeline_heads(self, model: DefendedModel, data: TaskData) -> list[nn.Module]:
-        """Per-branch class heads that make the task's differentiable pipeline (``adaptive``
-        scenario; the defense's ``fuse`` on top). Default: each branch's joint head when it was tuned
-        on this dataset, else the paper MLP head on frozen train features (20 epochs, lr 5e-3,
-        batch 256, seed ``ctx.seed + branch``) — the heads ``classification`` trains by default."""
-        from zepad_bench.pipeline import task_heads
-
-        return task_heads(model, data, self.ctx.seed, self.ctx.device)[0]
+    def adaptive_target(self, model: DefendedModel, data: TaskData) -> AdaptiveTarget | None:
+        """How this task's own decision is attacked in the ``adaptive`` scenario: the differentiable
+        scores an attacker climbs and the exact decision the task scores with (``data.test_adv`` holds
+        the clean test images here). ``None`` (the default): the task has no adaptive attack and its
+        adaptive cells report ``"n/a"``."""
+        return None
 
 
 def device_of(module: torch.nn.Module) -> torch.device:

@@ -187,18 +187,24 @@ class Runner:
 
     def adaptive(
         self, cell: Cell, attack: Attack, model: DefendedModel, task: Task, data: TaskData
-    ) -> tuple[torch.Tensor, dict[str, float]]:
-        """``adaptive`` scenario: the test images attacked per batch through the task's whole pipeline,
-        and the pipeline's input-gradient statistics."""
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[str, float]] | None:
+        """``adaptive`` scenario: the task's own decision (``task.adaptive_target``) attacked per batch
+        with the test labels (:func:`zepad_bench.attacked_images.adaptive_images`): the attacked images,
+        the test rows they come from (a seeded subset when ``attack.samples`` is set) and the attack's
+        metrics (robust accuracy after each member, re-check, gradient sanity). ``None`` when the task
+        has no adaptive attack."""
+        target = task.adaptive_target(model, data)
+        if target is None:
+            return None
         node = self.graph.adaptive(cell)
-        heads = task.pipeline_heads(model, data)
 
         def compute() -> dict[str, Any]:
-            track = self._ctx(cell.seed).track
-            return adaptive_images(attack, model, heads, data.test, self.suite.batch_size, self.device, track)
+            ctx = self._ctx(cell.seed)
+            generator = ctx.generator(0xADA)
+            return adaptive_images(attack, target, data.test, self.suite.batch_size, generator, ctx.track)
 
         value = self.stages.get(node, cell.seed, compute, as_is, as_is)
-        return value["images"], dict(value["stats"])
+        return value["images"], value["indices"], dict(value["stats"])
 
     # ------------------------------------------------------------------ cells
     def cell_key(self, cell: Cell) -> str:
@@ -221,18 +227,28 @@ class Runner:
             self.stages, self.graph, cell, model, train, test, self.suite.batch_size, self.device, ctx.track
         )
         pipeline_stats: dict[str, float] = {}
+        adaptive = None
         if cell.scenario == "adaptive":
             clean = TaskData(
                 train, test, test.float_images(slice(None)), attack, branches.features, branches.head
             )
-            branches.test_adv, pipeline_stats = self.adaptive(cell, attack, model, task, clean)
+            adaptive = self.adaptive(cell, attack, model, task, clean)
+            if adaptive is not None:
+                branches.test_adv, rows, pipeline_stats = adaptive
+                if len(rows) < len(test):  # a seeded subset was attacked: the task scores those rows
+                    test = test.subset(rows)
+                    branches.rows = rows
         else:
             branches.test_adv = self.adversarial(cell, attack, test)
-        data = TaskData(train, test, branches.test_adv, attack, branches.features, branches.head)
         seed_everything(cell.seed)
         task_start = time.perf_counter()
-        with precision.use(self.suite.precision):
-            metrics = {**task.run(model, data), **pipeline_stats}
+        if cell.scenario == "adaptive" and adaptive is None:  # no adaptive attack on this task's terms
+            names = [m.name for m in task.metrics() if "<" not in m.name]
+            metrics: dict[str, Any] = dict.fromkeys(names, "n/a")
+        else:
+            data = TaskData(train, test, branches.test_adv, attack, branches.features, branches.head)
+            with precision.use(self.suite.precision):
+                metrics = {**task.run(model, data), **pipeline_stats}
         task_seconds = time.perf_counter() - task_start
         row = cell_row(
             self.graph,

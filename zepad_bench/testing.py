@@ -31,6 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
+from zepad_bench.adaptive_target import AdaptiveTarget
 from zepad_bench.context import RunContext
 from zepad_bench.data.images import LabeledImages
 from zepad_bench.nn.backbones import plugin_backbones
@@ -111,19 +112,18 @@ class Unlabeled:
 # ---------------------------------------------------------------- attacks
 
 
-class _MedianSplit(nn.Module):
-    """A two-class pipeline for adaptive attacks: the sign of an encoder's first feature around its
+def _median_split(encoder: nn.Module, reference: Tensor) -> AdaptiveTarget:
+    """A two-class decision for adaptive attacks: the sign of an encoder's first feature around its
     median on ``reference`` images, so some images lie close to the decision boundary."""
+    with torch.no_grad():
+        median = encoder(reference)[:, 0].median()
 
-    def __init__(self, encoder: nn.Module, reference: Tensor):
-        super().__init__()
-        self.encoder = encoder
-        with torch.no_grad():
-            self.register_buffer("median", encoder(reference)[:, 0].median())
+    def decide(features: list[Tensor]) -> tuple[Tensor, Tensor]:
+        z = features[0][:, 0] - median
+        scores = torch.stack([z, -z], dim=1)
+        return scores, scores.argmax(1)
 
-    def forward(self, x: Tensor) -> Tensor:
-        z = self.encoder(x)[:, 0] - self.median
-        return torch.stack([z, -z], dim=1)
+    return AdaptiveTarget([encoder], decide, 2)
 
 
 def check_attack(
@@ -148,12 +148,12 @@ def check_attack(
     state: dict[str, Any] = {}
     if "adaptive" in cls.scenarios and len(cls.scenarios) == 1:
         # an attack of the adaptive scenario alone perturbs a differentiable pipeline with labels
-        pipeline = _MedianSplit(encoders[0], x).eval().requires_grad_(False)
+        target = _median_split(encoders[0].eval(), x)
         with torch.no_grad():
-            labels = pipeline(x).argmax(1)  # classified right, some near the boundary: an attack can act
+            labels = target(x)[1]  # classified right, some near the boundary: an attack can act
 
         def perturb(attack, images: Tensor) -> Tensor:
-            return attack.perturb_pipeline(pipeline, images, labels[: len(images)])
+            return list(attack.perturb_adaptive(target, images, labels[: len(images)]).values())[-1]
 
     else:
 

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import copy
 import dataclasses
+import math
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -59,7 +60,7 @@ from .distribution_loss import distribution_loss
 from .protocol import iterate_ce, pgd_input_mode
 from .tuning import CORRECTED, TuningOptions
 
-__all__ = ["ZePAD", "distribution_loss", "ensemble_weights", "rfdm_weights"]
+__all__ = ["ZePAD", "distribution_loss", "ensemble_log_weights", "rfdm_log_weights"]
 
 BMP_METHODS = tuple(m for m in SSL_METHODS if m != "supcon")
 """The BMP encoder never sees labels: every SSL method but the supervised-contrastive one."""
@@ -86,30 +87,43 @@ def _manifest_source(id_: str) -> dict[str, Any]:
     return {"paper": id_, **{k: entry[k] for k in ("arch", "normalisation", "sha256")}}
 
 
-def rfdm_weights(probabilities: list[Tensor]) -> Tensor:
-    """RFDM branch weights (ZePAD Eq. 7–8): c_i = m_i·exp(3(m_i − 0.5)), W_i = c_i/Σ_k c_k; branches×N.
+def rfdm_log_weights(log_probabilities: list[Tensor]) -> Tensor:
+    """log W_i of RFDM (ZePAD Eq. 7–8), branches×N: c_i = m_i·exp(3(m_i − 0.5)), W_i = c_i/Σ_k c_k.
 
-    ``m_i`` is branch i's maximum softmax probability per sample.
+    ``m_i`` is branch i's maximum softmax probability per sample; computed from log-softmax
+    (log c_i = log m_i + 3(m_i − 0.5)), so no weight underflows however confident a branch is.
     """
-    m = torch.stack([p.max(dim=1).values for p in probabilities])
-    c = m * torch.exp(3 * (m - 0.5))
-    return c / c.sum(dim=0, keepdim=True)
+    log_m = torch.stack([lp.max(dim=1).values for lp in log_probabilities])
+    log_c = log_m + 3 * (log_m.exp() - 0.5)
+    return log_c - log_c.logsumexp(dim=0, keepdim=True)
 
 
-def ensemble_weights(probabilities: list[Tensor], ensemble: str = "rfdm") -> Tensor:
-    """Per-sample branch weights (branches×N) of the ensembles compared in ZePAD Table S3.
+def log_entropy(log_p: Tensor) -> Tensor:
+    """Per-row log of the Shannon entropy −Σ p·log p, from log-probabilities, in log space:
+    logsumexp_c(log p_c + log(−log p_c)) over the classes with p_c < 1 (finite for finite logits)."""
+    surprise = -log_p
+    positive = surprise > 0
+    safe = torch.where(positive, surprise, torch.ones_like(surprise))
+    terms = torch.where(positive, log_p + safe.log(), torch.full_like(log_p, -math.inf))
+    return terms.logsumexp(dim=1)
+
+
+def ensemble_log_weights(log_probabilities: list[Tensor], ensemble: str = "rfdm") -> Tensor:
+    """Per-sample log branch weights (branches×N) of the ensembles compared in ZePAD Table S3.
 
     ``rfdm``: Eq. 7–8. ``average``: 1/branches. ``entropy`` (the authors' ``entropy`` option):
-    W_i = H_i/Σ_k H_k with H_i = −Σ_c p_ic·log p_ic the branch's prediction entropy, so the *less*
-    confident branch weighs more (H_i floored at 1e-12: all-one-hot inputs get equal weights).
+    W_i = H_i/Σ_k H_k with H_i the branch's prediction entropy, so the *less* confident branch weighs
+    more (equal weights when every branch is exactly one-hot).
     """
+    n = len(log_probabilities)
     if ensemble == "rfdm":
-        return rfdm_weights(probabilities)
+        return rfdm_log_weights(log_probabilities)
     if ensemble == "average":
-        return torch.full((len(probabilities), len(probabilities[0])), 1.0 / len(probabilities))
+        return torch.full((n, len(log_probabilities[0])), -math.log(n), device=log_probabilities[0].device)
     if ensemble == "entropy":
-        h = torch.stack([-(p * p.clamp_min(1e-12).log()).sum(dim=1) for p in probabilities]).clamp_min(1e-12)
-        return h / h.sum(dim=0, keepdim=True)
+        log_h = torch.stack([log_entropy(lp) for lp in log_probabilities])
+        log_h = torch.where(torch.isinf(log_h).all(dim=0, keepdim=True), torch.zeros_like(log_h), log_h)
+        return log_h - log_h.logsumexp(dim=0, keepdim=True)
     raise ValueError(f"unknown ensemble {ensemble!r}; known: {', '.join(CHOICES['ensemble'])}")
 
 
@@ -495,12 +509,22 @@ class ZePAD(Defense):
         return encoder.to(self.ctx.device).eval()
 
     # ------------------------------------------------------------------ step 2: RFDM and detection
+    def fused_scores(self, logits: list[Tensor]) -> Tensor:
+        """Σ_i W_i·y_i (Alg. 1 line 19) as class scores: over logits (authors' code) the fused logits;
+        over softmax outputs (``fuse_on``) the fused log-probabilities log Σ_i W_i·p_i, computed as
+        logsumexp_i(log W_i + log_softmax(y_i)) — no clamp, so gradients survive any logit margin."""
+        log_probabilities = [torch.log_softmax(y.float(), dim=1) for y in logits]
+        log_weights = ensemble_log_weights(log_probabilities, self.ensemble)
+        if self.fuse_on == "logits":
+            return sum(w.exp().unsqueeze(1) * y.float() for w, y in zip(log_weights, logits))
+        return torch.stack([w.unsqueeze(1) + lp for w, lp in zip(log_weights, log_probabilities)]).logsumexp(
+            0
+        )
+
     def fuse(self, logits: list[Tensor]) -> Tensor:
-        """Σ_i W_i·y_i (Alg. 1 line 19) over logits (authors' code) or softmax outputs (``fuse_on``)."""
-        probabilities = [torch.softmax(y.float(), dim=1) for y in logits]
-        weights = ensemble_weights(probabilities, self.ensemble).to(probabilities[0])
-        outputs = [y.float() for y in logits] if self.fuse_on == "logits" else probabilities
-        return sum(w.unsqueeze(1) * y for w, y in zip(weights, outputs))
+        """Σ_i W_i·y_i: the fused logits, or (``fuse_on = "probabilities"``) the fused probabilities."""
+        scores = self.fused_scores(logits)
+        return scores if self.fuse_on == "logits" else scores.exp()
 
     def detection_score(self, probabilities: list[Tensor]) -> Tensor | None:
         """MPAE − BMP confidence per sample (Sec. 5.4): a DAE when it exceeds ``detection_threshold`` (0.1).

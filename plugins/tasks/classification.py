@@ -8,27 +8,19 @@ import torch
 from pydantic import Field
 
 from zepad_bench import DefendedModel, Metric, Task, TaskData
+from zepad_bench.adaptive_target import AdaptiveTarget
 from zepad_bench.interfaces import CORE_METRICS
 from zepad_bench.metrics import accuracy, attack_success_rate, max_confidence, top_class_share
 from zepad_bench.nn.heads import predict_logits
-from zepad_bench.pipeline import task_heads
+from zepad_bench.pipeline import classification_target, fused_prediction, task_heads
 
 
 def branch_logits(
-    task: Task,
-    model: DefendedModel,
-    data: TaskData,
-    which: tuple[str, ...],
-    head: str,
-    epochs: int,
-    lr: float,
-    batch_size: int,
+    task: Classification, model: DefendedModel, data: TaskData, which: tuple[str, ...]
 ) -> tuple[list[dict[str, torch.Tensor]], list[str]]:
-    """Per branch: logits on each split in ``which``; a jointly tuned head is used when it was tuned
-    on this task's dataset (``head="auto"``), else a new head is trained on frozen train features."""
-    heads, head_kinds = task_heads(
-        model, data, task.ctx.seed, task.ctx.device, head, epochs=epochs, lr=lr, batch_size=batch_size
-    )
+    """Per branch: the logits of the task's head (:meth:`Classification.branch_heads`) on each split in
+    ``which``; and the head kinds."""
+    heads, head_kinds = task.branch_heads(model, data)
     outputs = [
         {w: predict_logits(h, data.features(model, i, w), device=task.ctx.device) for w in which}
         for i, h in enumerate(heads)
@@ -112,8 +104,9 @@ class Classification(Task):
     def metrics(self) -> list[Metric]:
         return [*CORE_METRICS, *CLASSIFICATION_METRICS]
 
-    def pipeline_heads(self, model: DefendedModel, data: TaskData) -> list[torch.nn.Module]:
-        """The heads :meth:`run` uses (adaptive scenario)."""
+    def branch_heads(self, model: DefendedModel, data: TaskData) -> tuple[list[torch.nn.Module], list[str]]:
+        """Per branch: the head :meth:`run` scores with (a jointly tuned head when it was tuned on this
+        task's dataset and ``head="auto"``, else a new head on frozen train features) and its kind."""
         return task_heads(
             model,
             data,
@@ -123,14 +116,17 @@ class Classification(Task):
             epochs=self.epochs,
             lr=self.lr,
             batch_size=self.batch_size,
-        )[0]
+        )
+
+    def adaptive_target(self, model: DefendedModel, data: TaskData) -> AdaptiveTarget:
+        """The fused class scores of :meth:`heads` (:meth:`Defense.fused_scores`), judged by their argmax:
+        the prediction :meth:`run` scores (``RA`` = 100 − the attacker's success rate)."""
+        return classification_target(model, self.branch_heads(model, data)[0], data.train.num_classes)
 
     def run(self, model: DefendedModel, data: TaskData) -> dict[str, float | str]:
-        outputs, head_kinds = branch_logits(
-            self, model, data, ("test", "test_adv"), self.head, self.epochs, self.lr, self.batch_size
-        )
-        clean = model.fuse([o["test"] for o in outputs]).argmax(1)
-        adv = model.fuse([o["test_adv"] for o in outputs]).argmax(1)
+        outputs, head_kinds = branch_logits(self, model, data, ("test", "test_adv"))
+        clean = fused_prediction(model, [o["test"] for o in outputs])[1]
+        adv = fused_prediction(model, [o["test_adv"] for o in outputs])[1]
         labels = data.test.labels
         metrics: dict[str, float | str] = {
             "BA": accuracy(clean, labels),

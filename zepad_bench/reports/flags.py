@@ -4,7 +4,8 @@ Robust accuracy under the strongest attack, with sanity checks, is how RobustBen
 report robustness (Croce & Hein, ICML 2020, Sec. 5; Carlini et al. 2019, "On Evaluating Adversarial
 Robustness", Sec. 5 checklist). Every check compares means over seeds at one ε, never across budgets.
 The metrics read by name are the contract's sanity metrics (docs/plugins.md, "Task"): ``BA``, ``RA``,
-``top_class_share[_adv]``, ``grad_zero_frac``/``grad_nan_frac`` (``:attacked``) and ``RA_recheck``.
+``top_class_share[_adv]``, ``grad_zero_frac``/``grad_nan_frac`` (``:attacked``), ``RA_after:<member>``,
+``RA_recheck``, ``recheck_n`` and ``adaptive_n``.
 """
 
 from __future__ import annotations
@@ -22,6 +23,9 @@ TOLERANCE = 1.0
 attacks is about this size on the quickstart)."""
 COLLAPSE_SHARE = 90.0
 """A prediction giving one class to this share (%) of the test images is flagged as collapsed."""
+RECHECK_TOLERANCE = 1.0
+"""Points of robust accuracy the convergence re-check may take off its subset before a cell is flagged
+(issue 17: "flagged if RA falls by > 1 point")."""
 GRADIENT_METRICS = (
     ("grad_zero_frac", "grad-zero", "zero", "clean"),
     ("grad_nan_frac", "grad-nan", "non-finite", "clean"),
@@ -35,8 +39,9 @@ KINDS = {
     "ra-not-falling": "along an attack's ε sweep, RA rises from one ε to the next, or does not fall at all",
     "grad-zero": "the attacked pipeline's input gradient is exactly zero on some images (gradient masking)",
     "grad-nan": "the attacked pipeline's input gradient is not finite on some images",
-    "recheck-drop": "the convergence re-check (the last member with twice the iterations and restarts) "
-    "lowers RA further: the ensemble had not converged",
+    "not-converged": "the convergence re-check (the last member again with twice the iterations and "
+    f"restarts on a seeded subset) lowers RA on that subset by more than {RECHECK_TOLERANCE:g} point: the "
+    "ensemble had not converged",
     "ra-above-ba": "an attack's RA is above the clean accuracy BA (the attack helps the classifier)",
     "collapse-clean": f"≥ {COLLAPSE_SHARE:g} % of the clean test images get one class (a collapsed "
     "prediction)",
@@ -106,15 +111,33 @@ def sanity_flags(frame: pd.DataFrame, tol: float = 0.0) -> list[dict[str, Any]]:
             if row[metric] > 0:
                 message = f"{row[metric]:.1f} % of the {images} images have {what} input gradients"
                 flags.append(_flag(kind, row, message))
-    recheck = attacks.merge(_means(frame, "RA_recheck").drop(columns="attack_role"))
-    for _, row in recheck.iterrows():
-        if row["RA_recheck"] < row["RA"] - tol:
-            message = f"re-check RA {row['RA_recheck']:.2f} below the ensemble's {row['RA']:.2f}"
-            flags.append(_flag("recheck-drop", row, message))
+    flags += _not_converged(frame)
     for _, row in attacks.merge(ba, on=[*SETTING, "scenario", "attack", "eps", "defense"]).iterrows():
         if row["RA"] > row["_BA"] + tol:
             flags.append(_flag("ra-above-ba", row, f"RA {row['RA']:.2f} above BA {row['_BA']:.2f}"))
     return flags + collapse_flags(frame)
+
+
+def _not_converged(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    """``not-converged``: per cell, the re-check's drop on its own subset, (RA_after − RA_recheck)·
+    adaptive_n/recheck_n with RA_after the robust accuracy after the last member (the smallest
+    ``RA_after:<member>``; ``RA_recheck`` counts the re-check's new successes over all adaptive_n
+    attacked images), averaged over seeds, above :data:`RECHECK_TOLERANCE`."""
+    after = [c for c in frame.columns if isinstance(c, str) and c.startswith("RA_after:")]
+    needed = {"RA_recheck", "recheck_n", "adaptive_n"}
+    if not after or not needed <= set(frame.columns):
+        return []
+    last = frame[after].apply(pd.to_numeric, errors="coerce").min(axis=1)
+    numbers = {c: pd.to_numeric(frame[c], errors="coerce") for c in needed}
+    drop = (last - numbers["RA_recheck"]) * numbers["adaptive_n"] / numbers["recheck_n"]
+    rows = frame.assign(_drop=drop)[drop.notna()]
+    keys = [*SETTING, "scenario", "attack", "eps", "defense"]
+    out = []
+    for _, row in rows.groupby(keys, sort=False, as_index=False)["_drop"].mean().iterrows():
+        if row["_drop"] > RECHECK_TOLERANCE:
+            message = f"the convergence re-check lowers RA by {row['_drop']:.1f} points on its subset"
+            out.append(_flag("not-converged", row, message))
+    return out
 
 
 def collapse_flags(frame: pd.DataFrame) -> list[dict[str, Any]]:
