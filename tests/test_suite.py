@@ -54,6 +54,20 @@ def test_grid_expands_to_cells(tmp_path, registry):
         suite.with_axes(defenses=["nope"])
 
 
+def test_an_attack_table_s_tasks_narrow_its_cells(tmp_path, registry):
+    """``tasks = [...]`` in an attack table: that attack's cells on those tasks only, others untouched."""
+    text = SMOKE_SUITE.replace('plugin = "outside-sign"', 'plugin = "outside-sign"\ntasks = ["cls"]', 1)
+    cells = load_suite(write(tmp_path, text), registry).cells()
+    assert {(c.attack, c.task) for c in cells} == {("sign", "cls")}
+    assert len(cells) == len(load_suite(write(tmp_path, SMOKE_SUITE), registry).cells()) // 2
+    bad = write(
+        tmp_path, SMOKE_SUITE.replace('plugin = "outside-sign"', 'plugin = "outside-sign"\ntasks = ["clz"]')
+    )
+    with pytest.raises(SuiteError, match="unknown task id 'clz'") as info:
+        load_suite(bad, registry)
+    assert info.value.key == "attacks.sign.tasks[0]"
+
+
 @pytest.mark.parametrize(
     "old, new, key, message",
     [

@@ -57,6 +57,8 @@ class Gridded(Protocol):
 
     def attack_scenarios(self, attack: str) -> list[str]: ...
 
+    def attack_tasks(self, attack: str) -> list[str]: ...
+
     def unsupported_pairing(self) -> tuple[str, str, str] | None: ...
 
 
@@ -81,7 +83,7 @@ def _cells(suite: Gridded, victim: str, scenario: str, attack: str) -> list[Cell
     g, cells = suite.grid, []
     eps_list = suite.adaptive_eps if scenario == "adaptive" and suite.adaptive_eps else g["eps"]
     for eps, defense, tune, task, seed in itertools.product(
-        eps_list, g["defenses"], g["tuning"], g["tasks"], g["seeds"]
+        eps_list, g["defenses"], g["tuning"], suite.attack_tasks(attack), g["seeds"]
     ):
         if tune == TUNE_ON_TASK:
             tune = suite.spec("tasks", task).reserved["data"]

@@ -58,6 +58,11 @@ class Suite:
         """The scenarios attack table ``attack`` runs in: its ``scenarios`` key, else the grid's axis."""
         return list(self.spec("attacks", attack).reserved.get("scenarios", self.grid["scenarios"]))
 
+    def attack_tasks(self, attack: str) -> list[str]:
+        """The grid's tasks that attack table ``attack`` runs on: those its ``tasks`` key names, else all."""
+        only = self.spec("attacks", attack).reserved.get("tasks")
+        return [t for t in self.grid["tasks"] if only is None or t in only]
+
     def unsupported_pairing(self) -> tuple[str, str, str] | None:
         """``(attack id, scenario, message)`` of the first grid pairing the attack's plugin does not
         support (``Attack.scenarios``), or ``None``."""

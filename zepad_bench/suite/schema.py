@@ -22,7 +22,7 @@ SECTIONS = ("suite", "datasets", "encoders", "attacks", "defenses", "tasks", "gr
 RESERVED = {  # keys of plugin tables that the runner consumes (not passed to the plugin)
     "datasets": ("plugin", "download"),
     "encoders": ("plugin", "data", "auxiliaries"),
-    "attacks": ("plugin", "data", "scenarios"),
+    "attacks": ("plugin", "data", "scenarios", "tasks"),
     "defenses": ("plugin",),
     "tasks": ("plugin", "data"),
 }
@@ -205,7 +205,8 @@ def _scenarios(path: Path, key: str, values: list) -> None:
 
 
 def check_references(path: Path, head: Head, tables: Tables) -> None:
-    """Table keys that name other tables (``data``, ``auxiliaries``, ``attacker_data``) and scenarios."""
+    """Table keys that name other tables (``data``, ``auxiliaries``, ``attacker_data``, an attack's
+    ``tasks``) and scenarios."""
     for section in ("encoders", "attacks", "tasks"):
         for id_, spec in tables[section].items():
             if "data" in spec.reserved:
@@ -219,6 +220,10 @@ def check_references(path: Path, head: Head, tables: Tables) -> None:
         if "scenarios" in spec.reserved:
             key = f"attacks.{id_}.scenarios"
             _scenarios(path, key, id_list(path, key, spec.reserved["scenarios"]))
+        if "tasks" in spec.reserved:
+            key = f"attacks.{id_}.tasks"
+            for i, task in enumerate(id_list(path, key, spec.reserved["tasks"])):
+                _ref(path, tables, f"{key}[{i}]", task, "tasks")
     for id_, spec in tables["tasks"].items():
         if "data" not in spec.reserved:
             raise SuiteError(path, f"tasks.{id_}.data", "missing: the downstream dataset id of this task")
