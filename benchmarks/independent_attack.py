@@ -12,29 +12,32 @@ argmax).
 
 For every ``classification`` cell of the suite's adaptive scenario it prints, per defense and seed,
 the independent RA beside the board's adaptive RA on the same attacked images, and for ``retrieval``
-the adaptive RA beside the lowest transfer RA of that defense and seed; it writes the table with the
-machine and date to ``--out`` (Markdown).
+the adaptive RA beside the lowest transfer RA of that defense and seed (from the results store). It
+writes them, with its settings, as the record ``benchmarks/results/independent_attack-<suite>.json``
+(:mod:`zepad_bench.bench_record`; ``--out`` another folder), from which benchmarks/README.md states
+whether issue 17's criterion holds:
 
-    python benchmarks/independent_attack.py suites/quickstart.toml --workdir /tmp/qs-wd
+    python benchmarks/independent_attack.py suites/quickstart.toml --workdir WD
 """
 
 from __future__ import annotations
 
 import argparse
-import datetime as dt
-import os
-import platform
 import time
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
 from zepad_bench import load_registry
+from zepad_bench.bench_record import write_record
 from zepad_bench.branch_stages import BranchStages
 from zepad_bench.interfaces import TaskData
 from zepad_bench.runner import Runner
 from zepad_bench.suite import instantiate, load_suite
+
+TARGETS = 3
+"""The targeted margin runs against this many highest-scoring other classes of the clean image (all
+of them where a task has fewer)."""
 
 
 def pgd(
@@ -58,12 +61,14 @@ def pgd(
 def independent_ra(
     decide, x: torch.Tensor, y: torch.Tensor, eps: float, steps: int, step: float, restarts: int
 ) -> float:
-    """Robust accuracy (%) under CE restarts, then the targeted margin against the top-3 other classes."""
+    """Robust accuracy (%) under CE restarts, then the targeted margin against the top-3 other classes
+    (every other class where there are fewer)."""
     with torch.no_grad():
         clean_scores, decision = decide(x)
     robust = (decision == y).cpu()
     others = clean_scores.scatter(1, y.view(-1, 1), -float("inf")).argsort(1, descending=True).cpu()
-    runs = [None] * restarts + [others[:, j] for j in range(3)]  # None: cross-entropy; else the target class
+    targets = min(TARGETS, clean_scores.shape[1] - 1)  # the true class is the last column
+    runs = [None] * restarts + [others[:, j] for j in range(targets)]  # None: CE; else the target class
     for seed, goal in enumerate(runs):
         rows = robust.nonzero().flatten()
         if not len(rows):
@@ -81,108 +86,118 @@ def independent_ra(
     return 100.0 * float(robust.sum()) / len(y)
 
 
-def transfer_comparison(rows: list[dict]) -> list[str]:
-    """Per defense and seed of ``retrieval``: the adaptive RA beside the lowest transfer RA."""
+def transfer_comparison(suite, rows: list[dict]) -> list[dict]:
+    """Per defense and seed of every ``retrieval`` task: the adaptive RA beside the lowest transfer RA
+    (controls left out)."""
     best: dict[tuple, dict[str, float]] = {}
     for row in rows:
-        if row["task"] != "retrieval" or row["config"].get("attack_role") == "control":
+        if suite.spec("tasks", row["task"]).plugin != "retrieval":
             continue
         ra = row["metrics"].get("RA")
-        if not isinstance(ra, float):
+        if row["config"].get("attack_role") == "control" or not isinstance(ra, float):
             continue
         kind = "adaptive" if row["scenario"] == "adaptive" else "transfer"
-        slot = best.setdefault((row["defense"], row["seed"]), {})
+        slot = best.setdefault((row["task"], row["defense"], row["seed"]), {})
         slot[kind] = min(slot.get(kind, 101.0), ra)
-    lines = [
-        "| defense | seed | adaptive RA | lowest transfer RA | adaptive ≤ transfer |",
-        "|---|---|---|---|---|",
+    return [
+        {
+            "task": task,
+            "defense": defense,
+            "seed": seed,
+            "adaptive_RA": slot["adaptive"],
+            "lowest_transfer_RA": slot["transfer"],
+        }
+        for (task, defense, seed), slot in sorted(best.items())
+        if {"adaptive", "transfer"} <= set(slot)
     ]
-    for (defense, seed), slot in sorted(best.items()):
-        if {"adaptive", "transfer"} <= set(slot):
-            ok = "yes" if slot["adaptive"] <= slot["transfer"] else "**no**"
-            lines.append(f"| {defense} | {seed} | {slot['adaptive']:.1f} | {slot['transfer']:.1f} | {ok} |")
-    return lines
+
+
+def check_cell(runner, suite, cell, args) -> dict:
+    """The board's adaptive RA of one classification cell and the independent RA on the same images."""
+    began = time.perf_counter()
+    attack, _ = runner.attack(cell)
+    model, _ = runner.defense(cell)
+    data_id = runner.graph.task_data(cell)
+    train, test = (
+        runner.dataset(data_id, "train", cell.seed)[0],
+        runner.dataset(data_id, "test", cell.seed)[0],
+    )
+    task = instantiate(suite, suite.registry, "tasks", cell.task)
+    task.ctx = runner._ctx(cell.seed)
+    branches = BranchStages(
+        runner.stages, runner.graph, cell, model, train, test, suite.batch_size, "cpu", task.ctx.track
+    )
+    clean = test.float_images(slice(None))
+    data = TaskData(train, test, clean, attack, branches.features, branches.head)
+    _, index, metrics = runner.adaptive(cell, attack, model, task, data)
+    target = task.adaptive_target(model, data)
+    board = metrics[[k for k in metrics if k.startswith("RA_after:")][-1]]
+    ra = independent_ra(
+        target, clean[index], test.labels[index], cell.eps, args.steps, args.step, args.restarts
+    )
+    return {
+        "task": cell.task,
+        "defense": cell.defense,
+        "seed": cell.seed,
+        "eps": cell.eps,
+        "n": len(index),
+        "board_RA": board,
+        "independent_RA": ra,
+        "delta": ra - board,
+        "seconds": time.perf_counter() - began,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("suite")
-    parser.add_argument("--workdir", required=True)
+    parser.add_argument("--workdir", required=True, help="the work directory the suite has run in")
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--restarts", type=int, default=2)
     parser.add_argument("--step", type=float, default=0.25, help="PGD step as a fraction of ε")
     parser.add_argument("--defenses", default="", help="only these defense ids (comma-separated)")
     parser.add_argument("--seeds", default="", help="only these seeds (comma-separated)")
-    parser.add_argument("--out", default="benchmarks/independent_attack.md")
+    parser.add_argument("--out", default=None, help="folder for the record (default benchmarks/results)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     suite = load_suite(args.suite, load_registry())
     runner = Runner(suite, suite.registry, args.workdir, device="cpu")
-    lines = [
-        "| task | defense | seed | ε | n | board adaptive RA | independent RA | Δ | seconds |",
-        "|" + "---|" * 9,
-    ]
+    print("| task | defense | seed | ε | n | board adaptive RA | independent RA | Δ | seconds |")
+    print("|" + "---|" * 9)
     start = time.perf_counter()
-    for cell in suite.cells():
+    checked = []
+    chosen = [
+        cell
+        for cell in suite.cells()
+        if (not args.defenses or cell.defense in args.defenses.split(","))
+        and (not args.seeds or str(cell.seed) in args.seeds.split(","))
+    ]
+    for cell in chosen:
         if cell.scenario != "adaptive" or suite.spec("tasks", cell.task).plugin != "classification":
             continue
-        if args.defenses and cell.defense not in args.defenses.split(","):
-            continue
-        if args.seeds and str(cell.seed) not in args.seeds.split(","):
-            continue
-        began = time.perf_counter()
-        attack, _ = runner.attack(cell)
-        model, _ = runner.defense(cell)
-        data_id = runner.graph.task_data(cell)
-        train, test = (
-            runner.dataset(data_id, "train", cell.seed)[0],
-            runner.dataset(data_id, "test", cell.seed)[0],
+        r = check_cell(runner, suite, cell, args)
+        checked.append(r)
+        print(
+            f"| {r['task']} | {r['defense']} | {r['seed']} | {r['eps'] * 255:g}/255 | {r['n']} | "
+            f"{r['board_RA']:.1f} | {r['independent_RA']:.1f} | {r['delta']:+.1f} | {r['seconds']:.0f} |",
+            flush=True,
         )
-        task = instantiate(suite, suite.registry, "tasks", cell.task)
-        task.ctx = runner._ctx(cell.seed)
-        branches = BranchStages(
-            runner.stages, runner.graph, cell, model, train, test, suite.batch_size, "cpu", task.ctx.track
+    rows = runner.store.rows(suite.name, keys=[runner.cell_key(c) for c in chosen])
+    retrieval = transfer_comparison(suite, rows)
+    print("\n| task | defense | seed | adaptive RA | lowest transfer RA |\n|---|---|---|---|---|")
+    for r in retrieval:
+        print(
+            f"| {r['task']} | {r['defense']} | {r['seed']} | {r['adaptive_RA']:.1f} | "
+            f"{r['lowest_transfer_RA']:.1f} |"
         )
-        clean = test.float_images(slice(None))
-        data = TaskData(train, test, clean, attack, branches.features, branches.head)
-        _, index, metrics = runner.adaptive(cell, attack, model, task, data)
-        target = task.adaptive_target(model, data)
-        board = metrics[[k for k in metrics if k.startswith("RA_after:")][-1]]
-        ra = independent_ra(
-            target, clean[index], test.labels[index], cell.eps, args.steps, args.step, args.restarts
-        )
-        seconds = time.perf_counter() - began
-        line = (
-            f"| {cell.task} | {cell.defense} | {cell.seed} | {cell.eps * 255:g}/255 | {len(index)} | "
-            f"{board:.1f} | {ra:.1f} | {ra - board:+.1f} | {seconds:.0f} |"
-        )
-        print(line, flush=True)
-        lines.append(line)
-    retrieval = transfer_comparison(
-        runner.store.rows(suite.name, keys=[runner.cell_key(c) for c in suite.cells()])
-    )
-    print("\n".join(retrieval))
-    machine = f"{platform.platform()}, {len(os.sched_getaffinity(0))} CPUs"
-    header = [
-        f"# Independent white-box check of `{suite.name}`'s adaptive RA",
-        "",
-        f"Run {dt.datetime.now(dt.timezone.utc).isoformat(timespec='seconds')} on {machine}, torch "
-        f"{torch.__version__}, in {time.perf_counter() - start:.0f} s: `python "
-        f"benchmarks/independent_attack.py {args.suite} --workdir {args.workdir} --steps {args.steps} "
-        f"--step {args.step} --restarts {args.restarts}`.",
-        f"PGD (step {args.step}·ε) on CE with {args.restarts} restarts, then a targeted margin against the "
-        f"top-3 other classes, {args.steps} steps each, per-sample worst case, on the images the board's "
-        "adaptive attack attacked. Δ < 0: the independent attack finds the defense less robust than the "
-        "board.",
-        "",
-    ]
-    retrieval_header = [
-        "",
-        "## Retrieval: adaptive RA against the lowest transfer RA (from the results store)",
-        "",
-    ]
-    Path(args.out).write_text("\n".join(header + lines + retrieval_header + retrieval) + "\n")
-    print(f"wrote {args.out}")
+    figures = {
+        "suite": suite.name,
+        "settings": {"steps": args.steps, "restarts": args.restarts, "step": args.step, "targets": TARGETS},
+        "classification": checked,
+        "retrieval": retrieval,
+        "seconds": time.perf_counter() - start,
+    }
+    write_record(f"independent_attack-{suite.name}", figures, out=args.out)
 
 
 if __name__ == "__main__":

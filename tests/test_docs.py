@@ -177,7 +177,9 @@ def test_the_documents_hold_every_block_and_every_block_is_used():
     assert {"deviations", "fidelity_offline", "tuning-sweep", "attack-effects", "detection-effect"} <= set(
         names["docs/fidelity.md"]
     )
-    assert {"benchmark-figures", "gpu-cuda"} <= set(names["benchmarks/README.md"])
+    assert {"benchmark-figures", "gpu-cuda", "independent-attack", "adaptive-cost"} <= set(
+        names["benchmarks/README.md"]
+    )
     assert {n for found in names.values() for n in found} == set(BLOCKS)
 
 

@@ -81,6 +81,8 @@ BLOCKS = {
         ),
         _record("gpu-cuda-paper", lambda r: bench_docs.gpu_tables(r, "gpu-cuda-paper"), "gpu-cuda"),
         _record("gpu-cuda-paper", bench_docs.speed_reading, "gpu-cuda-reading"),
+        _record("independent_attack-quickstart", bench_docs.independent_check, "independent-attack"),
+        _record("adaptive_cost-quickstart", bench_docs.adaptive_cost_table, "adaptive-cost"),
     )
 }
 """Block name → block."""
