@@ -9,13 +9,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import test_deviations
 import test_tuning_sweep
 from test_reports import board, toy_rows
 
 from zepad_bench.bench_record import write_record
-from zepad_bench.reports import bench_docs, fidelity_docs, readings
+from zepad_bench.reports import bench_docs, claims, fidelity_docs, readings
 from zepad_bench.reports.data import Board
+from zepad_bench.reports.frame import results_frame
+from zepad_bench.reports.provenance import provenance
+from zepad_bench.reports.tables import per_seed
 from zepad_bench.statistics import Stat
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -122,3 +126,24 @@ def test_documents_regenerate_without_torch_or_plugins():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1] == "['torch']"  # only the blocker itself
+
+
+def test_clean_accuracy_comes_from_the_whole_test_set_not_an_adaptive_subset():
+    """An adaptive cell that attacks 32 of 539 test images reports the subset's BA: the reading, the
+    summary's BA column and the provenance line take BA from the cells on all 539."""
+    rows = []
+    for r in toy_rows():
+        size = 32 if r["scenario"] == "adaptive" else 539
+        if r["scenario"] == "adaptive":
+            r = {**r, "metrics": {**r["metrics"], "BA": 100.0, "adaptive_n": 32}}
+        rows.append({**r, "config": {**r["config"], "test_size": size}})
+    whole = board(rows[::-1])  # the adaptive cells first
+    assert claims.stat(whole.ok, "BA", defense="zepad", task="cls").mean == pytest.approx(
+        claims.stat(board().ok, "BA", defense="zepad", task="cls").mean
+    )
+    frame = results_frame(whole.ok)
+    picked = per_seed(frame[(frame["task"] == "cls") & (frame["defense"] == "zepad")])
+    assert (picked["test_size"] == 539).all() and (picked["BA"] != 100.0).all()
+    assert "test-set size: digits 539 (adaptive cells: seeded subsets of 32)" in "\n".join(
+        provenance(whole, frame)
+    )

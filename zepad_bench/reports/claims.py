@@ -25,14 +25,26 @@ def number(value: Any) -> float | None:
 
 def stat(rows: Iterable[Row], metric: str, **where: Any) -> Stat:
     """``metric`` over seeds among the rows matching ``where`` (coordinates, or ``role``/``plugin`` of
-    the attack, ``defense_role``); a seed with several matching rows counts with their mean."""
+    the attack, ``defense_role``); a seed with several matching rows counts with their mean. A clean
+    metric (``BA``…, ``…_clean…``) counts only a seed's rows on the most test images: an adaptive
+    cell that attacks a subset reports the subset's clean accuracy."""
     per_seed: dict[int, list[float]] = defaultdict(list)
+    rows = [row for row in rows if matches(row, where)]
+    if metric.startswith("BA") or "_clean" in metric:
+        most: dict[int, int] = defaultdict(int)
+        for row in rows:
+            most[row["seed"]] = max(most[row["seed"]], _size(row))
+        rows = [row for row in rows if _size(row) == most[row["seed"]]]
     for row in rows:
-        if matches(row, where):
-            value = number(row["metrics"].get(metric))
-            if value is not None:
-                per_seed[row["seed"]].append(value)
+        value = number(row["metrics"].get(metric))
+        if value is not None:
+            per_seed[row["seed"]].append(value)
     return Stat(tuple(sum(v) / len(v) for _, v in sorted(per_seed.items())))
+
+
+def _size(row: Row) -> int:
+    """The test images a row's cell evaluated (0 where not stored)."""
+    return int(row.get("config", {}).get("test_size") or 0)
 
 
 def worst(rows: Iterable[Row], metric: str, **where: Any) -> Stat:

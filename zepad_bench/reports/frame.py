@@ -11,7 +11,7 @@ import pandas as pd
 from zepad_bench.interfaces import SCENARIOS
 
 ID_COLUMNS = ["victim", "scenario", "attack", "eps", "defense", "tuning", "task", "task_data", "seed"]
-ROLE_COLUMNS = ["attack_plugin", "attack_role", "defense_role", "status", "outdated"]
+ROLE_COLUMNS = ["attack_plugin", "attack_role", "defense_role", "status", "outdated", "test_size"]
 BLOCK_COLUMNS = ("victim", "tuning", "task_data")
 """A block of table rows per value, where they vary within a task."""
 BLOCK_HEADERS = {"victim": "victim", "tuning": "D_f", "task_data": "D_d"}
@@ -20,7 +20,8 @@ SCENARIO_SHORT = {"semi-black-box": "SBB", "white-box": "WB", "defense-aware": "
 
 def results_frame(rows: Iterable[dict[str, Any]], pending: Iterable[dict[str, Any]] = ()) -> pd.DataFrame:
     """One row per cell and seed: its coordinates, roles, ``status`` (``ok``, ``failed``, ``pending``),
-    ``outdated`` (bool) and every metric (numbers and labels)."""
+    ``outdated`` (bool), ``test_size`` (the test images it evaluated, where stored) and every metric
+    (numbers and labels)."""
     records = []
     for row, status in [*((r, r.get("status", "ok")) for r in rows), *((c, "pending") for c in pending)]:
         config = row.get("config", row)
@@ -31,6 +32,7 @@ def results_frame(rows: Iterable[dict[str, Any]], pending: Iterable[dict[str, An
             defense_role=config.get("defense_role", "defense"),
             status=status,
             outdated=bool(row.get("outdated")),
+            test_size=config.get("test_size"),
         )
         record.update(row.get("metrics", {}))
         records.append(record)

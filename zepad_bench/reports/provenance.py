@@ -31,7 +31,18 @@ def provenance(board: Board, frame: pd.DataFrame) -> list[str]:
     """Suite file, data, budgets, seeds, machines, times, runs and versions, one line each."""
     ok = board.ok
     seeds = sorted(frame["seed"].unique().tolist())
-    sizes = {r["task_data"]: r["config"]["test_size"] for r in ok if r.get("config", {}).get("test_size")}
+    sizes: dict[str, int] = {}
+    for r in ok:
+        if r.get("config", {}).get("test_size"):
+            sizes[r["task_data"]] = max(sizes.get(r["task_data"], 0), r["config"]["test_size"])
+    subsets = sorted(  # adaptive cells that attacked a subset of their test set
+        {
+            int(n)
+            for r in ok
+            if isinstance(n := r["metrics"].get("adaptive_n"), (int, float))
+            and n < sizes.get(r["task_data"], 0)
+        }
+    )
     budgets = ", ".join(eps_text(e) for e in sorted(frame["eps"].unique()))
     headline = f"; headline ε {eps_text(board.headline)}" if board.headline is not None else ""
     machines = {_machine(r["machine"]) for r in ok if r.get("machine")}
@@ -43,7 +54,8 @@ def provenance(board: Board, frame: pd.DataFrame) -> list[str]:
         f"- suite file: `{board.source}`" if board.source else "- suite file: (not recorded)",
         f"- victim encoder(s): {_listing(frame['victim'])}; D_f (defense tuning data): "
         f"{_listing(frame['tuning'])}; D_d (downstream data): {_listing(frame['task_data'])}"
-        + (f"; test-set size: {', '.join(f'{k} {v}' for k, v in sizes.items())}" if sizes else ""),
+        + (f"; test-set size: {', '.join(f'{k} {v}' for k, v in sizes.items())}" if sizes else "")
+        + (f" (adaptive cells: seeded subsets of {', '.join(map(str, subsets))})" if subsets else ""),
         f"- budgets ε: {budgets} (L∞, pixels in [0, 1]){headline}; every attacked batch was checked "
         "against ε by the runner",
         f"- seeds: {', '.join(map(str, seeds))} (n = {len(seeds)}); cells: {len(frame)}",

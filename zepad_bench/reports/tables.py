@@ -107,9 +107,11 @@ def grouped(part: pd.DataFrame) -> list[tuple[dict[str, str], str, pd.DataFrame]
 
 
 def per_seed(cells: pd.DataFrame) -> pd.DataFrame:
-    """One row per seed (a finished one where the seed has one): for clean metrics, which every cell of
-    a seed repeats."""
-    return cells.sort_values("status", key=lambda s: s != "ok", kind="stable").drop_duplicates("seed")
+    """One row per seed for clean metrics, which every cell of a seed on the whole test set repeats: a
+    finished one where the seed has one, on the most test images (not an adaptive cell's subset)."""
+    size = cells["test_size"] if "test_size" in cells else pd.Series(0, index=cells.index)
+    order = pd.DataFrame({"unfinished": cells["status"] != "ok", "size": -size.fillna(0)}, index=cells.index)
+    return cells.loc[order.sort_values(["unfinished", "size"], kind="stable").index].drop_duplicates("seed")
 
 
 def _present(entries: list[Entry]) -> bool:
