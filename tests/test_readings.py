@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 import test_deviations
 import test_tuning_sweep
-from test_reports import board, toy_rows
+from test_reports import board, row, toy_rows
 
 from zepad_bench.bench_record import write_record
 from zepad_bench.reports import bench_docs, claims, fidelity_docs, readings
@@ -31,10 +31,10 @@ def changed(
 ) -> list[dict]:
     """``rows`` with ``metric`` of (defense, attack — any for None) set per seed to ``values``."""
     out = []
-    for row in rows:
-        if row["defense"] == defense and attack in (None, row["attack"]) and metric in row["metrics"]:
-            row = {**row, "metrics": {**row["metrics"], metric: values[row["seed"]]}}
-        out.append(row)
+    for r in rows:
+        if r["defense"] == defense and attack in (None, r["attack"]) and metric in r["metrics"]:
+            r = {**r, "metrics": {**r["metrics"], metric: values[r["seed"]]}}
+        out.append(r)
     return out
 
 
@@ -147,3 +147,25 @@ def test_clean_accuracy_comes_from_the_whole_test_set_not_an_adaptive_subset():
     assert "test-set size: digits 539 (adaptive cells: seeded subsets of 32)" in "\n".join(
         provenance(whole, frame)
     )
+
+
+def test_retrieval_adaptive_against_transfer_is_read_per_defense_seed_and_budget():
+    def rows(adaptive_zepad_seed1: float) -> list[dict]:
+        out = []
+        for defense in ("none", "zepad"):
+            for seed in (0, 1):
+                ra = adaptive_zepad_seed1 if (defense, seed) == ("zepad", 1) else 30.0
+                for attack, scenario, value in (
+                    ("uapgd", "semi-black-box", 50.0),
+                    ("adaptive", "adaptive", ra),
+                ):
+                    r = row(
+                        "ret", defense, attack, seed, {"RA": value}, eps=4 * E, scenario=scenario, info=[]
+                    )
+                    out.append({**r, "config": {**r["config"], "task_plugin": "retrieval"}})
+        return out
+
+    text = readings.adaptive_tasks_summary(board(rows(30.0)))
+    assert "at or below its lowest transfer RA at the same ε in all 4 defense × seed × ε pairs" in text
+    text = readings.adaptive_tasks_summary(board(rows(60.0)))
+    assert "above its lowest transfer RA for zepad seed 1 at ε 4/255 (1 of 4 pairs)" in text

@@ -54,6 +54,14 @@ def test_grid_expands_to_cells(tmp_path, registry):
         suite.with_axes(defenses=["nope"])
 
 
+def test_a_suite_declaring_board_sections_keeps_its_name(tmp_path, registry):
+    """``[suite] reports = [...]`` names sections of the board, never the suite (whose name names its
+    board files and is part of every cell key)."""
+    text = SMOKE_SUITE.replace('name = "smoke"', 'name = "smoke"\nreports = ["deviations"]', 1)
+    assert text != SMOKE_SUITE
+    assert load_suite(write(tmp_path, text), registry).name == "smoke"
+
+
 def test_an_attack_table_s_tasks_narrow_its_cells(tmp_path, registry):
     """``tasks = [...]`` in an attack table: that attack's cells on those tasks only, others untouched."""
     text = SMOKE_SUITE.replace('plugin = "outside-sign"', 'plugin = "outside-sign"\ntasks = ["cls"]', 1)

@@ -137,6 +137,14 @@ def cold_run(board: Board) -> dict[str, Any] | None:
     return None
 
 
+def run_label(run: Mapping[str, Any]) -> str:
+    """What a cold run was: a cold run, or its cells computed from stages another run had cached."""
+    stages = (run.get("stages") or {}).values()
+    if "kind" in run and stages and not sum(v.get("computed", 0) for v in stages):
+        return "cells computed from stages cached by an earlier run, in"
+    return "cold run"
+
+
 def run_text(run: Mapping[str, Any]) -> str:
     """A run record's wall time and what it computed: ``"8 min 9 s on 2 CPUs (…)"``."""
     machine = run.get("machine") or {}

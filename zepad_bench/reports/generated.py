@@ -17,6 +17,7 @@ OFFLINE_SUITES = (
     "white_box_offline",
     "retrieval_offline",
     "adaptive_offline",
+    "adaptive_tasks_offline",
     "fidelity_attacks_offline",
     "protocol_ablation_offline",
     "detection_sweep_offline",

@@ -13,6 +13,7 @@ from zepad_bench.reports.claims import (
     first_task,
     ids,
     listing,
+    run_label,
     run_text,
     span,
     stat,
@@ -328,10 +329,10 @@ def suite_lines(boards: dict[str, Board | None]) -> str:
         line = (
             f"- `{name}`" + (f" ({board.description})" if board.description else "") + f": {len(board.rows)} "
             f"cells, seeds {', '.join(map(str, seeds))}"
-            + (f"; cold run {run_text(run)}" if run else "")
+            + (f"; {run_label(run)} {run_text(run)}" if run else "")
             + f"; `leaderboard/{name}.md`."
         )
-        line += adaptive_summary(board)
+        line += adaptive_summary(board) + adaptive_tasks_summary(board)
         lines.append(line)
     return "\n".join(lines)
 
@@ -352,3 +353,40 @@ def adaptive_summary(board: Board) -> str:
         f" Adaptive RA AUC on `{task}` (the mean RA over {at(low)} to {at(top)[2:]}): {areas}; adaptive RA "
         f"at {at(top)}: {span(at_top, digits=2)}."
     )
+
+
+def adaptive_tasks_summary(board: Board) -> str:
+    """Retrieval's adaptive RA against its lowest transfer RA at the same ε (per defense and seed), and
+    the adaptive attack's undetected success against each detector."""
+    parts = []
+    task = first_task(board, "retrieval")
+    rows = [r for r in board.ok if r["task"] == task]
+    budgets = sorted({r["eps"] for r in rows if r["scenario"] == "adaptive"})
+    pairs, above = 0, []
+    for eps in budgets:
+        for defense in ids(rows, "defense"):
+            for seed in sorted({r["seed"] for r in rows}):
+                mine = worst(rows, "RA", defense=defense, scenario="adaptive", eps=eps, seed=seed)
+                theirs = worst(rows, "RA", defense=defense, transfer=True, role="attack", eps=eps, seed=seed)
+                if mine.n and theirs.n:
+                    pairs += 1
+                    if mine.mean > theirs.mean:
+                        above.append(f"{defense} seed {seed} at {at(eps)}")
+    if pairs:
+        verdict = (
+            f"at or below its lowest transfer RA at the same ε in all {pairs} defense × seed × ε pairs"
+            if not above
+            else f"above its lowest transfer RA for {listing(above)} ({len(above)} of {pairs} pairs)"
+        )
+        parts.append(f" Retrieval's adaptive RA is {verdict}.")
+    task = first_task(board, "detection")
+    rows = [r for r in board.ok if r["task"] == task and r["scenario"] == "adaptive"]
+    found = [
+        f"{defense} {stat(rows, 'undetected_success', defense=defense, eps=eps).text()} % at {at(eps)}"
+        for defense in ids(rows, "defense")
+        for eps in sorted({r["eps"] for r in rows})
+        if stat(rows, "undetected_success", defense=defense, eps=eps).n
+    ]
+    if found:
+        parts.append(f" Adaptive attacker's undetected success against the detector: {', '.join(found)}.")
+    return "".join(parts)

@@ -138,10 +138,10 @@ def read_head(path: Path, raw: dict[str, Any]) -> Head:
         _budget(path, "suite.headline_eps", head["headline_eps"]) if "headline_eps" in head else None
     )
     plugins = expect(path, "suite.plugins", head.get("plugins", []), list, "a list of module paths")
-    for name in expect(path, "suite.reports", head.get("reports", []), list, "a list of section names"):
-        if name not in SECTIONS_OF_BOARD:
+    for section in expect(path, "suite.reports", head.get("reports", []), list, "a list of section names"):
+        if section not in SECTIONS_OF_BOARD:
             known = ", ".join(SECTIONS_OF_BOARD)
-            message = f"unknown board section {name!r}; expected one of {known}"
+            message = f"unknown board section {section!r}; expected one of {known}"
             raise SuiteError(path, "suite.reports", message)
     return Head(
         name,
