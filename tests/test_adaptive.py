@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
-from conftest import SMOKE_SUITE
+from conftest import adaptive_suite_text as suite_text
 
 from zepad_bench import load_registry
 from zepad_bench.adaptive_target import AdaptiveTarget
@@ -24,40 +24,6 @@ from zepad_bench_plugins.attacks.adaptive import AdaptiveEnsemble
 from zepad_bench_plugins.defenses.none import NoDefense
 from zepad_bench_plugins.defenses.zepad import ZePAD
 from zepad_bench_plugins.tasks.detection import Detection, flagged_prediction
-
-TINY_ZEPAD = (
-    '[defenses.none2]\nplugin = "zepad"\nepochs = 1\nsteps = 1\nbatch_size = 32\nbmp_epochs = 1\n'
-    "bmp_batch_size = 32\nbmp_recipe = { proj_hidden_dim = 32, proj_output_dim = 16 }"
-)
-EXTRA = """
-[tasks.det]
-plugin = "detection"
-data = "stripes"
-epochs = 2
-
-[tasks.ret]
-plugin = "retrieval"
-data = "stripes"
-k = 3
-
-[attacks.adaptive]
-plugin = "adaptive"
-scenarios = ["adaptive"]
-apgd_steps = 5
-targets = 1
-square_queries = 10
-recheck_samples = 4
-
-[attacks.aware]
-plugin = "outside-sign"
-scenarios = ["defense-aware"]
-
-[grid]"""
-
-
-def suite_text(extra: str = EXTRA) -> str:
-    text = SMOKE_SUITE.replace('[defenses.none2]\nplugin = "none"', TINY_ZEPAD).replace("[grid]", extra)
-    return text.replace('eps = "16/255"', 'eps = "16/255"\nadaptive_eps = ["2/255", "16/255"]')
 
 
 def load(path):

@@ -12,8 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from conftest import adaptive_suite_text as suite_text
 from conftest import run_cli
-from test_adaptive import suite_text
 
 from zepad_bench.bench_record import write_record
 from zepad_bench.reports import bench_docs

@@ -7,10 +7,8 @@ import json
 from pathlib import Path
 
 import pytest
-import test_deviations
-import test_tuning_sweep
 import tomllib
-from test_reports import row
+from conftest import deviation_rows, row, sweep_rows
 
 from zepad_bench.errors import SuiteError
 from zepad_bench.registry import load_registry
@@ -33,7 +31,7 @@ def full(rows: list[dict]) -> list[dict]:
 
 
 def test_a_board_shows_the_sections_its_data_declare():
-    rows = full(test_deviations.rows())
+    rows = full(deviation_rows())
     declared = Board("anything", rows=rows, tasks=tasks_of(rows), reports=["deviations"])
     text = render(declared)
     assert "## One deviation at a time" in text
@@ -48,7 +46,7 @@ def test_a_board_shows_the_sections_its_data_declare():
 
 
 def test_the_sweep_section_draws_its_figure_beside_the_board(tmp_path):
-    rows = full(test_tuning_sweep.rows())
+    rows = full(sweep_rows())
     paths = publish(Board("sweep", rows=rows, tasks=tasks_of(rows), reports=["tuning-sweep"]), tmp_path)
     assert tmp_path.resolve() / "sweep-tuning-sweep.png" in paths
     assert "## ZePAD's tuning ε against a fixed attack ε" in (tmp_path / "sweep.md").read_text()

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import solo_resnet18, write_solo_file
 from torch import nn
-from torchvision import models
 
 from zepad_bench.errors import UserError
 from zepad_bench.nn.checkpoints import load_solo_learn, save_solo_learn
@@ -20,14 +20,6 @@ from zepad_bench.nn.ssl import pretrain
 from zepad_bench.zoo import pretrain_command
 from zepad_bench_plugins.datasets.offline import Photos
 from zepad_bench_plugins.encoders.solo_learn import SoloLearnEncoder
-
-
-def solo_resnet18() -> nn.Module:
-    """torchvision ResNet18 with solo-learn's CIFAR stem, built here independently of zepad_bench."""
-    net = models.resnet18()
-    net.conv1 = nn.Conv2d(3, 64, kernel_size=3, stride=1, padding=2, bias=False)
-    net.maxpool, net.fc = nn.Identity(), nn.Identity()
-    return net
 
 
 @pytest.fixture(scope="module")
@@ -40,28 +32,6 @@ def solo_net() -> nn.Module:
                 m.running_mean.uniform_(-0.1, 0.1)
                 m.running_var.uniform_(0.5, 1.5)
     return net.eval()
-
-
-def write_solo_file(path: Path, net: nn.Module, prefix: str, **extra) -> Path:
-    """A file laid out like solo-learn's own: Lightning dict, heads, momentum copy and online probe."""
-    state = {f"{prefix}{k}": v for k, v in net.state_dict().items()}
-    state.update(
-        {f"momentum_{prefix}{k}": v + 1 for k, v in net.state_dict().items() if v.is_floating_point()}
-    )
-    state.update({"projector.0.weight": torch.randn(16, 512), "projector.0.bias": torch.zeros(16)})
-    state.update({"classifier.weight": torch.randn(10, 512), "classifier.bias": torch.zeros(10)})
-    state["queue"] = torch.randn(2, 16, 64)
-    checkpoint = {
-        "epoch": 999,
-        "global_step": 195000,
-        "pytorch-lightning_version": "1.5.3",
-        "state_dict": state,
-        "optimizer_states": [{"state": {}, "param_groups": [{"lr": 0.4, "params": [0, 1]}]}],
-        "lr_schedulers": [{"last_epoch": 999}],
-        **extra,
-    }
-    torch.save(checkpoint, path)
-    return path
 
 
 @pytest.mark.parametrize("prefix", ["backbone.", "encoder."])

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 import tomllib
+from conftest import deviation_row as row
+from conftest import deviation_rows as rows
 
 from zepad_bench.params import options_model, resolved
 from zepad_bench.registry import load_registry
@@ -15,46 +17,6 @@ from zepad_bench.reports.deviations import (
     deviation_pairs,
     deviations_markdown,
 )
-
-PRESETS = {  # as a defense's Options fills them in
-    "corrected": {"freeze_bn": True, "pgd_ce_term": False, "fuse_on": "probabilities"},
-    "authors": {"freeze_bn": False, "pgd_ce_term": True, "fuse_on": "logits"},
-}
-
-
-def row(defense: str, protocol: str, seed: int, attack: str, ba: float, ra: float, **switches) -> dict:
-    given = {"protocol": protocol, **switches}
-    return {
-        "defense": defense,
-        "victim": "byol",
-        "scenario": "semi-black-box",
-        "attack": attack,
-        "eps": 16 / 255,
-        "tuning": "digits",
-        "task": "cls",
-        "seed": seed,
-        "metrics": {"BA": ba, "RA": ra, "head": "retrained"},
-        "config": {
-            "defense_plugin": "zepad",
-            "defense_given": given,
-            "defense_params": {"eps": 0.015, **PRESETS[protocol], **given},
-            "attack_role": "control" if attack == "noise" else "attack",
-        },
-    }
-
-
-def rows() -> list[dict]:
-    out = []
-    for seed, shift in ((0, 0.0), (1, 2.0), (2, 4.0)):
-        for attack, ra in (("adv", 50.0), ("noise", 90.0)):
-            out += [
-                row("zp", "corrected", seed, attack, 97.0, ra),
-                row("zp-a", "authors", seed, attack, 96.0, ra - 10 - shift),
-                row("zp-a-bn", "authors", seed, attack, 97.0 + shift, ra - 5, freeze_bn=True),
-                row("zp-fuse", "corrected", seed, attack, 97.0, ra - shift, fuse_on="logits"),
-            ]
-    out.append({**row("none", "corrected", 0, "adv", 90.0, 10.0), "config": {"defense_params": {}}})
-    return out
 
 
 def test_each_deviation_is_paired_with_the_preset_it_departs_from():

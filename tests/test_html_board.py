@@ -11,10 +11,10 @@ import statistics
 from pathlib import Path
 
 import pytest
+from conftest import row
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 from selenium.webdriver.common.by import By
-from test_reports import row
 
 from zepad_bench.reports.data import Board, read_board, tasks_of, to_json
 from zepad_bench.reports.files import publish

@@ -8,7 +8,7 @@ from functools import partial
 import pytest
 import torch
 import torch.nn.functional as F
-from conftest import SMOKE_SUITE
+from conftest import SMOKE_SUITE, solo_resnet18, write_solo_file
 
 from zepad_bench import load_registry
 from zepad_bench.context import RunContext
@@ -213,7 +213,6 @@ def test_authors_stems_and_normalisations():
 # ---------------------------------------------------------------------- BMP-Branch from a public checkpoint
 def _solo_learn_bmp(tmp_path) -> tuple[str, str, torch.nn.Module]:
     """A BMP file in solo-learn's own layout (torchvision ResNet18, CIFAR stem): path, sha256, the net."""
-    from test_checkpoints import solo_resnet18, write_solo_file
 
     from zepad_bench.nn.checkpoints import file_sha256
 

@@ -10,9 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-import test_deviations
-import test_tuning_sweep
-from test_reports import board, row, toy_rows
+from conftest import board, deviation_rows, row, sweep_rows, toy_rows
 
 from zepad_bench.bench_record import write_record
 from zepad_bench.reports import bench_docs, claims, fidelity_docs, readings
@@ -68,7 +66,7 @@ def test_a_paired_difference_is_a_change_only_beyond_twice_its_standard_error():
 
 
 def test_the_sweep_supports_the_hypothesis_only_when_the_gap_rises():
-    rows = [{**r, "status": "ok"} for r in test_tuning_sweep.rows()]
+    rows = [{**r, "status": "ok"} for r in sweep_rows()]
     text = fidelity_docs.tuning_sweep(Board("detection_sweep_offline", rows=rows))
     assert "the gap's AUROC 51.0 → 51.0 (does not change beyond the noise)" in text
     assert "does not support it" in text and "detection_sweep_offline-tuning-sweep.png" in text
@@ -88,7 +86,7 @@ def test_the_sweep_supports_the_hypothesis_only_when_the_gap_rises():
 
 
 def test_the_deviations_block_is_the_boards_table_and_absent_data_say_so():
-    rows = [{**r, "status": "ok"} for r in test_deviations.rows()]
+    rows = [{**r, "status": "ok"} for r in deviation_rows()]
     text = fidelity_docs.deviations_alone(Board("protocol_ablation_offline", rows=rows))
     assert "| zepad | authors | freeze_bn = true | +3.00 ± 2.00 |" in text
     assert fidelity_docs.deviations_alone(None).startswith("Not yet run")

@@ -14,9 +14,10 @@ import time
 from pathlib import Path
 
 import pytest
+from conftest import CLS, DET, E, board, row, toy_rows
 
 from zepad_bench.interfaces import CORE_METRICS, Metric, Task
-from zepad_bench.reports.data import Board, from_json, read_board, tasks_of, to_json
+from zepad_bench.reports.data import from_json, read_board, to_json
 from zepad_bench.reports.files import publish
 from zepad_bench.reports.flags import flags
 from zepad_bench.reports.frame import results_frame
@@ -26,96 +27,6 @@ from zepad_bench.reports.tables import attacked_tables, clean_table
 from zepad_bench.statistics import Stat, mark_best
 
 ROOT = Path(__file__).resolve().parents[1]
-E = 1 / 255
-CLS = [m.as_dict() for m in CORE_METRICS] + [
-    Metric("head", "the head", unit="", clean=True).as_dict(),
-    Metric("conf_clean:<branch>", "a branch's confidence", unit="", clean=True, report=False).as_dict(),
-]
-DET = [
-    Metric("detection_accuracy", "detector accuracy").as_dict(),
-    Metric("AUROC", "detector AUROC").as_dict(),
-    *(
-        Metric(m.name, m.definition, m.higher_is_better, m.unit, m.clean, report=False).as_dict()
-        for m in CORE_METRICS
-    ),
-]
-
-
-def row(
-    task, defense, attack, seed, metrics, *, eps=16 * E, scenario="semi-black-box", role="attack", info=None
-):
-    return {
-        "key": f"{task}/{defense}/{attack}/{scenario}/{eps}/{seed}",
-        "suite": "toy",
-        "victim": "v",
-        "scenario": scenario,
-        "attack": attack,
-        "eps": eps,
-        "defense": defense,
-        "tuning": "digits",
-        "task": task,
-        "task_data": "digits",
-        "seed": seed,
-        "status": "ok",
-        "metrics": metrics,
-        "config": {
-            "metric_info": info if info is not None else (CLS if task == "cls" else DET),
-            "task_plugin": "classification" if task == "cls" else "detection",
-            "attack_plugin": attack,
-            "attack_role": role,
-            "defense_role": "baseline" if defense == "none" else "defense",
-            "surrogates": ["v"] if scenario == "semi-black-box" else [],
-            "test_size": 540,
-        },
-        "versions": {"zepad-bench": "0"},
-        "code": {f"attack:{attack}": "p src:1"},
-        "records": {},
-        "timings": {"cell": 1.0},
-        "machine": {"platform": "test", "cpus": 2, "device": "cpu"},
-        "created": f"2026-01-01T00:00:0{seed}+00:00",
-        "outdated": None,
-    }
-
-
-BA = {"none": [90.0, 92.0, 94.0], "zepad": [95.0, 95.5, 96.0]}
-RA = {
-    ("none", "pap"): [30.0, 40.0, 50.0],
-    ("zepad", "pap"): [70.0, 71.0, 72.0],
-    ("none", "uap"): [60.0, 61.0, 62.0],
-    ("zepad", "uap"): [20.0, 50.0, 80.0],
-    ("none", "noise"): [80.0, 80.0, 80.0],
-    ("zepad", "noise"): [90.0, 90.0, 90.0],
-}
-ADAPTIVE = {"none": [1.0, 2.0, 3.0], "zepad": [15.0, 16.0, 17.0]}  # at 4/255: below every 16/255 RA of zepad
-
-
-def toy_rows(seeds=(0, 1, 2), adaptive=True):
-    rows = []
-    for (defense, attack), ras in RA.items():
-        for seed in seeds:
-            metrics = {"BA": BA[defense][seed], "RA": ras[seed], "ASR": 100 - ras[seed], "head": "retrained"}
-            metrics["conf_clean:victim"] = 0.9
-            role = "control" if attack == "noise" else "attack"
-            rows.append(row("cls", defense, attack, seed, metrics, role=role))
-            det = {
-                "BA": BA[defense][seed],
-                "RA": ras[seed],
-                "ASR": 1.0,
-                "detection_accuracy": 50.0 + seed + len(attack) if defense == "zepad" else "n/a",
-                "AUROC": 60.0 + seed if defense == "zepad" else "n/a",
-            }
-            rows.append(row("det", defense, attack, seed, det, role=role))
-    for defense, ras in ADAPTIVE.items():
-        for seed in seeds if adaptive else ():
-            metrics = {"BA": BA[defense][seed], "RA": ras[seed], "ASR": 100 - ras[seed], "head": "retrained"}
-            rows.append(row("cls", defense, "adaptive", seed, metrics, eps=4 * E, scenario="adaptive"))
-    return rows
-
-
-def board(rows=None, **kwargs) -> Board:
-    rows = toy_rows() if rows is None else rows
-    defaults = dict(source="suites/toy.toml", description="A toy.", rows=rows, tasks=tasks_of(rows))
-    return Board("toy", **{**defaults, **kwargs})
 
 
 def test_stat_is_mean_and_sample_std_and_one_seed_shows_no_spread():

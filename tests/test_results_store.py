@@ -10,8 +10,7 @@ import sqlite3
 import numpy as np
 import pytest
 import torch
-from conftest import OUTSIDE, SMOKE_SUITE
-from test_tasks_retrieval_detection import SUITE as TASKS_SUITE
+from conftest import OUTSIDE, SMOKE_SUITE, TASKS_SUITE
 
 from zepad_bench import load_registry
 from zepad_bench.errors import SuiteError

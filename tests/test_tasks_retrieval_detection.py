@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import SMOKE_SUITE
+from conftest import TASKS_SUITE as SUITE
 
 from zepad_bench import Branch, DefendedModel, TaskData
 from zepad_bench.context import RunContext
@@ -187,22 +187,6 @@ def test_detection_task_reports_na_without_a_detector():
 
 
 # ---------------------------------------------------------------------- through the runner and the CLI
-SUITE = (
-    SMOKE_SUITE.replace('name = "smoke"', 'name = "tasks6"')
-    .replace('defenses = ["none", "none2"]', 'defenses = ["none"]')
-    .replace('tasks = ["cls", "cls2"]', 'tasks = ["ret", "det"]')
-    + """
-[tasks.ret]
-plugin = "retrieval"
-data = "stripes2"
-k = 5
-
-[tasks.det]
-plugin = "detection"
-data = "stripes"
-epochs = 2
-"""
-)
 
 
 def test_retrieval_and_detection_through_the_cli(tmp_path: Path):

@@ -6,46 +6,9 @@ from pathlib import Path
 
 import pytest
 import tomllib
+from conftest import sweep_rows as rows
 
 from zepad_bench.reports.tuning_sweep import sweep_figure, sweep_markdown, sweep_points
-
-ATTACK_EPS = 16 / 255
-
-
-def row(defense: str, eps: float | None, task: str, attack: str, seed: int, **metrics) -> dict:
-    zepad = eps is not None
-    return {
-        "defense": defense,
-        "attack": attack,
-        "eps": ATTACK_EPS,
-        "seed": seed,
-        "task": task,
-        "metrics": metrics,
-        "config": {
-            "defense_plugin": "zepad" if zepad else "none",
-            "defense_role": "defense" if zepad else "baseline",
-            "defense_params": {"eps": eps} if zepad else {},
-            "task_plugin": {"cls": "classification", "det": "detection"}[task],
-            "attack_role": "control" if attack == "noise" else "attack",
-        },
-    }
-
-
-def rows() -> list[dict]:
-    out = []
-    for seed in (0, 1, 2):
-        for eps in (0.015, 0.06):
-            conf = {f"conf_clean:{b}": 0.9 for b in ("mpae:victim", "mpae:aux0", "bmp")}
-            conf |= {"conf_adv:mpae:victim": 0.5 + eps + 0.01 * seed, "conf_adv:bmp": 0.8}
-            out.append(
-                row(f"zp{eps}", eps, "cls", "adv", seed, RA=40.0 + 100 * eps, **{"RA:bmp": 80.0}, **conf)
-            )
-            out.append(
-                row(f"zp{eps}", eps, "det", "adv", seed, **{"AUROC:gap": 50.0 + seed, "AUROC:js": "n/a"})
-            )
-        out.append(row("none", None, "cls", "adv", seed, RA=30.0))
-        out.append(row("none", None, "det", "adv", seed, **{"AUROC:gap": "n/a"}))
-    return out
 
 
 def test_points_are_keyed_by_the_stored_tuning_eps_with_their_spread():
