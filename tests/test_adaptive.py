@@ -20,7 +20,12 @@ from zepad_bench.pipeline import (
 )
 from zepad_bench.runner import Runner
 from zepad_bench.suite import load_suite
-from zepad_bench_plugins.attacks.adaptive import AdaptiveEnsemble
+from zepad_bench_plugins.attacks.adaptive import (
+    STANDARD,
+    AdaptiveEnsemble,
+    targeted_dlr_loss,
+    targeted_margin_loss,
+)
 from zepad_bench_plugins.defenses.none import NoDefense
 from zepad_bench_plugins.defenses.zepad import ZePAD
 from zepad_bench_plugins.tasks.detection import Detection, flagged_prediction
@@ -133,8 +138,8 @@ def test_ra_is_ba_at_a_vanishing_budget_and_falls_as_the_budget_grows():
     for eps in (1e-6, 1 / 255, 4 / 255, 16 / 255):
         run = evaluate(attack(eps), target, x, y, 16, torch.Generator().manual_seed(0))
         assert (run.images - x).abs().max() <= eps + 1e-6 and 0 <= run.images.min() and run.images.max() <= 1
-        ra.append(run.metrics["RA_after:square"])
-        after = [run.metrics[f"RA_after:{m}"] for m in ("apgd-ce", "apgd-t", "square")]
+        ra.append(run.metrics["RA_after:apgd-mt"])
+        after = [run.metrics[f"RA_after:{m}"] for m in ("apgd-ce", "apgd-t", "square", "apgd-mt")]
         assert after == sorted(after, reverse=True)  # cumulative: a later member never restores a sample
     assert ra[0] == 100.0  # ε → 0: RA = BA (here 100: the labels are the clean predictions)
     assert ra == sorted(ra, reverse=True) and ra[-1] < ra[1] < 100.0
@@ -151,10 +156,10 @@ def test_a_stronger_configuration_finds_little_more():
     stronger = evaluate(
         attack(eps, apgd_steps=20, apgd_restarts=2, square_queries=100), target, x, y, 32, torch.Generator()
     )
-    ra = standard.metrics["RA_after:square"]
+    ra = standard.metrics["RA_after:apgd-mt"]
     assert 0 < ra < 100
     assert ra - standard.metrics["RA_recheck"] <= 100 * 2 / 64
-    assert ra - stronger.metrics["RA_after:square"] <= 100 * 2 / 64
+    assert ra - stronger.metrics["RA_after:apgd-mt"] <= 100 * 2 / 64
 
 
 def test_each_sample_keeps_its_first_success():
@@ -197,22 +202,49 @@ class Counting:
         return AdaptiveTarget([torch.nn.Flatten()], self.decide, 5)
 
 
-def test_apgd_t_runs_every_target_and_restart_as_one_batch():
-    """APGD-T's 4 targets × 2 restarts are lanes of one batch: 1 + (steps + 1) queries of 8 lanes per
-    robust sample, not 8 runs one after another; each lane climbs its own target (only the lowest-ranked
-    target, class 4, can turn these samples, and it does)."""
+@pytest.mark.parametrize("member", ["apgd-t", "apgd-mt"])
+def test_targeted_members_run_every_target_and_restart_as_one_batch(member):
+    """A targeted member's 4 targets × 2 restarts are lanes of one batch: 1 + (steps + 1) queries of 8
+    lanes per robust sample, not 8 runs one after another; each lane climbs its own target (only the
+    lowest-ranked target, class 4, can turn these samples, and it does)."""
     x, y, steps = torch.full((6, 3, 8, 8), 0.5), torch.zeros(6, dtype=torch.long), 5
     counting = Counting()
-    made = attack(8 / 255, members=["apgd-t"], targets=4, apgd_restarts=2, apgd_steps=steps)
-    x_adv = made.perturb_adaptive(counting.target(), x, y)["apgd-t"]
+    made = attack(8 / 255, members=[member], targets=4, apgd_restarts=2, apgd_steps=steps)
+    x_adv = made.perturb_adaptive(counting.target(), x, y)[member]
     assert counting.target().fooled(counting.decide([x_adv])[1], y).all()
     grad_queries = counting.calls[1 : 1 + 1 + steps]  # after the clean query: the start, then each step
     assert grad_queries[0] == (6 * 4 * 2, False) and len(counting.calls) <= 1 + 1 + steps + 1
     missed = Counting()  # three targets leave class 4 out: nothing turns the decision
-    x_adv = attack(8 / 255, members=["apgd-t"], targets=3, apgd_steps=steps).perturb_adaptive(
+    x_adv = attack(8 / 255, members=[member], targets=3, apgd_steps=steps).perturb_adaptive(
         missed.target(), x, y
     )
-    assert not missed.target().fooled(missed.decide([x_adv["apgd-t"]])[1], y).any()
+    assert not missed.target().fooled(missed.decide([x_adv[member]])[1], y).any()
+
+
+def test_the_multitargeted_margin_has_no_denominator_to_climb():
+    """apgd-mt's loss is z_t − max_forbidden z (Gowal et al. 2019): its gradient reaches the target and
+    the largest forbidden score only, and it is unchanged when the low-ranked outcomes' scores fall
+    (fused log-probabilities can fall without bound); apgd-t's targeted DLR rises towards 0 there
+    without the target gaining anything."""
+    scores = torch.tensor([[0.0, -1.0, -2.0, -3.0, -4.0]], requires_grad=True)
+    forbidden = torch.tensor([[True, False, False, False, False]])
+    target = torch.tensor([1])
+    (grad,) = torch.autograd.grad(targeted_margin_loss(scores, forbidden, target).sum(), scores)
+    assert grad.tolist() == [[-1.0, 1.0, 0.0, 0.0, 0.0]]
+    sunk = scores.detach().clone()
+    sunk[0, 2:] -= 50.0
+    assert targeted_margin_loss(sunk, forbidden, target) == targeted_margin_loss(scores, forbidden, target)
+    assert targeted_dlr_loss(sunk, forbidden, target) > 0.9 * targeted_dlr_loss(scores, forbidden, target)
+    assert targeted_dlr_loss(sunk, forbidden, target) > -0.05
+
+
+def test_the_default_ensemble_is_autoattack_standard_then_the_multitargeted_member():
+    """AutoAttack's standard members first (so ``RA_after:square`` is its RA), then apgd-mt; two starts
+    per APGD run; ``members=STANDARD`` with one start is AutoAttack's standard ensemble."""
+    made = AdaptiveEnsemble(0.1)
+    assert made.members == [*STANDARD, "apgd-mt"] and made.apgd_restarts == 2
+    assert STANDARD == ("apgd-ce", "apgd-t", "square")
+    assert made.convergence_check().members == ["apgd-mt"]
 
 
 def test_square_queries_run_without_autograd_on_the_robust_samples_with_restarts_batched():
@@ -390,7 +422,7 @@ def test_the_attack_is_judged_by_the_decision_the_task_scores(tmp_path, samples)
             continue
         metrics = runner.run_cell(cell)["metrics"]
         metric = {"cls": "RA", "ret": "RA", "det": "RA_detect"}[cell.task]
-        assert metrics[metric] == pytest.approx(metrics["RA_after:square"], abs=1e-4), cell.task  # float32
+        assert metrics[metric] == pytest.approx(metrics["RA_after:apgd-mt"], abs=1e-4), cell.task  # float32
         assert metrics["adaptive_n"] == (samples or 64)  # stripes: 64 test images
         assert ("RA_ci95_low" in metrics) == bool(samples)
         if cell.task != "det":

@@ -22,9 +22,11 @@ from torch import Tensor
 from zepad_bench.adaptive_target import AdaptiveTarget, fools, forbidden_ce
 from zepad_bench.interfaces import Attack
 
-MEMBERS = ("apgd-ce", "apgd-dlr", "apgd-t", "square")
+MEMBERS = ("apgd-ce", "apgd-dlr", "apgd-t", "square", "apgd-mt")
 STANDARD = ("apgd-ce", "apgd-t", "square")
 """AutoAttack's standard L∞ ensemble (Croce & Hein 2020, Sec. 5), FAB-T left out (see the class docstring)."""
+DEFAULT = (*STANDARD, "apgd-mt")
+"""The default: AutoAttack's standard ensemble, then ``apgd-mt`` (why: the class docstring)."""
 
 Loss = Callable[[Tensor, Tensor], Tensor]
 """(scores of the active lanes, their rows among all lanes) → per-lane loss to maximise."""
@@ -49,11 +51,16 @@ def dlr_loss(scores: Tensor, forbidden: Tensor) -> Tensor:
 def targeted_dlr_loss(scores: Tensor, forbidden: Tensor, target: Tensor) -> Tensor:
     """Targeted DLR (Croce & Hein 2020, Sec. 5): −(z_F − z_t) / (z_π1 − (z_π3 + z_π4)/2); below 4
     outcomes the plain margin −(z_F − z_t)."""
-    z_f, _ = _split(scores, forbidden)
     top = scores.sort(dim=1, descending=True).values
-    z_t = scores.gather(1, target.view(-1, 1)).squeeze(1)
     scale = top[:, 0] - (top[:, 2] + top[:, 3]) / 2 + 1e-12 if scores.shape[1] >= 4 else 1.0
-    return -(z_f - z_t) / scale
+    return targeted_margin_loss(scores, forbidden, target) / scale
+
+
+def targeted_margin_loss(scores: Tensor, forbidden: Tensor, target: Tensor) -> Tensor:
+    """The MultiTargeted margin (Gowal et al. 2019, "An Alternative Surrogate Loss for PGD-based
+    Adversarial Testing"): z_t − z_F, the target's score above the largest forbidden one, unnormalised."""
+    z_f, _ = _split(scores, forbidden)
+    return scores.gather(1, target.view(-1, 1)).squeeze(1) - z_f
 
 
 def _distinct(members: list[str]) -> list[str]:
@@ -62,7 +69,8 @@ def _distinct(members: list[str]) -> list[str]:
 
 
 class AdaptiveEnsemble(Attack):
-    """AutoAttack's standard ensemble (Croce & Hein, ICML 2020) against a task's own decision.
+    """AutoAttack's standard ensemble (Croce & Hein, ICML 2020) and a MultiTargeted member (Gowal et
+    al. 2019) against a task's own decision.
 
     Members run in order, each on the samples no earlier member fooled (a sample is robust only if
     every member fails); every iterate is judged by the task's exact decision and a sample keeps its
@@ -75,11 +83,25 @@ class AdaptiveEnsemble(Attack):
       outcomes (the label; detection: label or "flagged");
     - ``apgd-t``: APGD on the targeted DLR loss, once per target: the ``targets`` highest-scoring
       allowed outcomes of the clean image (AutoAttack: 9);
+    - ``apgd-mt``: APGD on the MultiTargeted margin z_t − z_F (Gowal et al. 2019), unnormalised, over
+      the same ``targets``;
     - ``apgd-dlr``: APGD on the untargeted DLR loss (Eq. 6), AutoAttack's earlier second member;
     - ``square``: Square Attack (L∞, ``square_queries`` queries, ``p_init`` 0.8, AutoAttack's schedule
       of the square size), gradient-free on the margin of the scores: it catches masked gradients.
 
-    Standard iterations (``apgd_steps`` 100, ``square_queries`` 5000, one restart each) are the
+    The default ensemble is AutoAttack's standard one (``STANDARD``; its log, ``RA_after:square``, is
+    AutoAttack's standard RA) and then ``apgd-mt``, with two random starts per APGD run. DLR's ratio
+    is invariant to a shift and a scale of a *logit* vector, which is why AutoAttack uses it; a
+    defense that fuses probabilities (ZePAD: log Σ_i W_i softmax(z_i)) scores with log-probabilities
+    that are no shifted logit vector, the low-ranked outcomes' scores move freely, and the targeted
+    DLR climbs mostly its denominator (z_π1 − (z_π3 + z_π4)/2) instead of the target's margin. The
+    unnormalised margin has no denominator to climb. Its measured effect is the board's
+    ``RA_after:square`` → ``RA_after:apgd-mt``. A second random start, because near the decision
+    boundary one start finds a point another misses (the convergence check, which re-runs the last
+    member with twice the steps and starts, would flag it). ``members = ["apgd-ce", "apgd-t",
+    "square"]`` with ``apgd_restarts = 1`` is AutoAttack's standard ensemble exactly.
+
+    Standard iterations (``apgd_steps`` 100, ``square_queries`` 5000, one Square restart) are the
     defaults. FAB-T (AutoAttack's third member) is not implemented: AutoAttack lists "FAB-T or Square"
     as interchangeable for this role and Square needs no gradient. ``samples`` attacks a seeded random
     subset of the test set (reported with a 95 % interval) where the full set does not fit a budget;
@@ -99,15 +121,13 @@ class AdaptiveEnsemble(Attack):
 
     class Options(Attack.Options):
         members: Annotated[list[Literal[MEMBERS]], AfterValidator(_distinct)] = Field(
-            default_factory=lambda: list(STANDARD),
+            default_factory=lambda: list(DEFAULT),
             min_length=1,
             description="ensemble members, run in this order on the samples no earlier member fooled",
         )
         apgd_steps: int = Field(100, ge=1, description="iterations per APGD run (AutoAttack: 100)")
-        apgd_restarts: int = Field(
-            1, ge=1, description="random restarts per APGD run (AutoAttack standard: 1)"
-        )
-        targets: int = Field(9, ge=1, description="target classes of apgd-t (AutoAttack: 9)")
+        apgd_restarts: int = Field(2, ge=1, description="random starts per APGD run (AutoAttack standard: 1)")
+        targets: int = Field(9, ge=1, description="target classes of apgd-t and apgd-mt (AutoAttack: 9)")
         square_queries: int = Field(5000, ge=1, description="queries per Square run (AutoAttack: 5000)")
         square_restarts: int = Field(1, ge=1, description="restarts of Square (AutoAttack standard: 1)")
         p_init: float = Field(
@@ -178,7 +198,7 @@ class AdaptiveEnsemble(Attack):
         self, name: str, target: AdaptiveTarget, x: Tensor, forbidden: Tensor, clean: Tensor
     ) -> tuple[Tensor, Tensor]:
         """One member on samples all still robust: (images, fooled) — each sample's first success, else
-        the best-loss point of its first run. The member's runs (restarts; apgd-t: targets × restarts)
+        the best-loss point of its first run. The member's runs (restarts; targeted: targets × restarts)
         are lanes of one batch rather than runs one after another (:func:`_first_success`)."""
         generator, n = self._generator(name), len(x)
         if name == "square":
@@ -187,7 +207,7 @@ class AdaptiveEnsemble(Attack):
             found, fooled = self._square(target, x.repeat(lanes, 1, 1, 1), every, n, generator)
             return _first_success(found, fooled, n)
         lanes = self.apgd_restarts
-        if name == "apgd-t":  # lane j·restarts + r: target j (the j-th highest-scoring allowed outcome)
+        if name in ("apgd-t", "apgd-mt"):  # lane j·restarts + r: target j (j-th highest allowed outcome)
             order = clean.float().masked_fill(forbidden, -math.inf).argsort(dim=1, descending=True)
             count = min(self.targets, int((~forbidden).sum(1).min()))
             goals = order[:, :count].T.repeat_interleave(lanes, dim=0).reshape(-1)
@@ -199,6 +219,8 @@ class AdaptiveEnsemble(Attack):
                 return forbidden_ce(scores, every[rows])
             if name == "apgd-t":
                 return targeted_dlr_loss(scores, every[rows], goals[rows])
+            if name == "apgd-mt":
+                return targeted_margin_loss(scores, every[rows], goals[rows])
             return dlr_loss(scores, every[rows])
 
         found, fooled = self._apgd(target, x.repeat(lanes, 1, 1, 1), every, loss, n, generator)
