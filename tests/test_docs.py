@@ -223,3 +223,26 @@ def test_every_suite_is_named_as_its_file():
 
     for path in sorted((ROOT / "suites").glob("*.toml")):
         assert tomllib.loads(path.read_text())["suite"]["name"] == path.stem, path.name
+
+
+def test_the_cold_run_reading_names_the_cells_later_runs_recomputed():
+    """A board whose cold run was followed by runs that recomputed some cells (their rows replace the
+    cold run's) says so beside the cold run's time; a board with no such run does not."""
+    from zepad_bench.reports.data import Board
+    from zepad_bench.reports.readings import cold_time
+
+    def run(finished: str, kind: str, cells: int, seconds: float) -> dict:
+        machine = {"cpus": 2, "device": "cpu"}
+        return {
+            "finished": finished,
+            "kind": kind,
+            "cells_computed": cells,
+            "seconds": seconds,
+            "machine": machine,
+        }
+
+    cold = run("2026-01-01T00:10:00", "cold", 450, 1024.0)
+    board = Board("quickstart", runs=[cold, run("2026-01-01T01:00:00", "warm", 0, 11.0)])
+    assert "recomputed" not in cold_time(board) and cold_time(board).startswith("17 min 4 s on 2 CPUs")
+    board.runs.append(run("2026-01-01T02:00:00", "warm", 18, 497.0))
+    assert cold_time(board).endswith("; 18 cells recomputed since by 1 later run (8 min 17 s)")

@@ -14,7 +14,7 @@ from conftest import board, deviation_rows, row, sweep_rows, toy_rows
 
 from zepad_bench.bench_record import write_record
 from zepad_bench.reports import bench_docs, claims, fidelity_docs, readings
-from zepad_bench.reports.data import Board
+from zepad_bench.reports.data import Board, from_json, to_json
 from zepad_bench.reports.frame import results_frame
 from zepad_bench.reports.provenance import provenance
 from zepad_bench.reports.tables import per_seed
@@ -145,6 +145,30 @@ def test_clean_accuracy_comes_from_the_whole_test_set_not_an_adaptive_subset():
     assert "test-set size: digits 539 (adaptive cells: seeded subsets of 32)" in "\n".join(
         provenance(whole, frame)
     )
+
+
+def test_a_metric_is_clean_where_its_task_describes_it_so_in_the_store_and_in_the_published_json():
+    """Which metric counts only the whole-test-set cells is read from the task's stored description
+    (``Metric.clean``), not guessed from its name — the same after a round trip through the board's
+    JSON, which keeps the descriptions once per task."""
+    info = [
+        {"name": "BA", "clean": True},
+        {"name": "gallery_recall", "clean": True},
+        {"name": "BA_shift", "clean": False},
+    ]
+    rows = []
+    for r in toy_rows():
+        if r["task"] != "cls" or r["defense"] != "zepad":
+            continue
+        subset = r["scenario"] == "adaptive"
+        metrics = {"gallery_recall": 10.0 if subset else 90.0, "BA_shift": 10.0 if subset else 90.0}
+        config = {**r["config"], "test_size": 32 if subset else 539, "metric_info": info}
+        rows.append({**r, "metrics": {**r["metrics"], **metrics}, "config": config})
+    stored = board(rows)
+    published = from_json(json.loads(to_json(stored)))
+    for made in (stored, published):
+        assert claims.stat(made.ok, "gallery_recall").mean == 90.0  # clean: the subset cells left out
+        assert claims.stat(made.ok, "BA_shift").mean < 90.0  # named like BA, described as not clean
 
 
 def test_retrieval_adaptive_against_transfer_is_read_per_defense_seed_and_budget():

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from zepad_bench.interfaces import TRANSFER_SCENARIOS
-from zepad_bench.reports.data import Board
+from zepad_bench.reports.data import Board, describe, described
 from zepad_bench.reports.frame import eps_text
 from zepad_bench.statistics import Stat
 
@@ -26,11 +26,11 @@ def number(value: Any) -> float | None:
 def stat(rows: Iterable[Row], metric: str, **where: Any) -> Stat:
     """``metric`` over seeds among the rows matching ``where`` (coordinates, or ``role``/``plugin`` of
     the attack, ``defense_role``); a seed with several matching rows counts with their mean. A clean
-    metric (``BA``…, ``…_clean…``) counts only a seed's rows on the most test images: an adaptive
-    cell that attacks a subset reports the subset's clean accuracy."""
+    metric (its task describes it as ``clean``) counts only a seed's rows on the most test images: an
+    adaptive cell that attacks a subset reports the subset's clean accuracy."""
     per_seed: dict[int, list[float]] = defaultdict(list)
     rows = [row for row in rows if matches(row, where)]
-    if metric.startswith("BA") or "_clean" in metric:
+    if any((describe(metric, described(row.get("config", {}))) or {}).get("clean") for row in rows):
         most: dict[int, int] = defaultdict(int)
         for row in rows:
             most[row["seed"]] = max(most[row["seed"]], _size(row))
@@ -135,6 +135,21 @@ def cold_run(board: Board) -> dict[str, Any] | None:
         if kind == "cold" and not run.get("partial"):
             return run
     return None
+
+
+def recomputed_since(board: Board, run: Mapping[str, Any]) -> str:
+    """``"; 18 cells recomputed since by 1 later run (8 min 17 s)"`` when runs after ``run`` (a cold
+    one) computed cells of the board (their rows replace the cold run's), else ``""``."""
+    later = [
+        r
+        for r in board.runs
+        if r.get("finished", "") > run.get("finished", "") and r.get("cells_computed", r.get("computed", 0))
+    ]
+    if not later:
+        return ""
+    cells = sum(r.get("cells_computed", r.get("computed", 0)) for r in later)
+    times = ", ".join(duration(r["seconds"]) for r in later)
+    return f"; {cells} cells recomputed since by {len(later)} later run{'s' * (len(later) > 1)} ({times})"
 
 
 def run_label(run: Mapping[str, Any]) -> str:

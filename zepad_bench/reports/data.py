@@ -10,6 +10,7 @@ the metric descriptions every row of a task carries are kept once, under ``tasks
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,11 +81,11 @@ def tasks_of(rows: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
     for row in sorted(rows, key=lambda r: r["created"]):
         config = row.get("config", {})
         if row["status"] == "ok":
-            tasks[row["task"]] = {"plugin": config.get("task_plugin", ""), "metrics": _described(config)}
+            tasks[row["task"]] = {"plugin": config.get("task_plugin", ""), "metrics": described(config)}
     return tasks
 
 
-def _described(config: dict[str, Any]) -> list[dict[str, Any]]:
+def described(config: dict[str, Any]) -> list[dict[str, Any]]:
     """Stored descriptions; rows stored before tasks described their metrics name them only."""
     if "metric_info" in config:
         return config["metric_info"]
@@ -95,6 +96,21 @@ def _described(config: dict[str, Any]) -> list[dict[str, Any]]:
         (core.get(n) or Metric(n, undescribed, clean=n == "BA" or n.endswith("_clean"))).as_dict()
         for n in names
     ]
+
+
+def _pattern(name: str) -> re.Pattern[str]:
+    parts = re.split(r"<[^<>]+>", name)
+    return re.compile(".+".join(re.escape(p) for p in parts) + r"\Z")
+
+
+def describe(metric: str, described: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The description of ``metric``: its own, else the first family (``RA:<branch>``) it belongs to."""
+    for info in described:
+        if info["name"] == metric:
+            return info
+    return next(
+        (info for info in described if "<" in info["name"] and _pattern(info["name"]).match(metric)), None
+    )
 
 
 def to_json(board: Board) -> bytes:
@@ -119,21 +135,29 @@ def to_json(board: Board) -> bytes:
     return json.dumps(payload, indent=1, sort_keys=True, default=str).encode()
 
 
+def _with_descriptions(row: dict[str, Any], tasks: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """A published row with its task's metric descriptions back in its config, as the store gives it
+    (:func:`to_json` keeps them once per task)."""
+    if row.get("task") not in tasks:
+        return row
+    return {**row, "config": {**row.get("config", {}), "metric_info": tasks[row["task"]]["metrics"]}}
+
+
 def from_json(payload: dict[str, Any]) -> Board:
     """The board of a published JSON (version 2, or a version-1 file from before this format had a
     version: every row finished, code versions unknown, metrics named but not described)."""
     if payload.get("format") == FORMAT:
         if payload.get("version") != VERSION:
             raise ValueError(f"format version {payload.get('version')!r}; this zepad-bench reads {VERSION}")
-        suite = payload["suite"]
+        suite, tasks = payload["suite"], payload.get("tasks", {})
         return Board(
             suite["name"],
             suite.get("source", ""),
             suite.get("description", ""),
             suite.get("headline_eps"),
-            payload["results"],
+            [_with_descriptions(row, tasks) for row in payload["results"]],
             payload.get("pending", []),
-            payload.get("tasks", {}),
+            tasks,
             payload.get("runs", []),
             payload.get("reference", []),
             suite.get("reports", []),

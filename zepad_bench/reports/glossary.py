@@ -3,11 +3,11 @@ descriptions (stored with the results), everything else the host's terms."""
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pandas as pd
 
+from zepad_bench.reports.data import describe
 from zepad_bench.reports.flags import KINDS
 from zepad_bench.reports.frame import ID_COLUMNS, ROLE_COLUMNS, SCENARIO_SHORT, attack_columns, eps_text
 from zepad_bench.reports.tables import WORST
@@ -31,21 +31,6 @@ MARKS = (
     "(k failed) / (k pending) after a number: k seeds are missing from it",
     "†: a stored row whose inputs changed since it was computed (under *Outdated rows*); re-run the suite",
 )
-
-
-def _pattern(name: str) -> re.Pattern[str]:
-    parts = re.split(r"<[^<>]+>", name)
-    return re.compile(".+".join(re.escape(p) for p in parts) + r"\Z")
-
-
-def describe(metric: str, described: list[dict[str, Any]]) -> dict[str, Any] | None:
-    """The description of ``metric``: its own, else the first family (``RA:<branch>``) it belongs to."""
-    for info in described:
-        if info["name"] == metric:
-            return info
-    return next(
-        (info for info in described if "<" in info["name"] and _pattern(info["name"]).match(metric)), None
-    )
 
 
 def metric_lines(part: pd.DataFrame, described: list[dict[str, Any]]) -> list[str]:

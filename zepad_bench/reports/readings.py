@@ -13,6 +13,7 @@ from zepad_bench.reports.claims import (
     first_task,
     ids,
     listing,
+    recomputed_since,
     run_label,
     run_text,
     span,
@@ -310,7 +311,7 @@ def seed_spread(board: Board | None) -> str:
 def cold_time(board: Board | None) -> str:
     """The published board's cold run (inline): wall time and machine."""
     run = cold_run(board) if board else None
-    return run_text(run) if run else "time not recorded on the published board"
+    return run_text(run) + recomputed_since(board, run) if run else "time not recorded on the published board"
 
 
 def suite_lines(boards: dict[str, Board | None]) -> str:
@@ -329,7 +330,7 @@ def suite_lines(boards: dict[str, Board | None]) -> str:
         line = (
             f"- `{name}`" + (f" ({board.description})" if board.description else "") + f": {len(board.rows)} "
             f"cells, seeds {', '.join(map(str, seeds))}"
-            + (f"; {run_label(run)} {run_text(run)}" if run else "")
+            + (f"; {run_label(run)} {run_text(run)}{recomputed_since(board, run)}" if run else "")
             + f"; `leaderboard/{name}.md`."
         )
         line += adaptive_summary(board) + adaptive_tasks_summary(board)
