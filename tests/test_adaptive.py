@@ -373,6 +373,8 @@ def test_defense_aware_and_adaptive_cells_run_on_the_defended_model(tmp_path):
         assert strong["metrics"]["grad_zero_frac"] == 0 and strong["metrics"]["grad_nan_frac"] == 0
         assert strong["metrics"]["RA"] < strong["metrics"]["BA"]  # 16/255 per sample breaks the toy model
         assert "RA_recheck" in strong["metrics"] and strong["metrics"]["recheck_n"] == 4
+        ran = [m.split(":", 1)[1] for m in strong["metrics"] if m.startswith("RA_after:")]
+        assert strong["config"]["adaptive_members"] == ran and len(ran) > 1  # the order they ran in
     # detection is attacked on its own terms, and only where there is a detector (none: n/a)
     assert rows[("adaptive", 2 / 255, "none", "det")]["metrics"]["RA"] == "n/a"
     assert isinstance(rows[("adaptive", 2 / 255, "none2", "det")]["metrics"]["RA_detect"], float)

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from conftest import CLS, DET, E, board, row, toy_rows
 
+from zepad_bench.cell_row import adaptive_members
 from zepad_bench.interfaces import CORE_METRICS, Metric, Task
 from zepad_bench.reports.data import from_json, read_board, to_json
 from zepad_bench.reports.files import publish
@@ -264,6 +265,22 @@ def test_the_adaptive_log_shows_each_member_the_recheck_and_the_interval():
     ]  # fmt: skip
     assert "| zepad     | 95.50 ± 0.50 | 26.00 ± 1.00    | 18.00 ± 1.00   | 16.00 ± 1.00   |" in log
     assert "10.00–23.00" in log and "`not-converged` zepad × adaptive" in text
+
+
+def test_the_adaptive_log_lists_members_in_the_order_they_ran_after_a_json_round_trip():
+    """Members that leave RA unchanged tie, and published JSON sorts metric names: the log's columns
+    follow the order the cell row stores (``adaptive_members``), not the alphabet."""
+    rows = [r for r in toy_rows() if r["scenario"] == "adaptive"]
+    for r in rows:
+        ra = r["metrics"]["RA"]
+        after = {"apgd-ce": ra + 5, "apgd-t": ra, "square": ra, "apgd-mt": ra}
+        r["metrics"].update({f"RA_after:{m}": v for m, v in after.items()})
+        r["config"] = {**r["config"], **adaptive_members(r["metrics"])}
+    published = from_json(json.loads(to_json(board(rows))))
+    log = render(published).split("### cls: adaptive attack log at ε 4/255", 1)[1]
+    header = next(line for line in log.splitlines() if line.startswith("| defense"))
+    shown = [c.strip() for c in header.split("|") if c.strip().startswith("after ")]
+    assert shown == ["after apgd-ce", "after apgd-t", "after square", "after apgd-mt"]
 
 
 def test_the_board_renders_from_json_without_torch_or_plugins(tmp_path):

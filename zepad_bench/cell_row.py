@@ -72,11 +72,20 @@ def cell_row(
             "attack_key": stage_keys["attack"],
             "defense_key": stage_keys["defense"],
             "branches": [{"name": b.name, "role": b.role} for b in model.branches],
+            **adaptive_members(metrics),
         },
         "versions": versions(suite, graph.registry, cell),
         "timings": timings,
         "records": record_histograms(records),
     }
+
+
+def adaptive_members(metrics: dict[str, Any]) -> dict[str, list[str]]:
+    """``{"adaptive_members": [...]}``: the adaptive attack's members in the order they ran (the order
+    of its ``RA_after:<member>`` metrics, which published JSON, sorting keys, does not keep); ``{}``
+    for a cell without them."""
+    members = [name.split(":", 1)[1] for name in metrics if name.startswith("RA_after:")]
+    return {"adaptive_members": members} if members else {}
 
 
 def failed_row(graph: StageGraph, cell: Cell, exc: CellFailed, device: str) -> dict[str, Any]:

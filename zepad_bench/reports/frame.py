@@ -11,7 +11,7 @@ import pandas as pd
 from zepad_bench.interfaces import SCENARIOS
 
 ID_COLUMNS = ["victim", "scenario", "attack", "eps", "defense", "tuning", "task", "task_data", "seed"]
-ROLE_COLUMNS = ["attack_plugin", "attack_role", "defense_role", "status", "outdated", "test_size"]
+ROLE_COLUMNS = ["attack_plugin", "attack_role", "defense_role", "status", "outdated", "test_size", "members"]
 BLOCK_COLUMNS = ("victim", "tuning", "task_data")
 """A block of table rows per value, where they vary within a task."""
 BLOCK_HEADERS = {"victim": "victim", "tuning": "D_f", "task_data": "D_d"}
@@ -20,8 +20,9 @@ SCENARIO_SHORT = {"semi-black-box": "SBB", "white-box": "WB", "defense-aware": "
 
 def results_frame(rows: Iterable[dict[str, Any]], pending: Iterable[dict[str, Any]] = ()) -> pd.DataFrame:
     """One row per cell and seed: its coordinates, roles, ``status`` (``ok``, ``failed``, ``pending``),
-    ``outdated`` (bool), ``test_size`` (the test images it evaluated, where stored) and every metric
-    (numbers and labels)."""
+    ``outdated`` (bool), ``test_size`` (the test images it evaluated, where stored), ``members`` (an
+    adaptive cell's ensemble members in the order they ran, space-separated, where stored) and every
+    metric (numbers and labels)."""
     records = []
     for row, status in [*((r, r.get("status", "ok")) for r in rows), *((c, "pending") for c in pending)]:
         config = row.get("config", row)
@@ -34,6 +35,8 @@ def results_frame(rows: Iterable[dict[str, Any]], pending: Iterable[dict[str, An
             outdated=bool(row.get("outdated")),
             test_size=config.get("test_size"),
         )
+        if config.get("adaptive_members"):
+            record["members"] = " ".join(config["adaptive_members"])
         record.update(row.get("metrics", {}))
         records.append(record)
     frame = pd.DataFrame.from_records(records)

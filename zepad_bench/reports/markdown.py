@@ -69,6 +69,15 @@ def table_markdown(table: Table) -> str:
     return frame.to_markdown(index=False, disable_numparse=True)
 
 
+def member_order(at: pd.DataFrame, members: list[str]) -> list[str]:
+    """``RA_after:<member>`` columns in the order the members ran, as the rows store it; for rows
+    stored before they did, by falling mean RA (cumulative: RA falls member by member)."""
+    ran = at["members"].dropna().str.split().explode() if "members" in at else pd.Series(dtype=str)
+    stored = [MEMBER + m for m in dict.fromkeys(ran) if MEMBER + m in members]
+    rest = sorted(set(members) - set(stored), key=lambda m: (-numeric(at[m]).mean(), m))
+    return stored + rest
+
+
 def adaptive_logs(part: pd.DataFrame, task: str) -> list[str]:
     """Per ε, the adaptive attack's log: RA after each ensemble member (cumulative), the convergence
     re-check, the attacked-sample count and the 95 % interval, where the rows have them."""
@@ -79,9 +88,7 @@ def adaptive_logs(part: pd.DataFrame, task: str) -> list[str]:
     lines = []
     for eps in sorted(adaptive["eps"].unique()):
         at = adaptive[adaptive["eps"] == eps]
-        order = sorted(
-            members, key=lambda m: (-numeric(at[m]).mean(), m)
-        )  # cumulative: RA falls member by member
+        order = member_order(at, members)
         columns = {"BA": "clean", **{m: f"after {m[len(MEMBER) :]}" for m in order}, "RA": "RA"}
         columns.update({m: label for m, label in (("RA_recheck", "re-check"),) if m in at})
         counts = {m: label for m, label in (("recheck_n", "re-check n"), ("adaptive_n", "n")) if m in at}
