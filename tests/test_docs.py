@@ -245,4 +245,6 @@ def test_the_cold_run_reading_names_the_cells_later_runs_recomputed():
     board = Board("quickstart", runs=[cold, run("2026-01-01T01:00:00", "warm", 0, 11.0)])
     assert "recomputed" not in cold_time(board) and cold_time(board).startswith("17 min 4 s on 2 CPUs")
     board.runs.append(run("2026-01-01T02:00:00", "warm", 18, 497.0))
-    assert cold_time(board).endswith("; 18 cells recomputed since by 1 later run (8 min 17 s)")
+    assert cold_time(board).endswith("; cells recomputed since by later runs: 18 in 8 min 17 s")
+    board.runs.append(run("2026-01-01T03:00:00", "forced", 18, 10.0))
+    assert cold_time(board).endswith("later runs: 18 in 8 min 17 s; 18 in 10.0 s")

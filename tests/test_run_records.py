@@ -74,6 +74,15 @@ def test_runs_are_recorded_as_fields_and_rendered_from_them(smoke_suite, tmp_pat
     ]  # the latest whole-grid run of each
     text = (tmp_path / "lb" / "smoke.md").read_text()
     assert "(local, cold): " in text and "cells 4 computed, 0 already stored, 0 failed" in text
+    run(smoke_suite, tmp_path, "--tasks", "cls", "--force", "task")  # part of the grid, cells recomputed
+    board = json.loads((tmp_path / "lb" / "smoke.json").read_text())
+    assert [(r["kind"], r["partial"]) for r in board["runs"]] == [
+        ("cold", False),
+        ("warm", False),
+        ("forced", False),
+        ("forced", True),
+    ]  # and every later run that recomputed cells, so each stored row's run is listed
+    assert "(local, forced, part of the grid)" in (tmp_path / "lb" / "smoke.md").read_text()
 
 
 def test_a_cell_carries_the_logged_cost_of_stages_an_earlier_run_made(smoke_suite, tmp_path):

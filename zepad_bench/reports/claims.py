@@ -138,18 +138,18 @@ def cold_run(board: Board) -> dict[str, Any] | None:
 
 
 def recomputed_since(board: Board, run: Mapping[str, Any]) -> str:
-    """``"; 18 cells recomputed since by 1 later run (8 min 17 s)"`` when runs after ``run`` (a cold
+    """``"; cells recomputed since by later runs: 18 in 8 min 17 s"`` when runs after ``run`` (a cold
     one) computed cells of the board (their rows replace the cold run's), else ``""``."""
-    later = [
-        r
-        for r in board.runs
-        if r.get("finished", "") > run.get("finished", "") and r.get("cells_computed", r.get("computed", 0))
-    ]
+    later = [r for r in board.runs if r.get("finished", "") > run.get("finished", "") and _computed(r)]
     if not later:
         return ""
-    cells = sum(r.get("cells_computed", r.get("computed", 0)) for r in later)
-    times = ", ".join(duration(r["seconds"]) for r in later)
-    return f"; {cells} cells recomputed since by {len(later)} later run{'s' * (len(later) > 1)} ({times})"
+    each = "; ".join(f"{_computed(r)} in {duration(r['seconds'])}" for r in later)
+    return f"; cells recomputed since by later runs: {each}"
+
+
+def _computed(run: Mapping[str, Any]) -> int:
+    """Cells a run record says it computed (structured or older records)."""
+    return int(run.get("cells_computed", run.get("computed", 0)) or 0)
 
 
 def run_label(run: Mapping[str, Any]) -> str:

@@ -32,13 +32,18 @@ def outdated(row: dict[str, Any], stage: Stage) -> str | None:
 
 
 def shown_runs(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The run records a board lists: the latest whole-grid run of each kind (cold, warm, forced);
-    records from before run records were structured: the latest one, as recorded."""
+    """The run records a board lists, oldest first: the latest whole-grid run of each kind (cold, warm,
+    forced) and every run since the latest cold one that computed cells (part of the grid included:
+    their rows replace the cold run's); records from before run records were structured: the latest
+    one, as recorded."""
     structured = [r for r in records if "kind" in r]
     if not structured:
         return records[-1:]
     latest = {r["kind"]: r for r in structured if not r.get("partial")}
-    return [latest[k] for k in RUN_KINDS if k in latest]
+    cold = latest["cold"]["finished"] if "cold" in latest else ""
+    since = [r for r in structured if r["finished"] > cold and r.get("cells_computed")]
+    shown = {id(r): r for r in [*(latest[k] for k in RUN_KINDS if k in latest), *since]}
+    return sorted(shown.values(), key=lambda r: r["finished"])
 
 
 def display_path(path: Path) -> str:
