@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 
+import pytest
 from click.testing import CliRunner
 from conftest import SMOKE_SUITE
 
@@ -83,6 +86,44 @@ def test_runs_are_recorded_as_fields_and_rendered_from_them(smoke_suite, tmp_pat
         ("forced", True),
     ]  # and every later run that recomputed cells, so each stored row's run is listed
     assert "(local, forced, part of the grid)" in (tmp_path / "lb" / "smoke.md").read_text()
+
+
+def test_an_interrupted_run_is_recorded_with_the_cells_it_finished(smoke_suite, tmp_path, monkeypatch):
+    """Ctrl-C (or SIGTERM, which the CLI turns into it) after the first cell: that cell's row and a run
+    record (part of the grid, one cell computed) are stored, and the interruption goes on up."""
+    from zepad_bench.runner import Runner
+
+    finished = Runner.run_cell
+    calls = []
+
+    def stopping(self, cell):
+        calls.append(cell)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return finished(self, cell)
+
+    monkeypatch.setattr(Runner, "run_cell", stopping)
+    suite = load_suite(smoke_suite, load_registry(["zb_outside_plugin"]))
+    with pytest.raises(KeyboardInterrupt):
+        run_local(suite, str(tmp_path / "wd"), "cpu", False, quiet=True)
+    store = ResultStore(tmp_path / "wd")
+    record = store.runs("smoke")[-1]
+    assert (record["kind"], record["partial"], record["cells_computed"]) == ("cold", True, 1)
+    assert len(store.rows("smoke")) == 1
+
+
+def test_sigterm_stops_the_cli_as_ctrl_c_does():
+    """A command killed with SIGTERM (``kill``, a scheduler's time limit) ends as Ctrl-C does: one line,
+    exit 130, and the finally blocks (the run record) run."""
+    code = (
+        "import os, signal\n"
+        "from zepad_bench import cli\n"
+        "cli.cli.main = lambda **_: os.kill(os.getpid(), signal.SIGTERM)\n"
+        "cli.main()\n"
+    )
+    stopped = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert stopped.returncode == 130, stopped.stderr
+    assert stopped.stderr.startswith("interrupted: finished cells and stages are saved")
 
 
 def test_a_cell_carries_the_logged_cost_of_stages_an_earlier_run_made(smoke_suite, tmp_path):

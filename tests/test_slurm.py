@@ -147,7 +147,8 @@ def test_a_slurm_run_equals_the_local_run_costs_included(cluster, suite):
     assert remote.returncode == 0, remote.stderr
     boards = {name: suite.parent / f"{name}-board" for name in ("local", "slurm")}
     assert (boards["local"] / "smoke.csv").read_bytes() == (boards["slurm"] / "smoke.csv").read_bytes()
-    stamped = re.compile(r"^- (results created|rendered|machine:) ")  # when, and the job's CPU count
+    # when, the job's CPU count, and the run's own record (executor, wall time)
+    stamped = re.compile(r"^- (results created|rendered|machine:|run finished) ")
     local_md, slurm_md = ((boards[n] / "smoke.md").read_text().splitlines() for n in ("local", "slurm"))
     assert [line for line in local_md if not stamped.match(line)] == [
         line for line in slurm_md if not stamped.match(line)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 import time
 from pathlib import Path
@@ -519,9 +520,15 @@ def check_plugin_command(plugin, params, suite_path):
 cli.add_command(pretrain_command)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main() -> None:
     """Entry point: user errors print one line (no traceback) and exit 2; a valid suite that lacks data
-    here prints one line per missing item and exits 3."""
+    here prints one line per missing item and exits 3. SIGTERM (``kill``, a scheduler's time limit)
+    stops a run as Ctrl-C does: finished cells and stages are kept and the run is recorded."""
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         cli.main(standalone_mode=False)
     except click.ClickException as exc:

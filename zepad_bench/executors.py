@@ -28,7 +28,8 @@ def run_local(
 ) -> tuple[list[dict[str, Any]], list[str]]:
     """Run the suite's pending cells in this process with a progress bar over the run's stages;
     returns their rows and one line per failed cell (stored as failed; the others go on). The run is
-    recorded with its wall time since ``started`` (a ``time.perf_counter()`` value; default: now)."""
+    recorded with its wall time since ``started`` (a ``time.perf_counter()`` value; default: now), also
+    when it is interrupted (then as part of the grid, with the cells it finished)."""
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -61,31 +62,35 @@ def run_local(
     if pending:
         console.print(plan.summary(), markup=False, highlight=False)
     rows, failed, nan = [], [], float("nan")
-    with progress:
-        eta.task_id = bar = progress.add_task(plan.line(), total=len(plan.stages), completed=plan.completed())
+    try:
+        with progress:
+            total, completed = len(plan.stages), plan.completed()
+            eta.task_id = bar = progress.add_task(plan.line(), total=total, completed=completed)
 
-        def show(*event: str) -> None:
-            plan.event(*event)
-            progress.update(bar, description=plan.line(), completed=plan.completed())
+            def show(*event: str) -> None:
+                plan.event(*event)
+                progress.update(bar, description=plan.line(), completed=plan.completed())
 
-        runner.stages.on_stage = show
-        for cell in pending:
-            try:
-                rows.append(runner.run_cell(cell))
-            except CellFailed as exc:
-                runner.store_failed(cell, exc)
-                failed.append(f"{cell.label()}: {exc}")
-                plan.finish(runner.cell_key(cell))
-                progress.console.print(f"cell failed: {failed[-1]}", markup=False, highlight=False)
-                if quiet:
-                    click.echo(f"cell failed: {failed[-1]}", err=True)
-            else:
-                m = rows[-1]["metrics"]
-                ba, ra = (_shown(m.get(name, nan)) for name in ("BA", "RA"))
-                console.log(f"cell      {cell.label()}  BA {ba}  RA {ra}")
-    stages = stage_summary((kind, key, seconds) for (kind, key), seconds in runner.done.items())
-    counts = {"cells": len(cells), "pending": len(pending), "computed": len(rows), "failed": len(failed)}
-    record_run(runner, "local", start, counts, partial, stages, machine_info(runner.device))
+            runner.stages.on_stage = show
+            for cell in pending:
+                try:
+                    rows.append(runner.run_cell(cell))
+                except CellFailed as exc:
+                    runner.store_failed(cell, exc)
+                    failed.append(f"{cell.label()}: {exc}")
+                    plan.finish(runner.cell_key(cell))
+                    progress.console.print(f"cell failed: {failed[-1]}", markup=False, highlight=False)
+                    if quiet:
+                        click.echo(f"cell failed: {failed[-1]}", err=True)
+                else:
+                    m = rows[-1]["metrics"]
+                    ba, ra = (_shown(m.get(name, nan)) for name in ("BA", "RA"))
+                    console.log(f"cell      {cell.label()}  BA {ba}  RA {ra}")
+    finally:  # an interrupted run is recorded too, as part of the grid, with the cells it finished
+        stages = stage_summary((kind, key, seconds) for (kind, key), seconds in runner.done.items())
+        counts = {"cells": len(cells), "pending": len(pending), "computed": len(rows), "failed": len(failed)}
+        whole = len(rows) + len(failed) == len(pending)
+        record_run(runner, "local", start, counts, partial or not whole, stages, machine_info(runner.device))
     console.print(summary_line(stages), soft_wrap=True)
     return rows, failed
 
