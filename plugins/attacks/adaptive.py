@@ -23,6 +23,7 @@ from zepad_bench.adaptive_target import AdaptiveTarget, fools, forbidden_ce
 from zepad_bench.interfaces import Attack
 
 MEMBERS = ("apgd-ce", "apgd-dlr", "apgd-t", "square", "apgd-mt")
+"""Every member; a member's random stream is seeded by its index here, so new members go last."""
 STANDARD = ("apgd-ce", "apgd-t", "square")
 """AutoAttack's standard L∞ ensemble (Croce & Hein 2020, Sec. 5), FAB-T left out (see the class docstring)."""
 DEFAULT = (*STANDARD, "apgd-mt")
@@ -61,6 +62,10 @@ def targeted_margin_loss(scores: Tensor, forbidden: Tensor, target: Tensor) -> T
     Adversarial Testing"): z_t − z_F, the target's score above the largest forbidden one, unnormalised."""
     z_f, _ = _split(scores, forbidden)
     return scores.gather(1, target.view(-1, 1)).squeeze(1) - z_f
+
+
+TARGETED_LOSSES = {"apgd-t": targeted_dlr_loss, "apgd-mt": targeted_margin_loss}
+"""The members that run once per target class, and the loss each climbs."""
 
 
 def _distinct(members: list[str]) -> list[str]:
@@ -207,7 +212,8 @@ class AdaptiveEnsemble(Attack):
             found, fooled = self._square(target, x.repeat(lanes, 1, 1, 1), every, n, generator)
             return _first_success(found, fooled, n)
         lanes = self.apgd_restarts
-        if name in ("apgd-t", "apgd-mt"):  # lane j·restarts + r: target j (j-th highest allowed outcome)
+        targeted = TARGETED_LOSSES.get(name)
+        if targeted:  # lane j·restarts + r: target j (the j-th highest-scoring allowed outcome)
             order = clean.float().masked_fill(forbidden, -math.inf).argsort(dim=1, descending=True)
             count = min(self.targets, int((~forbidden).sum(1).min()))
             goals = order[:, :count].T.repeat_interleave(lanes, dim=0).reshape(-1)
@@ -215,13 +221,9 @@ class AdaptiveEnsemble(Attack):
         every = forbidden.repeat(lanes, 1)
 
         def loss(scores: Tensor, rows: Tensor) -> Tensor:
-            if name == "apgd-ce":
-                return forbidden_ce(scores, every[rows])
-            if name == "apgd-t":
-                return targeted_dlr_loss(scores, every[rows], goals[rows])
-            if name == "apgd-mt":
-                return targeted_margin_loss(scores, every[rows], goals[rows])
-            return dlr_loss(scores, every[rows])
+            if targeted:
+                return targeted(scores, every[rows], goals[rows])
+            return (forbidden_ce if name == "apgd-ce" else dlr_loss)(scores, every[rows])
 
         found, fooled = self._apgd(target, x.repeat(lanes, 1, 1, 1), every, loss, n, generator)
         return _first_success(found, fooled, n)
